@@ -1,0 +1,195 @@
+"""From a data folder (or .zip) to batched, prefetched ``tf.data`` datasets over cached images."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data_pipeline import cache as image_cache
+from data_pipeline.archive import extract_once
+from data_pipeline.discover import (
+    DEFAULT_SEED,
+    DEFAULT_VAL_FRACTION,
+    Discovery,
+    discover,
+    take_subset,
+)
+from data_pipeline.errors import DataError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Everything that decides which images a run sees, and how they are cached."""
+
+    data_dir: Path
+    image_size: int = 227
+    seed: int = DEFAULT_SEED
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    subset: int | None = None
+    cache_root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_size < 1:
+            raise DataError(f"--image-size must be positive, but got {self.image_size}.")
+        if self.subset is not None and self.subset < 1:
+            raise DataError(f"--subset must be a positive number of images, but got {self.subset}.")
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A validated, cached data set: what the search trains on and the report describes."""
+
+    config: DataConfig
+    discovery: Discovery
+    cached: image_cache.CachedImages
+    cache_dir: Path
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.discovery.classes
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Usable images per split and class (rejects excluded)."""
+        out: dict[str, dict[str, int]] = {"train": {}, "validation": {}}
+        for f in self.cached.files:
+            out[f.split][f.label] = out[f.split].get(f.label, 0) + 1
+        return out
+
+    def skipped_summary(self) -> str:
+        total = len(self.discovery.files)
+        rejects = self.cached.rejects
+        if not rejects:
+            return f"skipped 0 of {total:,} files"
+        shown = ", ".join(f"{r.path} ({r.reason})" for r in rejects[:3])
+        more = f", and {len(rejects) - 3} more" if len(rejects) > 3 else ""
+        return f"skipped {len(rejects):,} of {total:,} files: {shown}{more}"
+
+    def write_reject_manifest(self, path: Path) -> None:
+        path.write_text(
+            json.dumps(
+                {
+                    "skipped": [{"path": r.path, "reason": r.reason} for r in self.cached.rejects],
+                    "unlabelled": list(self.discovery.unlabelled),
+                },
+                indent=2,
+            )
+        )
+
+    def datasets(self, batch_size: int, *, augment: bool = False, seed: int | None = None):
+        """``(train, validation)`` datasets of ``(float32 images in [0, 1], int32 labels)``."""
+        train_rows, train_labels = self.cached.split("train")
+        val_rows, val_labels = self.cached.split("validation")
+        seed = self.config.seed if seed is None else seed
+        return (
+            make_dataset(
+                self.cached.images,
+                train_rows,
+                train_labels,
+                batch_size,
+                shuffle=True,
+                augment=augment,
+                seed=seed,
+            ),
+            make_dataset(
+                self.cached.images,
+                val_rows,
+                val_labels,
+                batch_size,
+                shuffle=False,
+                augment=False,
+                seed=seed,
+            ),
+        )
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """A split as in-memory uint8 images and int labels (evaluation, reports)."""
+        rows, labels = self.cached.split(split)
+        return np.asarray(self.cached.images[rows]), labels
+
+
+def resolve_root(data_dir: Path, cache_root: Path) -> Path:
+    """A folder as is; a .zip archive extracted once into the cache."""
+    data_dir = Path(data_dir)
+    if data_dir.is_file() and data_dir.suffix.lower() == ".zip":
+        return extract_once(data_dir, cache_root)
+    return data_dir
+
+
+def prepare(config: DataConfig, *, progress=None) -> PreparedData:
+    """Discover, subset, validate and cache: every image decoded at most once per size."""
+    cache_root = config.cache_root or image_cache.default_cache_root()
+    root = resolve_root(config.data_dir, cache_root)
+    found = discover(root, seed=config.seed, val_fraction=config.val_fraction)
+    if config.subset is not None:
+        found = take_subset(found, config.subset, seed=config.seed)
+    cache_dir = image_cache.cache_dir_for(found, cache_root)
+    kwargs = {"progress": progress} if progress else {}
+    cached = image_cache.build(found, config.image_size, cache_dir, **kwargs)
+    for split in ("train", "validation"):
+        if not any(f.split == split for f in cached.files):
+            raise DataError(
+                f"no decodable {split} images in {str(config.data_dir)!r} "
+                f"({len(cached.rejects)} files rejected)."
+            )
+    return PreparedData(config=config, discovery=found, cached=cached, cache_dir=cache_dir)
+
+
+def make_dataset(
+    images: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    augment: bool,
+    seed: int,
+):
+    """Batches gathered from the uint8 cache, normalised to [0, 1] on the fly and prefetched.
+
+    Whole batches are gathered with one indexing call on the memory-mapped array, so the cost
+    per image is a memory copy, not a decode.
+    """
+    import tensorflow as tf
+
+    size = images.shape[1]
+
+    def gather(batch_rows: np.ndarray) -> np.ndarray:
+        return images[np.asarray(batch_rows)]
+
+    def load(batch_rows, batch_labels):
+        batch = tf.numpy_function(gather, [batch_rows], tf.uint8, stateful=False)
+        batch = tf.ensure_shape(batch, [None, size, size, 3])
+        x = tf.cast(batch, tf.float32) * (1.0 / 255.0)
+        if augment:
+            x = _augment(x, batch_rows, seed)
+        return x, batch_labels
+
+    ds = tf.data.Dataset.from_tensor_slices((rows.astype(np.int64), labels.astype(np.int32)))
+    if shuffle:
+        ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _augment(x, batch_rows, seed: int):
+    """Random horizontal flip and random crop (87.5-100% of the side, resized back), seeded.
+
+    Each batch's random stream is derived from the seed and the batch's (shuffled) rows, so it
+    differs between epochs yet repeats exactly for the same seed.
+    """
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    size = x.shape[1]
+    mix = tf.reduce_sum(batch_rows * tf.range(1, tf.cast(n, tf.int64) + 1, dtype=tf.int64))
+    key = tf.stack([tf.constant(seed, tf.int64), mix])
+    flip = tf.random.stateless_uniform([n], key) < 0.5
+    x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
+    scale = tf.random.stateless_uniform([n], key + 1, 0.875, 1.0)
+    y0 = tf.random.stateless_uniform([n], key + 2) * (1.0 - scale)
+    x0 = tf.random.stateless_uniform([n], key + 3) * (1.0 - scale)
+    boxes = tf.stack([y0, x0, y0 + scale, x0 + scale], axis=1)
+    return tf.image.crop_and_resize(x, boxes, tf.range(n), [size, size])

@@ -1,0 +1,50 @@
+"""The downloader, against a local archive (file://) and an unreachable address."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+from data_pipeline.discover import discover
+from data_pipeline.download import main
+from tests.conftest import write_image
+
+
+def _pet_archive(tmp_path: Path) -> tuple[Path, str]:
+    src = tmp_path / "src"
+    for i in range(3):
+        write_image(src / "PetImages" / "Cat" / f"{i}.jpg", seed=i)
+        write_image(src / "PetImages" / "Dog" / f"{i}.jpg", seed=10 + i)
+    (src / "readme[1].txt").write_text("readme")
+    archive = tmp_path / "kagglecatsanddogs_5340.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(src).as_posix())
+    return archive, hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_download_verifies_and_prepares(tmp_path: Path) -> None:
+    archive, sha = _pet_archive(tmp_path)
+    dest = tmp_path / "data"
+    assert main(["--dest", str(dest), "--url", archive.as_uri(), "--sha256", sha]) == 0
+    found = discover(dest)
+    assert found.classes == ("Cat", "Dog") and len(found.files) == 6
+    assert not (dest / archive.name).exists()
+    assert not list(dest.glob("*.part"))
+
+
+def test_bad_checksum_keeps_nothing(tmp_path: Path, capsys) -> None:
+    archive, _ = _pet_archive(tmp_path)
+    dest = tmp_path / "data"
+    assert main(["--dest", str(dest), "--url", archive.as_uri(), "--sha256", "0" * 64]) == 1
+    assert "checksum mismatch" in capsys.readouterr().err
+    assert list(dest.iterdir()) == []
+
+
+def test_offline_fails_at_once_with_advice(tmp_path: Path, capsys) -> None:
+    code = main(["--dest", str(tmp_path / "d"), "--url", "http://127.0.0.1:9/archive.zip"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "could not download" in err and "--data-dir" in err

@@ -1,0 +1,192 @@
+"""Validation, caching and the tf.data pipeline, on a deliberately messy folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_pipeline import cache as image_cache
+from data_pipeline import images as image_decoding
+from data_pipeline.pipeline import DataConfig, prepare
+from tests.conftest import jpeg_bytes, make_blog_layout, write_image
+
+GOOD = {
+    "train/cat.0.jpg",
+    "train/cat.1.jpg",
+    "train/dog.0.jpg",
+    "train/dog.1.jpg",
+    "train/cat.gray.jpg",
+    "train/cat.cmyk.jpg",
+    "train/dog.rgba.png",
+    "train/dog.anim.gif",
+    "train/cat.bitmap.bmp",
+    "train/dog.UPPER.JPG",
+    "train/cat.long.jpeg",
+    "train/dog.png-named.jpg",
+    "train/dog.noext",
+    "test/cat.0.jpg",
+    "test/dog.0.jpg",
+}
+BAD = {
+    "train/cat.empty.jpg": "empty file",
+    "train/dog.truncated.jpg": "corrupt or truncated",
+    "train/cat.text.jpg": "not an image",
+}
+
+
+def make_messy(root: Path) -> Path:
+    make_blog_layout(root, train=2, test=1)
+    t = root / "train"
+    write_image(t / "cat.gray.jpg", mode="L", seed=1)
+    write_image(t / "cat.cmyk.jpg", mode="CMYK", seed=2)
+    write_image(t / "dog.rgba.png", fmt="PNG", mode="RGBA", seed=3)
+    write_image(t / "dog.anim.gif", fmt="GIF", seed=4)
+    write_image(t / "cat.bitmap.bmp", fmt="BMP", seed=5)
+    write_image(t / "dog.UPPER.JPG", seed=6)
+    write_image(t / "cat.long.jpeg", seed=7)
+    write_image(t / "dog.png-named.jpg", fmt="PNG", seed=8)  # content wins over extension
+    (t / "dog.noext").write_bytes(jpeg_bytes(9))
+    (t / "cat.empty.jpg").write_bytes(b"")
+    (t / "dog.truncated.jpg").write_bytes(jpeg_bytes(10, size=64)[:300])
+    (t / "cat.text.jpg").write_text("this is not a picture")
+    (t / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0" + b"\0" * 60)
+    (t / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (t / "readme.txt").write_text("clutter")
+    return root
+
+
+@pytest.fixture
+def messy(tmp_path: Path) -> Path:
+    return make_messy(tmp_path / "messy")
+
+
+def test_messy_folder_keeps_every_valid_file_and_names_each_reject(
+    messy: Path, cache_root: Path
+) -> None:
+    data = prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root))
+    assert {f.path for f in data.cached.files} == GOOD
+    assert {r.path: r.reason.split(":")[0] for r in data.cached.rejects}.keys() == BAD.keys()
+    for r in data.cached.rejects:
+        assert BAD[r.path] in r.reason
+    assert data.skipped_summary().startswith("skipped 3 of 18 files: ")
+    assert data.counts() == {"train": {"cat": 6, "dog": 7}, "validation": {"cat": 1, "dog": 1}}
+    x, y = data.arrays("train")
+    assert x.shape == (13, 16, 16, 3) and x.dtype == np.uint8
+    assert Counter(y.tolist()) == {0: 6, 1: 7}  # cat -> 0, dog -> 1, the blog's order
+
+
+def test_conversions_to_rgb(tmp_path: Path) -> None:
+    gray = write_image(tmp_path / "g.jpg", mode="L", value=200)
+    rgba = tmp_path / "t.png"
+    from PIL import Image
+
+    Image.new("RGBA", (8, 8), (10, 20, 30, 0)).save(rgba)  # fully transparent -> white
+    cmyk = write_image(tmp_path / "c.jpg", mode="CMYK", value=0)  # no ink -> white
+    results = {}
+
+    def sink(rows: np.ndarray, pixels: np.ndarray) -> None:
+        for r, p in zip(rows.tolist(), pixels, strict=True):
+            results[r] = p
+
+    metas = image_decoding.decode_files([gray, rgba, cmyk], 8, sink=sink)
+    assert all(m.error is None for m in metas)
+    assert results[0].shape == (8, 8, 3)
+    assert np.all(np.abs(results[0].astype(int) - 200) <= 2)
+    assert np.all(results[1] == 255)
+    assert np.all(results[2] >= 250)
+
+
+def test_second_run_decodes_nothing(
+    messy: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = DataConfig(data_dir=messy, image_size=16, cache_root=cache_root)
+    first = prepare(config)
+    first.cached.wait_saved()
+    assert first.cached.built
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an image was decoded again")
+
+    monkeypatch.setattr(image_cache, "decode_files", no_decoding)
+    second = prepare(config)
+    assert not second.cached.built
+    assert np.array_equal(
+        np.asarray(second.cached.images)[second.cached.rows],
+        np.asarray(first.cached.images)[first.cached.rows],
+    )
+    assert second.cached.rejects == first.cached.rejects
+
+
+def test_cache_is_keyed_by_content_and_size(messy: Path, cache_root: Path) -> None:
+    a = prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root))
+    b = prepare(DataConfig(data_dir=messy, image_size=12, cache_root=cache_root))
+    assert a.cache_dir == b.cache_dir and b.cached.built
+    write_image(messy / "train" / "cat.0.jpg", seed=12345)  # same name, new content
+    c = prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root))
+    assert c.cache_dir != a.cache_dir and c.cached.built
+
+
+def test_datasets_normalise_shuffle_and_augment(messy: Path, cache_root: Path) -> None:
+    data = prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root, seed=3))
+    train, val = data.datasets(4)
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in train], strict=True)
+    x = np.concatenate(xs)
+    assert x.shape == (13, 16, 16, 3) and x.dtype == np.float32
+    assert x.min() >= 0.0 and x.max() <= 1.0
+    raw, labels = data.arrays("train")
+    assert sorted(np.concatenate(ys).tolist()) == sorted(labels.tolist())
+    np.testing.assert_allclose(
+        np.sort(x.reshape(13, -1).sum(1)), np.sort(raw.reshape(13, -1).sum(1) / 255.0), rtol=1e-5
+    )
+    order = lambda ds: [y.numpy().tolist() for _, y in ds]  # noqa: E731
+    again, _ = data.datasets(4)
+    assert order(again) == order(data.datasets(4)[0])  # same seed, same order
+    vx = np.concatenate([x.numpy() for x, _ in val])
+    vraw, _ = data.arrays("validation")
+    np.testing.assert_allclose(vx, vraw / 255.0, rtol=1e-6)  # validation: fixed order, no aug
+    aug, _ = data.datasets(4, augment=True)
+    ax = np.concatenate([x.numpy() for x, _ in aug])
+    assert ax.shape == (13, 16, 16, 3) and ax.min() >= 0.0 and ax.max() <= 1.0
+
+
+def test_subset_decodes_only_the_sample(tmp_path: Path, cache_root: Path) -> None:
+    root = make_blog_layout(tmp_path / "d", train=10, test=5)
+    data = prepare(DataConfig(data_dir=root, image_size=8, cache_root=cache_root, subset=12))
+    assert len(data.cached.files) == 12
+    assert data.cached.images.shape[0] == 12
+    assert data.counts() == {"train": {"cat": 4, "dog": 4}, "validation": {"cat": 2, "dog": 2}}
+
+
+def _inspect(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "data_pipeline.inspect", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_inspect_json(messy: Path, cache_root: Path) -> None:
+    out = _inspect(str(messy), "--json", "--cache-dir", str(cache_root))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert {f["path"] for f in report["files"]} == GOOD
+    assert {(f["split"], f["label"]) for f in report["files"]} >= {("validation", "cat")}
+    assert {s["path"] for s in report["skipped"]} == set(BAD)
+    assert all(s["reason"] for s in report["skipped"])
+    assert report["counts"]["train"] == {"cat": 6, "dog": 7}
+    text = _inspect(str(messy), "--cache-dir", str(cache_root))
+    assert "skipped 3 of 18 files" in text.stdout
+    assert "cat.truncated" not in text.stdout and "dog.truncated.jpg" in text.stdout
+
+
+def test_inspect_missing_folder_exits_2(tmp_path: Path) -> None:
+    out = _inspect(str(tmp_path / "nope"))
+    assert out.returncode == 2
+    assert "does not exist" in out.stderr and "Traceback" not in out.stderr
