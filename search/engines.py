@@ -1,0 +1,334 @@
+"""Search engines: one small base class, a Keras Tuner implementation and an Optuna one.
+
+An engine says what to try next and learns from what was tried; it never trains anything.
+Its state lives in the run directory, so a killed search resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from search.space import SEARCHED, Param, suggest_optuna, to_keras_tuner
+
+ENGINES = ("hyperband", "random", "bayesian", "optuna")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial to train: values of the searched parameters and its epoch budget."""
+
+    trial_id: str
+    values: dict[str, Any]
+    epochs: int  # train until this (cumulative) epoch
+    initial_epoch: int = 0
+    parent_id: str | None = None  # Hyperband: continue from this trial's checkpoint
+    bracket: int | None = None
+    round: int | None = None
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What the engine learns from an ended trial."""
+
+    status: str  # completed, failed, pruned
+    val_accuracy: float | None
+    per_epoch: list[tuple[int, float]] = field(default_factory=list)  # (epoch, val_accuracy)
+    error: str | None = None
+
+
+class SearchEngine(abc.ABC):
+    """What to try next (``next_trial``) and what was learnt (``finish``)."""
+
+    name: str
+
+    @abc.abstractmethod
+    def next_trial(self) -> TrialSpec | None:
+        """The next trial, or None when the engine has nothing more to try."""
+
+    @abc.abstractmethod
+    def finish(self, spec: TrialSpec, outcome: TrialOutcome) -> None:
+        """Record an ended trial."""
+
+    def should_prune(self, spec: TrialSpec, epoch: int, val_accuracy: float) -> bool:
+        """Called after every epoch; True stops the trial as pruned."""
+        return False
+
+    def needed_checkpoints(self) -> set[str]:
+        """Trials whose checkpoints a later trial will start from."""
+        return set()
+
+    @abc.abstractmethod
+    def schedule(self, n_trials: int) -> list[TrialSpec]:
+        """The planned epoch budget of the first ``n_trials`` trials (values left empty)."""
+
+    def describe(self, n_trials: int) -> list[str]:
+        plan = self.schedule(n_trials)
+        total = sum(s.epochs - s.initial_epoch for s in plan)
+        return [
+            f"{n_trials} trials of {plan[0].epochs if plan else 0} epochs each ({total} epochs)"
+        ]
+
+
+class KerasTunerEngine(SearchEngine):
+    """Keras Tuner's Hyperband, random search or Bayesian optimisation oracle, used directly."""
+
+    def __init__(
+        self,
+        kind: str,
+        space: tuple[Param, ...],
+        *,
+        state_dir: Path,
+        max_epochs: int,
+        factor: int,
+        n_trials: int,
+        seed: int,
+    ) -> None:
+        import keras_tuner as kt
+
+        self.name = kind
+        self.max_epochs = max_epochs
+        objective = kt.Objective("val_accuracy", direction="max")
+        common: dict[str, Any] = {
+            "objective": objective,
+            "hyperparameters": to_keras_tuner(space),
+            "seed": seed,
+            # Failure limits are enforced by the search loop, the same for every engine.
+            "max_retries_per_trial": 0,
+            "max_consecutive_failed_trials": 10**9,
+        }
+        if kind == "hyperband":
+            self.per_iteration = _hyperband_trials_per_iteration(max_epochs, factor)
+            oracle = kt.oracles.HyperbandOracle(
+                max_epochs=max_epochs,
+                factor=factor,
+                hyperband_iterations=max(1, math.ceil(n_trials / self.per_iteration)),
+                **common,
+            )
+        elif kind == "random":
+            oracle = kt.oracles.RandomSearchOracle(max_trials=n_trials, **common)
+        elif kind == "bayesian":
+            oracle = kt.oracles.BayesianOptimizationOracle(
+                max_trials=n_trials, num_initial_points=min(5, n_trials), **common
+            )
+        else:
+            raise ValueError(f"kind must be one of hyperband, random, bayesian, but got {kind=}.")
+        oracle._display.verbose = 0  # our own progress display reports trials
+        oracle._set_project_dir(str(state_dir), "keras_tuner")
+        if (Path(state_dir) / "keras_tuner" / "oracle.json").exists():
+            oracle.reload()
+        self.oracle = oracle
+
+    def next_trial(self) -> TrialSpec | None:
+        trial = self.oracle.create_trial("chief")
+        if trial.status != "RUNNING":
+            return None
+        values = trial.hyperparameters.values
+        return TrialSpec(
+            trial_id=trial.trial_id,
+            values={k: values[k] for k in SEARCHED},
+            epochs=int(values.get("tuner/epochs", self.max_epochs)),
+            initial_epoch=int(values.get("tuner/initial_epoch", 0)),
+            parent_id=values.get("tuner/trial_id"),
+            bracket=values.get("tuner/bracket"),
+            round=values.get("tuner/round"),
+        )
+
+    def finish(self, spec: TrialSpec, outcome: TrialOutcome) -> None:
+        for epoch, value in outcome.per_epoch:
+            self.oracle.update_trial(spec.trial_id, {"val_accuracy": value}, step=epoch)
+        trial = self.oracle.trials[spec.trial_id]
+        ok = outcome.status != "failed" and outcome.per_epoch
+        trial.status = "COMPLETED" if ok else "FAILED"
+        trial.message = outcome.error
+        self.oracle.end_trial(trial)
+
+    def needed_checkpoints(self) -> set[str]:
+        keep: set[str] = set()
+        for trial in self.oracle.trials.values():
+            if trial.status not in ("COMPLETED", "FAILED"):  # running or waiting for a retry
+                parent = trial.hyperparameters.values.get("tuner/trial_id")
+                if parent:
+                    keep.add(parent)
+        for bracket in getattr(self.oracle, "_brackets", []):
+            rounds, num = bracket["rounds"], bracket["bracket_num"]
+            for r in range(len(rounds) - 1):
+                if len(rounds[r + 1]) < self.oracle._get_size(num, r + 1):
+                    chosen = {info["past_id"] for info in rounds[r + 1]}
+                    keep |= {info["id"] for info in rounds[r] if info["id"] not in chosen}
+        return keep
+
+    def schedule(self, n_trials: int) -> list[TrialSpec]:
+        if self.name != "hyperband":
+            return [TrialSpec(f"{i}", {}, self.max_epochs) for i in range(n_trials)]
+        o = self.oracle
+        plan: list[TrialSpec] = []
+        while len(plan) < n_trials:
+            for bracket in reversed(range(o._get_num_brackets())):
+                for r in range(o._get_num_rounds(bracket)):
+                    start = o._get_epochs(bracket, r - 1) if r else 0
+                    plan += [
+                        TrialSpec(
+                            f"{len(plan) + i}",
+                            {},
+                            o._get_epochs(bracket, r),
+                            start,
+                            bracket=bracket,
+                            round=r,
+                        )
+                        for i in range(o._get_size(bracket, r))
+                    ]
+        return plan[:n_trials]
+
+    def describe(self, n_trials: int) -> list[str]:
+        if self.name != "hyperband":
+            return super().describe(n_trials)
+        o = self.oracle
+        lines = [
+            f"Hyperband: max {self.max_epochs} epochs, factor {o.factor}; one iteration = "
+            f"{self.per_iteration} trials in {o._get_num_brackets()} brackets:"
+        ]
+        for bracket in reversed(range(o._get_num_brackets())):
+            rounds = ", ".join(
+                f"{o._get_size(bracket, r)} x {o._get_epochs(bracket, r)} ep"
+                for r in range(o._get_num_rounds(bracket))
+            )
+            lines.append(f"  bracket {bracket}: {rounds}")
+        plan = self.schedule(n_trials)
+        total = sum(s.epochs - s.initial_epoch for s in plan)
+        if n_trials % self.per_iteration:
+            lines.append(
+                f"  {n_trials} trials = {n_trials // self.per_iteration} full "
+                f"iteration(s) + the first {n_trials % self.per_iteration} trials of "
+                "the next, in the order above (most-trials bracket first)"
+            )
+        lines.append(
+            f"  {total} epochs in all (promoted trials continue from their parent's checkpoint)"
+        )
+        return lines
+
+
+def _hyperband_trials_per_iteration(max_epochs: int, factor: int) -> int:
+    import keras_tuner as kt
+
+    o = kt.oracles.HyperbandOracle(
+        objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor
+    )
+    return sum(
+        o._get_size(b, r) for b in range(o._get_num_brackets()) for r in range(o._get_num_rounds(b))
+    )
+
+
+class OptunaEngine(SearchEngine):
+    """Optuna's TPE sampler with its Hyperband pruner, fed per-epoch validation accuracy."""
+
+    name = "optuna"
+
+    def __init__(
+        self,
+        space: tuple[Param, ...],
+        *,
+        state_dir: Path,
+        max_epochs: int,
+        factor: int,
+        seed: int,
+        study_name: str = "alexnet-tuner",
+    ) -> None:
+        import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.space = space
+        self.max_epochs = max_epochs
+        storage = JournalStorage(JournalFileBackend(str(Path(state_dir) / "optuna.journal")))
+        self.study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=optuna.pruners.HyperbandPruner(
+                min_resource=1, max_resource=max_epochs, reduction_factor=factor
+            ),
+        )
+        self._running: dict[str, Any] = {}
+
+    def resume(self, recorded: dict[str, TrialOutcome]) -> None:
+        """Settle trials left RUNNING by a killed search: recorded ones are told their result,
+        others fail and their parameters are queued again, so they are retried as they were."""
+        import optuna
+
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            trial_id = f"{t.number:04d}"
+            if trial_id in recorded:
+                self._tell(t.number, recorded[trial_id])
+            else:
+                self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                self.study.enqueue_trial(t.params, skip_if_exists=False)
+
+    def next_trial(self) -> TrialSpec | None:
+        trial = self.study.ask()
+        values = suggest_optuna(trial, self.space)
+        trial_id = f"{trial.number:04d}"
+        self._running[trial_id] = trial
+        return TrialSpec(trial_id=trial_id, values=values, epochs=self.max_epochs)
+
+    def should_prune(self, spec: TrialSpec, epoch: int, val_accuracy: float) -> bool:
+        trial = self._running[spec.trial_id]
+        trial.report(val_accuracy, step=epoch)
+        return bool(trial.should_prune())
+
+    def _tell(self, number: int, outcome: TrialOutcome) -> None:
+        import optuna
+
+        state = {
+            "completed": optuna.trial.TrialState.COMPLETE,
+            "pruned": optuna.trial.TrialState.PRUNED,
+            "failed": optuna.trial.TrialState.FAIL,
+        }[outcome.status]
+        value = outcome.val_accuracy if outcome.status == "completed" else None
+        if state == optuna.trial.TrialState.COMPLETE and value is None:
+            state = optuna.trial.TrialState.FAIL
+        self.study.tell(number, value, state=state)
+
+    def finish(self, spec: TrialSpec, outcome: TrialOutcome) -> None:
+        trial = self._running.pop(spec.trial_id)
+        self._tell(trial.number, outcome)
+
+    def schedule(self, n_trials: int) -> list[TrialSpec]:
+        return [TrialSpec(f"{i}", {}, self.max_epochs) for i in range(n_trials)]
+
+    def describe(self, n_trials: int) -> list[str]:
+        return [
+            f"Optuna TPE + Hyperband pruner: {n_trials} trials of up to {self.max_epochs} "
+            f"epochs ({n_trials * self.max_epochs} epochs at most; pruned trials stop early)"
+        ]
+
+
+def make_engine(
+    name: str,
+    space: tuple[Param, ...],
+    *,
+    state_dir: Path,
+    max_epochs: int,
+    factor: int,
+    n_trials: int,
+    seed: int,
+) -> SearchEngine:
+    if name == "optuna":
+        return OptunaEngine(
+            space, state_dir=state_dir, max_epochs=max_epochs, factor=factor, seed=seed
+        )
+    return KerasTunerEngine(
+        name,
+        space,
+        state_dir=state_dir,
+        max_epochs=max_epochs,
+        factor=factor,
+        n_trials=n_trials,
+        seed=seed,
+    )

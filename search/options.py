@@ -1,0 +1,117 @@
+"""Resolved options of one search: what ``search.run`` parsed, validated, as one dataclass."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from data_pipeline.discover import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from models.alexnet import AlexNetParams, validate
+from search.engines import ENGINES
+from search.rundir import identity_hash
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+class OptionError(ValueError):
+    """A bad command-line value: message and exit code 2."""
+
+
+def parse_duration(text: str) -> float:
+    """``45m``, ``2h``, ``1h30m``, ``90s`` or plain seconds -> seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    m = _DURATION.match(text)
+    if not text or not m or not any(m.groups()):
+        raise OptionError(f"--time-budget must look like 45m, 2h, 1h30m or 90s, but got {text!r}.")
+    h, mins, s = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mins * 60 + s
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    trials: int = 30
+    engine: str = "hyperband"
+    max_epochs: int = 20
+    factor: int = 3
+    data_dir: Path = Path("data")
+    image_size: int = 227
+    batch_size: int = 125
+    width: float = 1.0
+    subset: int | None = None
+    seed: int = DEFAULT_SEED
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    augment: bool = False
+    space: Path | None = None
+    baseline: bool = True
+    run_dir: Path | None = None
+    runs_root: Path = Path("runs")
+    cache_dir: Path | None = None
+    time_budget: float | None = None
+    precision: str = "auto"
+    xla: str = "auto"
+    trials_per_worker: int = 5
+    max_failures: int = 3
+    dry_run: bool = False
+    debug: bool = False
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise OptionError(f"--trials must be at least 1, but got {self.trials}.")
+        if self.engine not in ENGINES:
+            raise OptionError(
+                f"--engine must be one of {', '.join(ENGINES)}, but got {self.engine!r}."
+            )
+        if self.max_epochs < 1:
+            raise OptionError(f"--max-epochs must be at least 1, but got {self.max_epochs}.")
+        if self.factor < 2:
+            raise OptionError(f"--factor must be at least 2, but got {self.factor}.")
+        if self.batch_size < 1:
+            raise OptionError(f"--batch-size must be at least 1, but got {self.batch_size}.")
+        if self.trials_per_worker < 1:
+            raise OptionError(
+                f"--trials-per-worker must be at least 1, but got {self.trials_per_worker}."
+            )
+        if self.max_failures < 1:
+            raise OptionError(f"--max-failures must be at least 1, but got {self.max_failures}.")
+        try:
+            validate(AlexNetParams(image_size=self.image_size, width=self.width))
+        except ValueError as exc:
+            flag = "--image-size" if "image_size" in str(exc) else "--width"
+            raise OptionError(f"{flag}: {exc}") from None
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that define a run: a run directory holds exactly one of these."""
+        keys = (
+            "trials",
+            "engine",
+            "max_epochs",
+            "factor",
+            "image_size",
+            "batch_size",
+            "width",
+            "subset",
+            "seed",
+            "val_fraction",
+            "augment",
+            "baseline",
+            "precision",
+        )
+        out: dict[str, Any] = {k: getattr(self, k) for k in keys}
+        out["data_dir"] = str(Path(self.data_dir).resolve())
+        out["space"] = (
+            Path(self.space).read_text() if self.space and Path(self.space).exists() else None
+        )
+        return out
+
+    def resolved_run_dir(self) -> Path:
+        if self.run_dir is not None:
+            return Path(self.run_dir)
+        name = f"{self.engine}-{self.image_size}px-{identity_hash(self.identity())}"
+        return Path(self.runs_root) / name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

@@ -1,0 +1,133 @@
+"""The results table: the one interface between the search and the reports.
+
+``trials.csv`` has one row per ended trial (and one for the baseline), rewritten atomically as
+each trial ends; ``history.csv`` is long format (trial x epoch x metric). A trial that was
+running when the process died has no row, so it is simply run again.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from search.space import SEARCHED
+
+BASELINE_ID = "baseline"
+STATUSES = ("completed", "failed", "pruned")
+TRIAL_COLUMNS = (
+    "trial_id",
+    "status",
+    *SEARCHED,
+    "val_accuracy",
+    "best_epoch",
+    "epochs",
+    "seconds",
+    "params",
+    "error",
+    "fit_seconds",
+    "peak_rss_mb",
+    "bracket",
+    "round",
+    "parent_id",
+    "initial_epoch",
+    "target_epochs",
+    "ended_at",
+)
+HISTORY_COLUMNS = ("trial_id", "epoch", "metric", "value")
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    trial_id: str
+    status: str
+    dropout: float
+    lrn: bool
+    dense_units: int
+    learning_rate: float
+    val_accuracy: float | None
+    best_epoch: int | None
+    epochs: int  # epochs trained in this trial (cumulative, as Keras counts them)
+    seconds: float
+    params: int
+    error: str | None
+    fit_seconds: float
+    peak_rss_mb: float | None
+    bracket: int | None
+    round: int | None
+    parent_id: str | None
+    initial_epoch: int
+    target_epochs: int
+    ended_at: str
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, but got {self.status=}.")
+
+
+def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def load_trials(run_dir: Path) -> pd.DataFrame:
+    path = Path(run_dir) / "trials.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=list(TRIAL_COLUMNS))
+    frame = pd.read_csv(path, dtype={"trial_id": str, "parent_id": str, "error": str})
+    return frame
+
+
+def load_history(run_dir: Path) -> pd.DataFrame:
+    path = Path(run_dir) / "history.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    return pd.read_csv(path, dtype={"trial_id": str})
+
+
+def record_trial(run_dir: Path, row: TrialRow, history: list[dict[str, Any]]) -> None:
+    """Add one ended trial: history first, then the row that marks it as done."""
+    run_dir = Path(run_dir)
+    hist = load_history(run_dir)
+    hist = hist[hist["trial_id"] != row.trial_id]
+    new = pd.DataFrame(
+        [
+            {"trial_id": row.trial_id, "epoch": h["epoch"], "metric": k, "value": v}
+            for h in history
+            for k, v in h["metrics"].items()
+        ],
+        columns=list(HISTORY_COLUMNS),
+    )
+    _write_csv_atomic(
+        pd.concat([hist, new], ignore_index=True) if len(hist) else new, run_dir / "history.csv"
+    )
+    trials = load_trials(run_dir)
+    trials = trials[trials["trial_id"] != row.trial_id]
+    added = pd.DataFrame([asdict(row)], columns=list(TRIAL_COLUMNS))
+    _write_csv_atomic(
+        pd.concat([trials, added], ignore_index=True) if len(trials) else added,
+        run_dir / "trials.csv",
+    )
+
+
+def search_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The engine's trials, without the baseline row."""
+    return trials[trials["trial_id"] != BASELINE_ID]
+
+
+def best_trial(trials: pd.DataFrame) -> pd.Series | None:
+    """The search trial with the best validation accuracy (completed or pruned), if any."""
+    scored = search_trials(trials)
+    scored = scored[scored["status"].isin(["completed", "pruned"]) & scored["val_accuracy"].notna()]
+    if scored.empty:
+        return None
+    return scored.sort_values(["val_accuracy", "trial_id"], ascending=[False, True]).iloc[0]
+
+
+def baseline_score(trials: pd.DataFrame) -> float | None:
+    rows = trials[(trials["trial_id"] == BASELINE_ID) & trials["val_accuracy"].notna()]
+    return float(rows["val_accuracy"].iloc[0]) if len(rows) else None

@@ -1,0 +1,139 @@
+"""``python -m search.run --trials 30``: search AlexNet variants against the blog's baseline.
+
+Trials are counted as the report counts them (the baseline is extra). With the defaults
+(--max-epochs 20, --factor 3) one Hyperband iteration is exactly 30 trials in 3 brackets
+(12x3 -> 4x7 -> 2x20 epochs, 6x7 -> 2x20, 4x20). Other values of --trials run whole
+iterations and then the first trials of the next one, in Keras Tuner's order (the bracket
+with the most trials first); the plan printed before training shows the exact schedule.
+Killing the search and running the same command again resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from data_pipeline.discover import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from data_pipeline.errors import DataError
+from search.engines import ENGINES
+from search.options import OptionError, SearchOptions, parse_duration
+from search.rundir import RunDirError
+from search.space import SpaceError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m search.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--trials", type=int, default=30, help="trials to run (default %(default)s)")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="hyperband",
+        help="hyperband/random/bayesian: Keras Tuner; optuna: TPE + Hyperband "
+        "pruner (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        default=20,
+        help="epochs of a full trial and of the baseline (default %(default)s)",
+    )
+    p.add_argument("--factor", type=int, default=3, help="Hyperband reduction factor")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="data folder or .zip (default %(default)s)",
+    )
+    p.add_argument("--image-size", type=int, default=227, help="input size (default 227)")
+    p.add_argument("--batch-size", type=int, default=125, help="batch size (default 125)")
+    p.add_argument(
+        "--width",
+        type=float,
+        default=1.0,
+        help="multiplier of the convolution filters (1.0 = the blog's)",
+    )
+    p.add_argument("--subset", type=int, default=None, help="stratified sample of N images")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="seed of split, shuffling, engine and trials (default %(default)s)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=DEFAULT_VAL_FRACTION,
+        help="validation share when the data has no test folder",
+    )
+    p.add_argument("--augment", action="store_true", help="random flips and crops in training")
+    p.add_argument("--space", type=Path, default=None, help="TOML file overriding the space")
+    p.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="do not train the blog's configuration as the baseline",
+    )
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="default runs/<engine>-<size>px-<hash of the settings>",
+    )
+    p.add_argument("--runs-root", type=Path, default=Path("runs"), help=argparse.SUPPRESS)
+    p.add_argument("--cache-dir", type=Path, default=None, help="image cache root")
+    p.add_argument(
+        "--time-budget", default=None, help="e.g. 45m: start no trial that cannot finish in time"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+        default="auto",
+        help="auto: mixed_float16 on a GPU, float32 on a CPU",
+    )
+    p.add_argument(
+        "--xla",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="auto: on for a GPU, off for a CPU (40%% slower there)",
+    )
+    p.add_argument(
+        "--trials-per-worker",
+        type=int,
+        default=5,
+        help="trials per worker process before a fresh one (memory stays flat)",
+    )
+    p.add_argument(
+        "--max-failures", type=int, default=3, help="stop after this many consecutive failed trials"
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    console = Console(soft_wrap=True)
+    try:
+        budget = parse_duration(args.time_budget) if args.time_budget else None
+        opts = SearchOptions(**{**vars(args), "time_budget": budget})
+        from search.session import Search
+
+        return Search(opts, argv, console).run()
+    except (OptionError, SpaceError, DataError, RunDirError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

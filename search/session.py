@@ -1,0 +1,561 @@
+"""One search, start to end: plan, baseline, trials, results, checkpoints, export.
+
+Every ended trial is written to the results table before the engine hears of it, so a search
+killed at any moment resumes without losing or repeating a finished trial.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from data_pipeline.pipeline import DataConfig, PreparedData, prepare
+from data_pipeline.progress import progress_bars
+from models.alexnet import build_alexnet
+from search import results as res
+from search import rundir
+from search.engines import OptunaEngine, SearchEngine, TrialOutcome, TrialSpec, make_engine
+from search.options import SearchOptions
+from search.space import Param, baseline_values, describe, load_space, resolve, to_dict
+from search.workers import WorkerClient
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in (
+        "tensorflow",
+        "tensorflow-cpu",
+        "keras",
+        "keras-tuner",
+        "optuna",
+        "pandas",
+        "plotly",
+        "numpy",
+    ):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+@dataclass
+class Estimator:
+    """Seconds per epoch and per trial start, from the warm-up, refined by measured epochs."""
+
+    warm_epoch_s: float
+    overhead_s: float = 3.0
+    measured: list[float] = field(default_factory=list)
+
+    def epoch_s(self) -> float:
+        return statistics.median(self.measured[-20:]) if self.measured else self.warm_epoch_s
+
+    def trial_s(self, epochs: int) -> float:
+        return epochs * self.epoch_s() + self.overhead_s
+
+
+def _data_config(opts: SearchOptions) -> DataConfig:
+    return DataConfig(
+        data_dir=opts.data_dir,
+        image_size=opts.image_size,
+        seed=opts.seed,
+        val_fraction=opts.val_fraction,
+        subset=opts.subset,
+        cache_root=opts.cache_dir,
+    )
+
+
+def _worker_setup(opts: SearchOptions, run_dir: Path) -> dict[str, Any]:
+    return {
+        "data": {
+            "data_dir": str(Path(opts.data_dir).resolve()),
+            "image_size": opts.image_size,
+            "seed": opts.seed,
+            "val_fraction": opts.val_fraction,
+            "subset": opts.subset,
+            "cache_root": str(opts.cache_dir.resolve()) if opts.cache_dir else None,
+        },
+        "batch_size": opts.batch_size,
+        "augment": opts.augment,
+        "precision": opts.precision,
+        "xla": opts.xla,
+        "run_dir": str(run_dir.resolve()),
+    }
+
+
+def _trial_seed(seed: int, trial_id: str) -> int:
+    return (seed * 7919 + zlib.crc32(trial_id.encode())) % 2**31
+
+
+class Search:
+    def __init__(self, opts: SearchOptions, argv: list[str], console: Console) -> None:
+        self.opts = opts
+        self.argv = argv
+        self.console = console
+        self.run_dir = opts.resolved_run_dir()
+        self.space: tuple[Param, ...] = load_space(opts.space)
+
+    # ----------------------------------------------------------------------------- plan
+    def _prepare_data(self) -> PreparedData:
+        with progress_bars(enabled=self.console.is_terminal) as bars:
+            data = prepare(_data_config(self.opts), progress=bars)
+        return data
+
+    def _plan_lines(
+        self,
+        data: PreparedData,
+        engine: SearchEngine,
+        warm: dict[str, Any],
+        est: Estimator,
+        done: int,
+    ) -> list[str]:
+        o = self.opts
+        counts = data.counts()
+        n_train, n_val = (sum(counts[s].values()) for s in ("train", "validation"))
+        per_class = "; ".join(
+            f"{s}: " + ", ".join(f"{c} {n:,}" for c, n in sorted(v.items()))
+            for s, v in counts.items()
+        )
+        blog = build_alexnet(self._params(baseline_values(self.space), data))
+        plan = engine.schedule(o.trials)
+        search_epochs = sum(s.epochs - s.initial_epoch for s in plan[done:])
+        baseline_epochs = o.max_epochs if o.baseline and not self._baseline_done() else 0
+        eta = est.trial_s(0) * (o.trials - done) + (search_epochs + baseline_epochs) * est.epoch_s()
+        lines = [
+            f"run directory: {self.run_dir}",
+            f"data: {o.data_dir} ({data.discovery.layout} layout) - {n_train:,} train, "
+            f"{n_val:,} validation ({per_class}); {data.skipped_summary()}",
+            f"images: {o.image_size}px, batch {o.batch_size}, width x{o.width:g}, "
+            f"augment {'on' if o.augment else 'off'}, seed {o.seed}",
+            "search space:",
+            *[f"  {line}" for line in describe(self.space)],
+            *engine.describe(o.trials),
+            f"baseline (the blog's AlexNet): {blog.count_params():,} parameters, "
+            f"{o.max_epochs} epochs" + ("" if o.baseline else " - skipped (--no-baseline)"),
+            f"device: {warm.get('policy')} precision, XLA {'on' if warm.get('xla') else 'off'}; "
+            f"warm-up {warm['train_img_s']:.0f} img/s training, {warm['eval_img_s']:.0f} img/s "
+            f"evaluation -> ~{format_seconds(est.epoch_s())} per epoch",
+            f"to run: {o.trials - done} trials ({done} done), {search_epochs + baseline_epochs} "
+            f"epochs, ETA {format_seconds(eta)}"
+            + (f" (time budget {format_seconds(o.time_budget)})" if o.time_budget else ""),
+        ]
+        del blog
+        return lines
+
+    def _params(self, values: dict[str, Any], data: PreparedData):
+        return resolve(
+            values,
+            image_size=self.opts.image_size,
+            width=self.opts.width,
+            num_classes=len(data.classes),
+        )
+
+    def _baseline_done(self) -> bool:
+        trials = res.load_trials(self.run_dir)
+        return bool((trials["trial_id"] == res.BASELINE_ID).any())
+
+    # ------------------------------------------------------------------------------ run
+    def run(self) -> int:
+        o = self.opts
+        if o.dry_run:
+            return self._dry_run()
+        with rundir.locked(self.run_dir):
+            resumed = rundir.check_identity(self.run_dir, o.identity())
+            data = self._prepare_data()
+            data.write_reject_manifest(self.run_dir / "rejects.json")
+            self._write_config(data, resumed)
+            engine = make_engine(
+                o.engine,
+                self.space,
+                state_dir=self.run_dir,
+                max_epochs=o.max_epochs,
+                factor=o.factor,
+                n_trials=o.trials,
+                seed=o.seed,
+            )
+            recorded = self._recorded_outcomes()
+            if isinstance(engine, OptunaEngine):
+                engine.resume(recorded)
+            status = rundir.Status(self.run_dir, o.trials)
+            worker = WorkerClient(
+                _worker_setup(o, self.run_dir),
+                self.run_dir / "logs" / "worker.log",
+                trials_per_worker=o.trials_per_worker,
+            )
+            try:
+                return self._loop(data, engine, worker, status, resumed)
+            except KeyboardInterrupt:
+                status.update(state="interrupted")
+                self.console.print(
+                    f"interrupted; every finished trial is saved in "
+                    f"{self.run_dir}. Rerun the same command to continue."
+                )
+                return 130
+            finally:
+                worker.close()
+
+    def _dry_run(self) -> int:
+        data = self._prepare_data()
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = make_engine(
+                self.opts.engine,
+                self.space,
+                state_dir=Path(tmp),
+                max_epochs=self.opts.max_epochs,
+                factor=self.opts.factor,
+                n_trials=self.opts.trials,
+                seed=self.opts.seed,
+            )
+            worker = WorkerClient(_worker_setup(self.opts, Path(tmp)), Path(tmp) / "worker.log")
+            try:
+                warm = self._warmup(worker, data)
+            finally:
+                worker.close()
+            est = Estimator(self._epoch_s(warm, data))
+            for line in self._plan_lines(data, engine, warm, est, 0):
+                self.console.print(line, markup=False, highlight=False)
+        self.console.print("dry run: nothing was trained.")
+        return 0
+
+    def _warmup(self, worker: WorkerClient, data: PreparedData) -> dict[str, Any]:
+        warm = worker.warmup(self._params(baseline_values(self.space), data).to_dict())
+        if warm.get("event") != "warmup":
+            raise RuntimeError(f"warm-up failed: {warm}")
+        return {**warm, **worker.info}
+
+    def _epoch_s(self, warm: dict[str, Any], data: PreparedData) -> float:
+        counts = data.counts()
+        n_train, n_val = (sum(counts[s].values()) for s in ("train", "validation"))
+        return n_train / warm["train_img_s"] + n_val / warm["eval_img_s"]
+
+    def _write_config(self, data: PreparedData, resumed: bool) -> None:
+        if resumed:
+            return
+        rundir.write_json_atomic(
+            self.run_dir / "config.json",
+            {
+                "identity": self.opts.identity(),
+                "options": self.opts.to_dict(),
+                "space": to_dict(self.space),
+                "baseline": baseline_values(self.space),
+                "seed": self.opts.seed,
+                "classes": list(data.classes),
+                "data": {
+                    "layout": data.discovery.layout,
+                    "counts": data.counts(),
+                    "skipped": len(data.cached.rejects),
+                    "cache": str(data.cache_dir),
+                },
+                "versions": library_versions(),
+                "command": "python -m search.run " + shlex.join(self.argv),
+                "created_at": rundir.now_iso(),
+            },
+        )
+
+    def _recorded_outcomes(self) -> dict[str, TrialOutcome]:
+        trials = res.load_trials(self.run_dir)
+        history = res.load_history(self.run_dir)
+        out = {}
+        for row in trials.itertuples():
+            h = history[
+                (history["trial_id"] == row.trial_id) & (history["metric"] == "val_accuracy")
+            ]
+            out[str(row.trial_id)] = TrialOutcome(
+                status=str(row.status),
+                val_accuracy=None if _isnan(row.val_accuracy) else float(row.val_accuracy),
+                per_epoch=[(int(e), float(v)) for e, v in zip(h["epoch"], h["value"], strict=True)],
+                error=None if _isnan(row.error) else str(row.error),
+            )
+        return out
+
+    def _loop(
+        self,
+        data: PreparedData,
+        engine: SearchEngine,
+        worker: WorkerClient,
+        status: rundir.Status,
+        resumed: bool,
+    ) -> int:
+        o = self.opts
+        warm = self._warmup(worker, data)
+        est = Estimator(self._epoch_s(warm, data))
+        done = len(res.search_trials(res.load_trials(self.run_dir)))
+        if resumed:
+            self.console.print(f"resuming: {done} of {o.trials} trials already done")
+        for line in self._plan_lines(data, engine, warm, est, done):
+            self.console.print(line, markup=False, highlight=False)
+        started = time.monotonic()
+        plan = engine.schedule(o.trials)
+        total_epochs = sum(s.epochs - s.initial_epoch for s in plan) + (
+            o.max_epochs if o.baseline else 0
+        )
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=self.console,
+            transient=False,
+        )
+        done_epochs = sum(s.epochs - s.initial_epoch for s in plan[:done]) + (
+            o.max_epochs if self._baseline_done() else 0
+        )
+        with progress:
+            overall = progress.add_task(
+                "search epochs", total=total_epochs, completed=done_epochs, note=self._note()
+            )
+            runner = _TrialRunner(self, data, worker, status, progress, overall, est)
+            if o.baseline and not self._baseline_done():
+                runner.run(
+                    TrialSpec(res.BASELINE_ID, baseline_values(self.space), o.max_epochs),
+                    engine=None,
+                )
+            failures = 0
+            while done < o.trials:
+                if o.time_budget is not None:
+                    need = est.trial_s(plan[done].epochs - plan[done].initial_epoch)
+                    elapsed = status.data["wall_seconds"] - status.data["wall_seconds_before"]
+                    if elapsed + need > o.time_budget:
+                        self.console.print(
+                            f"time budget {format_seconds(o.time_budget)}: the next trial needs "
+                            f"~{format_seconds(need)} and {format_seconds(o.time_budget - elapsed)}"
+                            f" are left; stopping after {done} of {o.trials} trials (rerun with a "
+                            "larger --time-budget to continue)."
+                        )
+                        break
+                spec = engine.next_trial()
+                if spec is None:
+                    self.console.print(
+                        f"the {engine.name} engine has no more trials to try "
+                        f"after {done} (search space exhausted?)"
+                    )
+                    break
+                recorded = self._recorded_outcomes().get(spec.trial_id)
+                if recorded is not None:  # ended before the engine heard of it: replay
+                    engine.finish(spec, recorded)
+                    continue
+                outcome = runner.run(spec, engine=engine)
+                done += 1
+                failures = failures + 1 if outcome.status == "failed" else 0
+                self._prune_checkpoints(engine, status)
+                if failures >= o.max_failures:
+                    status.update(state="failed")
+                    self.console.print(
+                        f"stopping: {failures} consecutive trials failed; last error: "
+                        f"{outcome.error}. Results so far are in {self.run_dir}; worker log: "
+                        f"{self.run_dir / 'logs' / 'worker.log'}."
+                    )
+                    return 1
+            progress.update(overall, note=self._note())
+        worker.close()
+        return self._finish(status, started)
+
+    def _note(self) -> str:
+        trials = res.load_trials(self.run_dir)
+        best = res.best_trial(trials)
+        base = res.baseline_score(trials)
+        parts = []
+        if best is not None:
+            parts.append(f"best {best['val_accuracy']:.4f} ({best['trial_id']})")
+        if base is not None:
+            parts.append(f"baseline {base:.4f}")
+        return " | ".join(parts)
+
+    def _prune_checkpoints(self, engine: SearchEngine, status: rundir.Status) -> None:
+        best = res.best_trial(res.load_trials(self.run_dir))
+        keep = engine.needed_checkpoints() | (
+            {str(best["trial_id"])} if best is not None else set()
+        )
+        rundir.prune_checkpoints(self.run_dir, keep)
+        status.update(disk_mb=rundir.disk_usage_mb(self.run_dir))
+
+    def _finish(self, status: rundir.Status, started: float) -> int:
+        trials = res.load_trials(self.run_dir)
+        best = res.best_trial(trials)
+        base = res.baseline_score(trials)
+        rundir.prune_checkpoints(
+            self.run_dir, {str(best["trial_id"])} if best is not None else set()
+        )
+        n = len(res.search_trials(trials))
+        counts = res.search_trials(trials)["status"].value_counts().to_dict()
+        self.console.print(f"trials: {n} ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+        code = 0
+        if best is None:
+            self.console.print("no trial completed: nothing to export.")
+            status.update(state="finished")
+            return 1
+        gain = (
+            f", {100 * (best['val_accuracy'] - base):+.2f} points vs baseline {base:.4f}"
+            if base is not None
+            else ""
+        )
+        self.console.print(
+            f"best trial {best['trial_id']}: val_accuracy {best['val_accuracy']:.4f}{gain}"
+        )
+        self.console.print("exporting the best model and checking it in a fresh process ...")
+        export = subprocess.run(
+            [sys.executable, "-m", "search.export", str(self.run_dir)], check=False
+        )
+        if export.returncode != 0:
+            self.console.print("export check failed; see above. Results are kept.")
+            code = 1
+        status.update(state="finished", disk_mb=rundir.disk_usage_mb(self.run_dir))
+        self.console.print(
+            f"done in {format_seconds(time.monotonic() - started)}; results in "
+            f"{self.run_dir} (peak disk {status.data['peak_disk_mb']:.0f} MB)"
+        )
+        return code
+
+
+def _isnan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+class _TrialRunner:
+    """Runs one trial on the worker, shows its progress and records its row."""
+
+    def __init__(
+        self,
+        search: Search,
+        data: PreparedData,
+        worker: WorkerClient,
+        status: rundir.Status,
+        progress: Progress,
+        overall: TaskID,
+        est: Estimator,
+    ) -> None:
+        self.search, self.data, self.worker, self.status = search, data, worker, status
+        self.progress, self.overall, self.est = progress, overall, est
+
+    def run(self, spec: TrialSpec, engine: SearchEngine | None) -> TrialOutcome:
+        s = self.search
+        run_dir = s.run_dir
+        params = s._params(spec.values, self.data)
+        trial_dir = run_dir / "trials" / spec.trial_id
+        stop_file = trial_dir / "STOP"
+        rundir.clear_stop_file(stop_file)
+        task = self.progress.add_task(
+            f"trial {spec.trial_id}", total=spec.epochs, completed=spec.initial_epoch, note=""
+        )
+        history: list[dict[str, Any]] = []
+
+        def on_epoch(event: dict[str, Any]) -> None:
+            history.append(event)
+            self.est.measured.append(event["seconds"])
+            val = event["metrics"].get("val_accuracy", float("nan"))
+            self.progress.update(task, completed=event["epoch"], note=f"val_accuracy {val:.4f}")
+            self.progress.advance(self.overall)
+            self.status.update(disk_mb=event.get("disk_mb", 0.0), current_trial=spec.trial_id)
+            if (
+                engine is not None
+                and math.isfinite(val)
+                and engine.should_prune(spec, event["epoch"], val)
+            ):
+                stop_file.parent.mkdir(parents=True, exist_ok=True)
+                stop_file.touch()
+
+        warm_start = None
+        if spec.parent_id:
+            warm_start = rundir.checkpoint_path(run_dir, spec.parent_id)
+        if warm_start is not None and not warm_start.exists():
+            done: dict[str, Any] = {
+                "status": "failed",
+                "error": f"checkpoint of parent trial {spec.parent_id} is missing",
+                "val_accuracy": None,
+                "best_epoch": None,
+                "epochs": 0,
+                "seconds": 0.0,
+                "fit_seconds": 0.0,
+                "params": 0,
+                "peak_rss_mb": None,
+            }
+        else:
+            done = self.worker.run_trial(
+                {
+                    "trial_id": spec.trial_id,
+                    "params": params.to_dict(),
+                    "epochs": spec.epochs,
+                    "initial_epoch": spec.initial_epoch,
+                    "warm_start": str(warm_start) if warm_start else None,
+                    "checkpoint": str(rundir.checkpoint_path(run_dir, spec.trial_id)),
+                    "stop_file": str(stop_file),
+                    "seed": _trial_seed(s.opts.seed, spec.trial_id),
+                },
+                on_epoch,
+            )
+        rundir.clear_stop_file(stop_file)
+        self.progress.remove_task(task)
+        skipped = spec.epochs - spec.initial_epoch - len(history)
+        if skipped > 0:  # pruned or failed early: the plan's epochs will not be trained
+            self.progress.advance(self.overall, skipped)
+        row = res.TrialRow(
+            trial_id=spec.trial_id,
+            status=done["status"],
+            dropout=params.dropout,
+            lrn=params.lrn,
+            dense_units=params.dense_units,
+            learning_rate=params.learning_rate,
+            val_accuracy=done["val_accuracy"],
+            best_epoch=done["best_epoch"],
+            epochs=int(done["epochs"]),
+            seconds=round(float(done["seconds"]), 3),
+            params=int(done["params"]),
+            error=done["error"],
+            fit_seconds=round(float(done["fit_seconds"]), 3),
+            peak_rss_mb=done["peak_rss_mb"],
+            bracket=spec.bracket,
+            round=spec.round,
+            parent_id=spec.parent_id,
+            initial_epoch=spec.initial_epoch,
+            target_epochs=spec.epochs,
+            ended_at=rundir.now_iso(),
+        )
+        res.record_trial(run_dir, row, history)
+        outcome = TrialOutcome(
+            status=row.status,
+            val_accuracy=row.val_accuracy,
+            per_epoch=[
+                (h["epoch"], h["metrics"]["val_accuracy"])
+                for h in history
+                if "val_accuracy" in h["metrics"]
+            ],
+            error=row.error,
+        )
+        if engine is not None:
+            engine.finish(spec, outcome)
+        else:  # the baseline's weights are not needed after its score is recorded
+            rundir.checkpoint_path(run_dir, spec.trial_id).unlink(missing_ok=True)
+        acc = f"{row.val_accuracy:.4f}" if row.val_accuracy is not None else "-"
+        err = f" - {row.error}" if row.error else ""
+        self.progress.update(self.overall, note=s._note())
+        self.progress.console.print(
+            f"trial {spec.trial_id} {row.status}: val_accuracy {acc} (best epoch "
+            f"{row.best_epoch}, {row.epochs} epochs, {format_seconds(row.seconds)}){err}",
+            markup=False,
+            highlight=False,
+        )
+        return outcome
