@@ -125,9 +125,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         budget = parse_duration(args.time_budget) if args.time_budget else None
         opts = SearchOptions(**{**vars(args), "time_budget": budget})
-        from search.session import Search
+        from search.session import Search, SearchFailed
+        from search.workers import WorkerDied
 
-        return Search(opts, argv, console).run()
+        try:
+            return Search(opts, argv, console).run()
+        except (SearchFailed, WorkerDied) as exc:
+            if args.debug:
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     except (OptionError, SpaceError, DataError, RunDirError) as exc:
         if args.debug:
             raise

@@ -31,6 +31,10 @@ from search.space import Param, baseline_values, describe, load_space, resolve, 
 from search.workers import WorkerClient
 
 
+class SearchFailed(RuntimeError):
+    """The search cannot go on (the model cannot be trained at all): exit code 1."""
+
+
 def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -242,7 +246,10 @@ class Search:
     def _warmup(self, worker: WorkerClient, data: PreparedData) -> dict[str, Any]:
         warm = worker.warmup(self._params(baseline_values(self.space), data).to_dict())
         if warm.get("event") != "warmup":
-            raise RuntimeError(f"warm-up failed: {warm}")
+            raise SearchFailed(
+                f"the warm-up (training the baseline model on one batch) "
+                f"failed: {warm.get('error')}"
+            )
         return {**warm, **worker.info}
 
     def _epoch_s(self, warm: dict[str, Any], data: PreparedData) -> float:

@@ -246,7 +246,10 @@ def main() -> int:
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["cmd"] == "warmup":
-            worker.warmup(msg)
+            try:
+                worker.warmup(msg)
+            except Exception as exc:  # reported to the search, which stops with the reason
+                worker.emit({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
         elif msg["cmd"] == "trial":
             worker.trial(msg)
         elif msg["cmd"] == "exit":

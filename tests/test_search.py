@@ -1,0 +1,320 @@
+"""End-to-end searches on tiny data, in subprocesses as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from search.rundir import locked
+from tests.conftest import make_blog_layout
+
+pytestmark = pytest.mark.slow
+
+TINY_SPACE = (
+    "[dense_units]\nlow = 8\nhigh = 32\nstep = 8\n[learning_rate]\nlow = 1e-4\nhigh = 1e-2\n"
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    data = make_blog_layout(root / "data", train=8, test=4)
+    space = root / "space.toml"
+    space.write_text(TINY_SPACE)
+    return {"data": data, "space": space, "cache": root / "cache"}
+
+
+def search_args(tiny: dict[str, Path], run_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "search.run",
+        "--data-dir",
+        str(tiny["data"]),
+        "--image-size",
+        "67",
+        "--width",
+        "0.125",
+        "--batch-size",
+        "8",
+        "--space",
+        str(tiny["space"]),
+        "--cache-dir",
+        str(tiny["cache"]),
+        "--run-dir",
+        str(run_dir),
+        *extra,
+    ]
+
+
+def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("engine", ["hyperband", "random", "bayesian", "optuna"])
+def test_two_trial_search_per_engine(tiny: dict[str, Path], tmp_path: Path, engine: str) -> None:
+    run_dir = tmp_path / "run"
+    out = run(search_args(tiny, run_dir, "--engine", engine, "--trials", "2", "--max-epochs", "2"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    assert trials["trial_id"].iloc[0] == "baseline"
+    search = trials[trials["trial_id"] != "baseline"]
+    assert len(search) == 2 and search["trial_id"].is_unique
+    assert set(trials["status"]) <= {"completed", "pruned"}
+    assert trials["val_accuracy"].between(0, 1).all()
+    assert {
+        "dropout",
+        "lrn",
+        "dense_units",
+        "learning_rate",
+        "best_epoch",
+        "epochs",
+        "seconds",
+        "params",
+        "error",
+        "peak_rss_mb",
+    } <= set(trials.columns)
+    assert search["dense_units"].isin([8, 16, 24, 32]).all()
+    history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
+    assert set(history["trial_id"]) == set(trials["trial_id"])
+    assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(history["metric"])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["identity"]["engine"] == engine
+    assert "keras" in config["versions"] and config["command"].startswith("python -m search.run")
+    export = json.loads((run_dir / "export.json").read_text())
+    assert export["equal"] and export["val_accuracy_in_memory"] == export["val_accuracy_reloaded"]
+    assert export["val_accuracy_keras_reloaded"] == export["val_accuracy_in_memory"]
+    # only the exported trial's checkpoint is left on disk
+    assert [p.parent.name for p in run_dir.glob("trials/*/checkpoint.npz")] == [
+        export["source_trial"]
+    ]
+    if engine == "hyperband":
+        assert "Hyperband: max 2 epochs" in out.stdout
+
+
+def test_export_reloads_exactly_and_predicts(tiny: dict[str, Path], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    out = run(
+        search_args(
+            tiny,
+            run_dir,
+            "--trials",
+            "1",
+            "--max-epochs",
+            "1",
+            "--engine",
+            "random",
+            "--no-baseline",
+        )
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    export = json.loads((run_dir / "export.json").read_text())
+    assert export["val_accuracy_in_memory"] == export["val_accuracy_reloaded"]
+    assert export["max_probability_difference"] < 1e-5
+    assert export["n_validation"] == 8
+    assert set(export["files"]) >= {"best_model/saved_model.pb", "best_model.keras"}
+    again = run([sys.executable, "-m", "search.export", str(run_dir)])
+    assert again.returncode == 0 and "export check passed" in again.stdout
+    images = sorted((tiny["data"] / "test").glob("*.jpg"))[:3]
+    pred = run(
+        [
+            sys.executable,
+            "-m",
+            "search.predict",
+            str(run_dir / "best_model"),
+            *map(str, images),
+            "--json",
+        ]
+    )
+    assert pred.returncode == 0, pred.stderr
+    rows = json.loads(pred.stdout)
+    assert [r["path"] for r in rows] == [str(p) for p in images]
+    assert all(r["label"] in ("cat", "dog") and 0.5 <= r["probability"] <= 1.0 for r in rows)
+
+
+def _wait_for_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if path.exists() and len(pd.read_csv(path)) >= n:
+            return
+        assert proc.poll() is None, "search ended before it could be killed"
+        time.sleep(0.2)
+    raise AssertionError(f"{path} never reached {n} rows")
+
+
+def test_kill_9_and_resume(tiny: dict[str, Path], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = search_args(
+        tiny, run_dir, "--trials", "5", "--max-epochs", "3", "--trials-per-worker", "2"
+    )
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_rows(run_dir / "trials.csv", 3, proc)  # baseline + 2 trials
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "running"  # nothing could mark it: a report calls it crashed
+    out = run(args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "resuming" in out.stdout
+    after = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    search = after[after["trial_id"] != "baseline"]
+    assert len(search) == 5 and after["trial_id"].is_unique
+    kept = after.set_index("trial_id").loc[before["trial_id"], "ended_at"]
+    assert list(kept) == list(before["ended_at"])  # finished trials were not run again
+    assert json.loads((run_dir / "export.json").read_text())["equal"]
+
+
+def test_failed_trial_is_recorded_and_search_goes_on(tiny: dict[str, Path], tmp_path: Path) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    counter = tmp_path / "builds"
+    # Fault injection from the outside: fail the second model build in the workers
+    # (warm-up, trial 0000, trial 0001) as an out-of-memory error would.
+    (hooks / "sitecustomize.py").write_text(f"""
+import os, sys
+if os.environ.get("FAIL_BUILD"):
+    import importlib.abc, importlib.machinery
+    class _Hook(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "models.alexnet":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            loader = spec.loader
+            original_exec = loader.exec_module
+            def exec_module(module):
+                original_exec(module)
+                build = module.build_alexnet
+                def failing(params):
+                    if not sys.argv[0].endswith("worker.py"):  # count trial workers only
+                        return build(params)
+                    p = {str(counter)!r}
+                    n = int(open(p).read()) + 1 if os.path.exists(p) else 1
+                    open(p, "w").write(str(n))
+                    if n in {{int(x) for x in os.environ.get("FAIL_BUILD", "").split(",") if x}}:
+                        raise MemoryError("simulated out of memory")
+                    return build(params)
+                module.build_alexnet = failing
+            loader.exec_module = exec_module
+            return spec
+    sys.meta_path.insert(0, _Hook())
+""")
+    env = {
+        "PYTHONPATH": f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "FAIL_BUILD": "2",
+    }
+    run_dir = tmp_path / "run"
+    out = run(
+        search_args(
+            tiny,
+            run_dir,
+            "--engine",
+            "random",
+            "--trials",
+            "3",
+            "--max-epochs",
+            "1",
+            "--no-baseline",
+            "--trials-per-worker",
+            "5",
+        ),
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str}).set_index("trial_id")
+    assert len(trials) == 3
+    failed = trials[trials["status"] == "failed"]
+    assert list(failed.index) == ["0"]  # Keras Tuner pads ids to the width of --trials
+    assert "MemoryError: simulated out of memory" in failed["error"].iloc[0]
+    assert (trials["status"] == "completed").sum() == 2
+
+    counter.unlink()
+    env["FAIL_BUILD"] = ",".join(str(i) for i in range(2, 50))  # every trial after the warm-up
+    stop_dir = tmp_path / "run2"
+    out = run(
+        search_args(
+            tiny,
+            stop_dir,
+            "--engine",
+            "random",
+            "--trials",
+            "5",
+            "--max-epochs",
+            "1",
+            "--no-baseline",
+            "--max-failures",
+            "2",
+        ),
+        env=env,
+    )
+    assert out.returncode != 0
+    assert "consecutive" in out.stdout
+    assert len(pd.read_csv(stop_dir / "trials.csv")) == 2
+
+    counter.unlink()
+    env["FAIL_BUILD"] = "1"  # the warm-up itself: nothing can be trained
+    out = run(search_args(tiny, tmp_path / "run3", "--trials", "2", "--no-baseline"), env=env)
+    assert out.returncode == 1
+    assert "warm-up" in out.stderr and "simulated out of memory" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_refusals(tiny: dict[str, Path], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir).mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"identity": {"engine": "optuna"}}))
+    out = run(search_args(tiny, run_dir, "--trials", "2"))
+    assert out.returncode == 2 and "other settings" in out.stderr
+    assert "Traceback" not in out.stderr
+    other = tmp_path / "locked"
+    with locked(other):
+        out = run(search_args(tiny, other, "--trials", "2"))
+    assert out.returncode == 2 and "in use" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--trials", "0"], "--trials must be at least 1, but got 0"),
+        (["--image-size", "50"], "image_size must be at least 67"),
+        (["--time-budget", "soon"], "--time-budget must look like"),
+        (["--data-dir", "/nonexistent/data"], "python -m data_pipeline.download"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(
+    tiny: dict[str, Path], tmp_path: Path, extra: list[str], message: str
+) -> None:
+    out = run([*search_args(tiny, tmp_path / "run"), *extra])
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_dry_run_prints_the_plan(tiny: dict[str, Path], tmp_path: Path) -> None:
+    args = search_args(tiny, tmp_path / "run", "--dry-run")
+    args[args.index("--image-size") + 1] = "227"
+    args[args.index("--width") + 1] = "1.0"
+    args.remove("--space")
+    args.remove(str(tiny["space"]))
+    out = run(args)
+    assert out.returncode == 0, out.stderr
+    assert "58,289,538" in out.stdout
+    assert "one iteration = 30 trials" in out.stdout
+    assert "12 x 3 ep, 4 x 7 ep, 2 x 20 ep" in out.stdout
+    assert "ETA" in out.stdout
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,178 @@
+"""The search space (pinned), its two translators, and the AlexNet builder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import optuna
+import pytest
+
+from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet, smallest_image_size
+from models.checkpoint import load_weights, save_weights
+from models.lrn import LocalResponseNormalization
+from search.space import (
+    DEFAULT_SPACE,
+    BoolParam,
+    FixedParam,
+    FloatParam,
+    IntParam,
+    SpaceError,
+    baseline_values,
+    load_space,
+    resolve,
+    suggest_optuna,
+    to_keras_tuner,
+)
+
+
+def test_default_space_and_baseline_are_pinned() -> None:
+    pinned = (
+        FloatParam("dropout", 0.0, 0.6, baseline=0.25),
+        BoolParam("lrn", baseline=True),
+        IntParam("dense_units", 512, 4096, baseline=4096, step=512),
+        FloatParam("learning_rate", 1e-5, 1e-3, baseline=1e-5, log=True),
+    )
+    assert pinned == DEFAULT_SPACE
+    assert baseline_values() == {
+        "dropout": 0.25,
+        "lrn": True,
+        "dense_units": 4096,
+        "learning_rate": 1e-5,
+    }
+    blog = resolve(baseline_values(), image_size=227, width=1.0, num_classes=2)
+    assert blog == AlexNetParams()
+
+
+def test_keras_tuner_translation() -> None:
+    hp = to_keras_tuner(DEFAULT_SPACE)
+    config = {h.name: h.get_config() for h in hp.space}
+    assert set(config) == {"dropout", "lrn", "dense_units", "learning_rate"}
+    assert (config["dropout"]["min_value"], config["dropout"]["max_value"]) == (0.0, 0.6)
+    assert config["learning_rate"]["sampling"] == "log"
+    assert (
+        config["dense_units"]["min_value"],
+        config["dense_units"]["max_value"],
+        config["dense_units"]["step"],
+    ) == (512, 4096, 512)
+    assert type(hp.space[1]).__name__ == "Boolean"
+
+
+def test_optuna_translation_respects_the_space() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = []
+    for _ in range(30):
+        trial = study.ask()
+        values = suggest_optuna(trial, DEFAULT_SPACE)
+        study.tell(trial, 0.5)
+        seen.append(values)
+    assert all(0.0 <= v["dropout"] <= 0.6 for v in seen)
+    assert all(1e-5 <= v["learning_rate"] <= 1e-3 for v in seen)
+    assert {v["dense_units"] for v in seen} <= set(range(512, 4097, 512))
+    assert {v["lrn"] for v in seen} == {True, False}
+    dists = study.trials[0].distributions
+    assert dists["learning_rate"].log and dists["dense_units"].step == 512
+
+
+def test_space_file_overrides_and_fixes(tmp_path: Path) -> None:
+    f = tmp_path / "space.toml"
+    f.write_text(
+        "[learning_rate]\nlow = 1e-4\nhigh = 1e-2\n[lrn]\nvalue = false\n"
+        "[dense_units]\nlow = 1024\nhigh = 2048\nstep = 1024\n"
+    )
+    space = load_space(f)
+    assert space[0] == DEFAULT_SPACE[0]
+    assert space[1] == FixedParam("lrn", False, baseline=True)
+    assert space[2] == IntParam("dense_units", 1024, 2048, baseline=4096, step=1024)
+    assert space[3] == FloatParam("learning_rate", 1e-4, 1e-2, baseline=1e-5, log=True)
+    hp = to_keras_tuner(space)
+    assert hp.values["lrn"] is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[dropout]\nlow = 0.7\nhigh = 0.2\n", "dropout: low must be below high"),
+        ("[dropout]\nlow = 0.1\nhigh = 1.5\n", "dropout: range must lie within"),
+        ("[learning_rate]\nlow = 0.0\n", "learning_rate"),
+        ("[dense_units]\nlow = 100\nhigh = 1000\nstep = 7\n", "dense_units: step"),
+        ("[momentum]\nlow = 0.1\n", "unknown parameter(s) ['momentum']"),
+        ("[dropout]\nlo = 0.1\n", "unknown key(s) ['lo']"),
+        ("[lrn]\nvalue = 3\n", "lrn: value must be true or false"),
+        ("[dropout]\nvalue = 0.2\nlow = 0.1\n", "cannot be combined"),
+        ("dropout = [", "not valid TOML"),
+    ],
+)
+def test_space_file_errors_name_parameter_and_value(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    f = tmp_path / "space.toml"
+    f.write_text(text)
+    with pytest.raises(SpaceError, match=__import__("re").escape(message)):
+        load_space(f)
+
+
+def test_blog_model_has_the_blogs_parameters_and_shapes() -> None:
+    model = build_alexnet(AlexNetParams())
+    assert model.count_params() == 58_289_538
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
+    assert shapes == {
+        "conv1": (55, 55, 96),
+        "pool1": (27, 27, 96),
+        "lrn1": (27, 27, 96),
+        "conv2": (27, 27, 256),
+        "pool2": (13, 13, 256),
+        "lrn2": (13, 13, 256),
+        "conv3": (13, 13, 384),
+        "conv4": (13, 13, 384),
+        "conv5": (13, 13, 256),
+        "pool3": (6, 6, 256),
+        "flatten": (9216,),
+        "fc1": (4096,),
+        "dropout1": (4096,),
+        "fc2": (4096,),
+        "dropout2": (4096,),
+        "fc3": (2,),
+    }
+    assert isinstance(model.get_layer("lrn2"), LocalResponseNormalization)
+
+
+def test_variants_and_invalid_sizes() -> None:
+    no_lrn = build_alexnet(AlexNetParams(lrn=False, dense_units=512, image_size=128, width=0.5))
+    assert not any(isinstance(layer, LocalResponseNormalization) for layer in no_lrn.layers)
+    assert no_lrn.get_layer("conv1").filters == 48
+    assert smallest_image_size() == 67
+    build_alexnet(AlexNetParams(image_size=67))
+    with pytest.raises(ValueError, match=r"image_size must be at least 67.*got 66"):
+        build_alexnet(AlexNetParams(image_size=66))
+
+
+def test_metric_is_sparse_categorical_accuracy() -> None:
+    params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
+    model = build_alexnet(params)
+    compile_alexnet(model, params, jit_compile=False)
+    x = np.zeros((4, 67, 67, 3), np.float32)
+    y = np.array([0, 1, 1, 1])
+    model.evaluate(x, y, verbose=0)
+    assert any(
+        isinstance(m, keras.metrics.SparseCategoricalAccuracy) for m in model.metrics[1].metrics
+    )
+
+
+def test_lrn_serialises_and_computes_in_float32(tmp_path: Path) -> None:
+    params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
+    model = build_alexnet(params)
+    x = np.random.default_rng(0).random((2, 67, 67, 3), dtype=np.float32)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    again = keras.saving.load_model(path)
+    np.testing.assert_array_equal(model.predict_on_batch(x), again.predict_on_batch(x))
+    layer = LocalResponseNormalization(dtype="mixed_bfloat16")
+    out = layer(np.ones((1, 2, 2, 4), np.float32))
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"  # no bf16 CPU kernel needed
+    ckpt = tmp_path / "w.npz"
+    save_weights(model, ckpt)
+    fresh = build_alexnet(params)
+    load_weights(fresh, ckpt)
+    np.testing.assert_array_equal(model.predict_on_batch(x), fresh.predict_on_batch(x))
