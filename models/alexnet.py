@@ -8,11 +8,10 @@ conv 96/11x11/4 valid, max-pool 3/2, LRN, conv 256/5x5 same, max-pool 3/2, LRN, 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
-
-from models.lrn import LocalResponseNormalization
+if TYPE_CHECKING:
+    import keras
 
 CONV_FILTERS = (96, 256, 384, 384, 256)
 
@@ -73,6 +72,10 @@ def validate(params: AlexNetParams) -> None:
 
 def build_alexnet(params: AlexNetParams) -> keras.Model:
     """The blog's Sequential AlexNet, parameterised; every layer named."""
+    import keras  # here, so that the search space and reports load without TensorFlow
+
+    from models.lrn import LocalResponseNormalization
+
     validate(params)
     f1, f2, f3, f4, f5 = (max(1, round(n * params.width)) for n in CONV_FILTERS)
     layers: list[keras.layers.Layer] = [
@@ -113,6 +116,8 @@ def compile_alexnet(
     Keras may resolve it to categorical accuracy on integer labels, which measured "the share of
     images predicted as cat" in the blog (87% in training, 52% after reloading).
     """
+    import keras
+
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),

@@ -64,6 +64,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _write_predictions(path: Path, data: PreparedData, probs: np.ndarray) -> None:
+    """Per-image validation predictions of the exported model (confusion matrix, image grid)."""
+    import pandas as pd
+
+    files = [f for f in data.cached.files if f.split == "validation"]
+    predicted = np.argmax(probs, axis=1)
+    frame = pd.DataFrame(
+        {
+            "path": [f.path for f in files],
+            "label": [f.label for f in files],
+            "predicted": [data.classes[i] for i in predicted],
+            "probability": probs[np.arange(len(files)), predicted],
+        }
+    )
+    frame.to_csv(path, index=False)
+
+
 def export_run(run_dir: Path) -> dict[str, Any]:
     import keras
 
@@ -92,6 +109,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     x_val, y_val = data.arrays("validation")
     probs = np.concatenate([model.predict_on_batch(b) for b in _batches(x_val, o["batch_size"])])
     acc_memory = float(np.mean(np.argmax(probs, axis=1) == y_val))
+    _write_predictions(run_dir / "validation_predictions.csv", data, probs)
 
     out = run_dir / "best_model"
     shutil.rmtree(out, ignore_errors=True)

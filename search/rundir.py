@@ -23,6 +23,14 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def format_seconds(seconds: float) -> str:
+    """``3725`` -> ``1h02m``; ``95`` -> ``1m35s``; ``7`` -> ``7s``."""
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
 def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
 

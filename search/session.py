@@ -27,6 +27,7 @@ from search import results as res
 from search import rundir
 from search.engines import OptunaEngine, SearchEngine, TrialOutcome, TrialSpec, make_engine
 from search.options import SearchOptions
+from search.rundir import format_seconds
 from search.space import Param, baseline_values, describe, load_space, resolve, to_dict
 from search.workers import WorkerClient
 
@@ -54,13 +55,6 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 @dataclass
@@ -215,8 +209,12 @@ class Search:
                     f"{self.run_dir}. Rerun the same command to continue."
                 )
                 return 130
+            except BaseException:
+                status.update(state="failed")
+                raise
             finally:
                 worker.close()
+                self._write_report()
 
     def _dry_run(self) -> int:
         data = self._prepare_data()
@@ -380,6 +378,20 @@ class Search:
             progress.update(overall, note=self._note())
         worker.close()
         return self._finish(status, started)
+
+    def _write_report(self) -> None:
+        """The HTML report, whatever the outcome; a report error never costs results."""
+        from reports.writer import write_report
+
+        try:
+            path = write_report(self.run_dir)
+        except Exception as exc:  # the results are safe on disk; say so and go on
+            self.console.print(
+                f"warning: the report could not be written ({exc}); rebuild it "
+                f"with python -m reports.build {self.run_dir}"
+            )
+            return
+        self.console.print(f"report: {path} (index: {self.run_dir.parent / 'index.html'})")
 
     def _note(self) -> str:
         trials = res.load_trials(self.run_dir)

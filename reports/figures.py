@@ -1,0 +1,415 @@
+"""Report figures in two pure steps: ``*_info(results) -> NamedTuple``, ``*_plot(info)``.
+
+Tests assert on the info objects. Every string that comes from data or configuration goes into
+a figure HTML-escaped (plotly renders a subset of HTML in labels and hover text).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from search.results import BASELINE_ID, search_trials
+from search.space import SEARCHED
+
+MARKERS = {"completed": "circle", "pruned": "diamond", "failed": "x"}
+COLORS = {"completed": "#1f77b4", "pruned": "#ff7f0e", "failed": "#d62728"}
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _in_order(trials: pd.DataFrame) -> pd.DataFrame:
+    frame = search_trials(trials)
+    return frame.sort_values("ended_at", kind="stable") if "ended_at" in frame else frame
+
+
+# -------------------------------------------------------------------------- best so far
+class HistoryInfo(NamedTuple):
+    trial_ids: list[str]
+    scores: list[float | None]
+    statuses: list[str]
+    best_so_far: list[float | None]
+    baseline: float | None
+    errors: list[str]
+
+
+def history_info(trials: pd.DataFrame, baseline: float | None) -> HistoryInfo:
+    frame = _in_order(trials)
+    scores = [
+        _num(v) if s != "failed" else None
+        for v, s in zip(frame["val_accuracy"], frame["status"], strict=True)
+    ]
+    best: list[float | None] = []
+    current: float | None = None
+    for s in scores:
+        if s is not None and (current is None or s > current):
+            current = s
+        best.append(current)
+    return HistoryInfo(
+        trial_ids=[str(t) for t in frame["trial_id"]],
+        scores=scores,
+        statuses=[str(s) for s in frame["status"]],
+        best_so_far=best,
+        baseline=baseline,
+        errors=[
+            "" if _num(e) is None and not isinstance(e, str) else str(e) for e in frame["error"]
+        ],
+    )
+
+
+def history_plot(info: HistoryInfo) -> go.Figure:
+    fig = go.Figure()
+    x = list(range(1, len(info.trial_ids) + 1))
+    floor = min([s for s in info.scores if s is not None] + [info.baseline or 1.0, 0.5])
+    for status in ("completed", "pruned", "failed"):
+        idx = [i for i, s in enumerate(info.statuses) if s == status]
+        if not idx:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[x[i] for i in idx],
+                y=[info.scores[i] if info.scores[i] is not None else floor for i in idx],
+                mode="markers",
+                name=status,
+                marker={"symbol": MARKERS[status], "size": 10, "color": COLORS[status]},
+                text=[
+                    f"trial {esc(info.trial_ids[i])}"
+                    + (f"<br>{esc(info.errors[i])}" if info.errors[i] else "")
+                    for i in idx
+                ],
+                hovertemplate="%{text}<br>val_accuracy %{y:.4f}<extra></extra>",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=info.best_so_far,
+            mode="lines",
+            name="best so far",
+            line={"shape": "hv", "color": "#2ca02c"},
+        )
+    )
+    if info.baseline is not None:
+        fig.add_hline(
+            y=info.baseline,
+            line_dash="dash",
+            line_color="#7f7f7f",
+            annotation_text=f"baseline {info.baseline:.4f}",
+        )
+    fig.update_layout(
+        title="Best validation accuracy so far (failed trials as X)",
+        xaxis_title="trial (in order of completion)",
+        yaxis_title="best validation accuracy",
+    )
+    return fig
+
+
+# ------------------------------------------------------------------------------- curves
+class CurvesInfo(NamedTuple):
+    series: dict[str, dict[str, list[float]]]  # trial -> {"epoch", "val_accuracy", "val_loss"}
+
+
+def curves_info(trials: pd.DataFrame, history: pd.DataFrame, top: int = 3) -> CurvesInfo:
+    ranked = (
+        search_trials(trials)
+        .dropna(subset=["val_accuracy"])
+        .sort_values("val_accuracy", ascending=False)
+    )
+    ids = [str(t) for t in ranked["trial_id"].head(top)]
+    if (trials["trial_id"] == BASELINE_ID).any():
+        ids.append(BASELINE_ID)
+    series: dict[str, dict[str, list[float]]] = {}
+    for tid in ids:
+        h = history[history["trial_id"] == tid]
+        per = {m: h[h["metric"] == m].sort_values("epoch") for m in ("val_accuracy", "val_loss")}
+        series[tid] = {
+            "epoch": [float(e) for e in per["val_accuracy"]["epoch"]],
+            "val_accuracy": [float(v) for v in per["val_accuracy"]["value"]],
+            "val_loss": [float(v) for v in per["val_loss"]["value"]],
+        }
+    return CurvesInfo(series=series)
+
+
+def curves_plot(info: CurvesInfo) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("validation accuracy", "validation loss"))
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]
+    for i, (tid, s) in enumerate(info.series.items()):
+        color = "#7f7f7f" if tid == BASELINE_ID else palette[i % len(palette)]
+        dash = "dash" if tid == BASELINE_ID else "solid"
+        for col, metric in ((1, "val_accuracy"), (2, "val_loss")):
+            fig.add_trace(
+                go.Scatter(
+                    x=s["epoch"],
+                    y=s[metric],
+                    mode="lines+markers",
+                    name=esc(tid),
+                    legendgroup=esc(tid),
+                    showlegend=col == 1,
+                    line={"color": color, "dash": dash},
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(title="Training curves: the best trials and the baseline")
+    return fig
+
+
+# -------------------------------------------------------------------- parallel coordinates
+class ParallelInfo(NamedTuple):
+    dimensions: dict[str, list[float]]
+    score: list[float]
+
+
+def parallel_info(trials: pd.DataFrame) -> ParallelInfo:
+    done = search_trials(trials).dropna(subset=["val_accuracy"])
+    dims = {
+        "dropout": [float(v) for v in done["dropout"]],
+        "lrn": [1.0 if str(v) in ("True", "1", "1.0") else 0.0 for v in done["lrn"]],
+        "dense_units": [float(v) for v in done["dense_units"]],
+        "log10(learning_rate)": [math.log10(float(v)) for v in done["learning_rate"]],
+    }
+    return ParallelInfo(dimensions=dims, score=[float(v) for v in done["val_accuracy"]])
+
+
+def parallel_plot(info: ParallelInfo) -> go.Figure:
+    dims = [{"label": k, "values": v} for k, v in info.dimensions.items()]
+    dims.append({"label": "val_accuracy", "values": info.score})
+    fig = go.Figure(
+        go.Parcoords(
+            line={"color": info.score, "colorscale": "Viridis", "showscale": True}, dimensions=dims
+        )
+    )
+    fig.update_layout(title="Parallel coordinates (completed and pruned trials)")
+    return fig
+
+
+# ------------------------------------------------------------------ objective per parameter
+class SliceInfo(NamedTuple):
+    params: dict[str, dict[str, list[Any]]]  # param -> {"x", "y", "status", "id"}
+    ranges: dict[str, tuple[float, float] | None]
+    edge_flags: dict[str, str]  # param -> warning text when the best trials sit at an edge
+
+
+def slice_info(trials: pd.DataFrame, space: list[dict[str, Any]], top: int = 3) -> SliceInfo:
+    frame = search_trials(trials)
+    ranges: dict[str, tuple[float, float] | None] = {}
+    for p in space:
+        ranges[p["name"]] = (float(p["low"]), float(p["high"])) if "low" in p else None
+    params: dict[str, dict[str, list[Any]]] = {}
+    flags: dict[str, str] = {}
+    scored = frame.dropna(subset=["val_accuracy"]).sort_values("val_accuracy", ascending=False)
+    best = scored.head(top)
+    for name in SEARCHED:
+        params[name] = {
+            "x": list(frame[name]),
+            "id": [str(t) for t in frame["trial_id"]],
+            "y": [_num(v) for v in frame["val_accuracy"]],
+            "status": [str(s) for s in frame["status"]],
+        }
+        rng = ranges.get(name)
+        if rng is None or len(best) == 0:
+            continue
+        lo, hi = rng
+        log = any(p["name"] == name and p.get("log") for p in space)
+        tf = (lambda v: math.log10(v)) if log else (lambda v: v)
+        span = tf(hi) - tf(lo)
+        values = [tf(float(v)) for v in best[name]]
+        if all(v <= tf(lo) + 0.1 * span for v in values):
+            flags[name] = (
+                f"the best {len(values)} trials sit at the low edge of {name}'s "
+                f"range ({lo:g}): consider widening it"
+            )
+        elif all(v >= tf(hi) - 0.1 * span for v in values):
+            flags[name] = (
+                f"the best {len(values)} trials sit at the high edge of {name}'s "
+                f"range ({hi:g}): consider widening it"
+            )
+    return SliceInfo(params=params, ranges=ranges, edge_flags=flags)
+
+
+def slice_plot(info: SliceInfo) -> go.Figure:
+    names = list(info.params)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True)
+    for col, name in enumerate(names, start=1):
+        d = info.params[name]
+        for status in ("completed", "pruned", "failed"):
+            idx = [i for i, s in enumerate(d["status"]) if s == status]
+            if not idx:
+                continue
+            ys = [d["y"][i] for i in idx]
+            floor = min([y for y in d["y"] if y is not None] + [0.5])
+            fig.add_trace(
+                go.Scatter(
+                    x=[
+                        d["x"][i] if not isinstance(d["x"][i], bool) else str(d["x"][i])
+                        for i in idx
+                    ],
+                    y=[y if y is not None else floor for y in ys],
+                    mode="markers",
+                    marker={"symbol": MARKERS[status], "color": COLORS[status], "size": 8},
+                    name=status,
+                    legendgroup=status,
+                    showlegend=col == 1,
+                    text=[f"trial {esc(d['id'][i])}" for i in idx],
+                    hovertemplate="%{text}<br>%{x}<br>val_accuracy %{y:.4f}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        if name == "learning_rate":
+            fig.update_xaxes(type="log", row=1, col=col)
+        if name in info.edge_flags:
+            fig.layout.annotations[col - 1].text = f"{name} (best at edge)"
+    fig.update_layout(title="Validation accuracy against each hyperparameter")
+    return fig
+
+
+# ------------------------------------------------------------------------------ importance
+class ImportanceInfo(NamedTuple):
+    importances: dict[str, float]
+    message: str | None
+
+
+def importance_info(trials: pd.DataFrame, space: list[dict[str, Any]]) -> ImportanceInfo:
+    """Optuna's default importance evaluator over the completed trials."""
+    import optuna
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    dists: dict[str, Any] = {}
+    for p in space:
+        if p["type"] == "FloatParam":
+            dists[p["name"]] = FloatDistribution(p["low"], p["high"], log=bool(p["log"]))
+        elif p["type"] == "IntParam":
+            dists[p["name"]] = IntDistribution(p["low"], p["high"], step=p["step"])
+        elif p["type"] == "BoolParam":
+            dists[p["name"]] = CategoricalDistribution([True, False])
+    done = search_trials(trials)
+    done = done[(done["status"] == "completed") & done["val_accuracy"].notna()]
+    if len(done) < 3 or not dists:
+        return ImportanceInfo({}, "needs at least 3 completed trials over a searched parameter")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize")
+    for r in done.to_dict("records"):
+        params = {}
+        for name, dist in dists.items():
+            v = r[name]
+            if isinstance(dist, CategoricalDistribution):
+                v = str(v) in ("True", "1", "1.0")
+            elif isinstance(dist, IntDistribution):
+                v = int(v)
+            else:
+                v = float(v)
+            params[name] = v
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params, distributions=dists, value=float(r["val_accuracy"])
+            )
+        )
+    try:
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+        )
+    except (RuntimeError, ValueError) as exc:
+        return ImportanceInfo({}, f"importance could not be computed: {exc}")
+    return ImportanceInfo({k: float(v) for k, v in imp.items()}, None)
+
+
+def importance_plot(info: ImportanceInfo) -> go.Figure:
+    items = sorted(info.importances.items(), key=lambda kv: kv[1])
+    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h"))
+    fig.update_layout(
+        title="Hyperparameter importance (Optuna, completed trials)", xaxis_title="importance"
+    )
+    return fig
+
+
+# ------------------------------------------------------------------------------- budget
+class BudgetInfo(NamedTuple):
+    trial_ids: list[str]
+    epochs: list[int]  # epochs trained in each trial
+    groups: list[str]  # bracket label (Hyperband) or status
+
+
+def budget_info(trials: pd.DataFrame) -> BudgetInfo:
+    frame = _in_order(trials)
+    trained = [
+        int(_num(e) or 0) - int(_num(i) or 0)
+        for e, i in zip(frame["epochs"], frame["initial_epoch"], strict=True)
+    ]
+    groups = []
+    for b, r, s in zip(frame["bracket"], frame["round"], frame["status"], strict=True):
+        if _num(b) is not None:
+            groups.append(f"bracket {int(float(b))}, round {int(float(r))}")
+        else:
+            groups.append(str(s))
+    return BudgetInfo([str(t) for t in frame["trial_id"]], trained, groups)
+
+
+def budget_plot(info: BudgetInfo) -> go.Figure:
+    fig = go.Figure()
+    for group in dict.fromkeys(info.groups):
+        idx = [i for i, g in enumerate(info.groups) if g == group]
+        fig.add_trace(
+            go.Bar(
+                x=[esc(info.trial_ids[i]) for i in idx],
+                y=[info.epochs[i] for i in idx],
+                name=esc(group),
+            )
+        )
+    fig.update_layout(
+        title="Epoch budget per trial",
+        xaxis_title="trial",
+        yaxis_title="epochs trained",
+        xaxis={"type": "category"},
+    )
+    return fig
+
+
+# --------------------------------------------------------------------------- confusion
+class ConfusionInfo(NamedTuple):
+    classes: list[str]
+    matrix: list[list[int]]
+
+
+def confusion_plot(info: ConfusionInfo) -> go.Figure:
+    labels = [esc(c) for c in info.classes]
+    z = np.array(info.matrix)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=labels,
+            y=labels,
+            colorscale="Blues",
+            text=z,
+            texttemplate="%{text}",
+            showscale=False,
+        )
+    )
+    fig.update_layout(
+        title="Confusion matrix (validation set, exported model)",
+        xaxis_title="predicted",
+        yaxis_title="true",
+        yaxis={"autorange": "reversed"},
+    )
+    return fig

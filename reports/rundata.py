@@ -1,0 +1,64 @@
+"""Everything a report shows about one run, read from its run directory (read-only)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from search.results import load_history, load_trials
+
+
+@dataclass(frozen=True)
+class RunData:
+    name: str
+    config: dict[str, Any]
+    trials: pd.DataFrame
+    history: pd.DataFrame
+    status: dict[str, Any]
+    export: dict[str, Any] | None
+    rejects: dict[str, Any]
+    predictions: pd.DataFrame | None
+    pid_alive: bool
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def load_run(run_dir: Path) -> RunData:
+    run_dir = Path(run_dir)
+    config = _json(run_dir / "config.json")
+    if config is None:
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.json).")
+    status = _json(run_dir / "status.json") or {}
+    predictions_path = run_dir / "validation_predictions.csv"
+    export = _json(run_dir / "export.json")
+    return RunData(
+        name=run_dir.name,
+        config=config,
+        trials=load_trials(run_dir),
+        history=load_history(run_dir),
+        status=status,
+        export=export,
+        rejects=_json(run_dir / "rejects.json") or {"skipped": [], "unlabelled": []},
+        predictions=pd.read_csv(predictions_path) if predictions_path.exists() else None,
+        pid_alive=_alive(status.get("pid")) if status.get("state") == "running" else False,
+    )

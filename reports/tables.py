@@ -1,0 +1,123 @@
+"""Pure functions from a run's results to the summary and the table the report shows."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from reports.rundata import RunData
+from search.results import BASELINE_ID, baseline_score, best_trial, search_trials
+from search.space import SEARCHED
+
+STATE_TEXT = {
+    "running": "in progress",
+    "crashed": "crashed: the search process is gone; rerun its command to resume",
+    "interrupted": "interrupted (Ctrl-C); rerun its command to resume",
+    "failed": "stopped after consecutive failed trials",
+    "finished": "finished",
+}
+
+
+class Summary(NamedTuple):
+    state: str
+    state_text: str
+    engine: str
+    trials_done: int
+    trials_planned: int
+    statuses: dict[str, int]
+    max_epochs: int
+    wall_seconds: float
+    best_id: str | None
+    best_score: float | None
+    baseline: float | None
+    gain_points: float | None  # best - baseline, in percentage points, signed
+    export_passed: bool | None
+    counts: dict[str, dict[str, int]]
+    skipped: list[dict[str, str]]
+    unlabelled: int
+    command: str
+    peak_disk_mb: float | None
+
+
+def run_state(run: RunData) -> str:
+    state = run.status.get("state", "running")
+    if state == "running" and not run.pid_alive:
+        return "crashed"
+    return state
+
+
+def summarize(run: RunData) -> Summary:
+    trials = run.trials
+    best = best_trial(trials)
+    base = baseline_score(trials)
+    search = search_trials(trials)
+    score = float(best["val_accuracy"]) if best is not None else None
+    gain = 100 * (score - base) if score is not None and base is not None else None
+    state = run_state(run)
+    options = run.config.get("options", {})
+    return Summary(
+        state=state,
+        state_text=STATE_TEXT.get(state, state),
+        engine=str(options.get("engine", "?")),
+        trials_done=len(search),
+        trials_planned=int(options.get("trials", len(search))),
+        statuses={str(k): int(v) for k, v in search["status"].value_counts().items()},
+        max_epochs=int(options.get("max_epochs", 0)),
+        wall_seconds=float(run.status.get("wall_seconds", 0.0)),
+        best_id=str(best["trial_id"]) if best is not None else None,
+        best_score=score,
+        baseline=base,
+        gain_points=gain,
+        export_passed=bool(run.export["equal"]) if run.export else None,
+        counts=run.config.get("data", {}).get("counts", {}),
+        skipped=list(run.rejects.get("skipped", [])),
+        unlabelled=len(run.rejects.get("unlabelled", [])),
+        command=str(run.config.get("command", "")),
+        peak_disk_mb=run.status.get("peak_disk_mb"),
+    )
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value
+
+
+def results_rows(trials: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every trial (failed and pruned too), best first; the baseline is marked, not dropped."""
+    frame = trials.copy()
+    frame["_order"] = frame["val_accuracy"].fillna(-1.0)
+    frame = frame.sort_values(["_order", "trial_id"], ascending=[False, True])
+    rows = []
+    for r in frame.to_dict("records"):
+        rows.append(
+            {
+                "trial_id": str(r["trial_id"]),
+                "baseline": r["trial_id"] == BASELINE_ID,
+                "status": str(r["status"]),
+                **{k: _cell(r.get(k)) for k in SEARCHED},
+                "val_accuracy": _cell(r.get("val_accuracy")),
+                "best_epoch": _cell(r.get("best_epoch")),
+                "epochs": _cell(r.get("epochs")),
+                "seconds": _cell(r.get("seconds")),
+                "params": _cell(r.get("params")),
+                "error": _cell(r.get("error")),
+            }
+        )
+    return rows
+
+
+def confusion(predictions: pd.DataFrame, classes: list[str]) -> list[list[int]]:
+    """Counts by (true class, predicted class), in the order of ``classes``."""
+    table = pd.crosstab(predictions["label"], predictions["predicted"])
+    table = table.reindex(index=classes, columns=classes, fill_value=0)
+    return [[int(v) for v in row] for row in table.to_numpy()]
+
+
+def grid_sample(predictions: pd.DataFrame, n: int = 9) -> pd.DataFrame:
+    """Validation images for the blog-style grid: misclassified ones first, then the rest."""
+    wrong = predictions[predictions["label"] != predictions["predicted"]]
+    right = predictions[predictions["label"] == predictions["predicted"]]
+    return pd.concat([wrong, right]).head(n)

@@ -1,0 +1,220 @@
+"""The one place that writes reports: ``RUN_DIR/report.html`` and ``RUNS_DIR/index.html``.
+
+Pages are self-contained: plotly.js is inlined once per page, images are data URIs, and
+nothing is fetched from the network, so a report opens from ``file://`` and can be sent on.
+Templates are Jinja2 with autoescaping; figure specs are embedded as JSON with ``<``, ``>``
+and ``&`` escaped, so no file or class name can close a script tag.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.io as pio
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from reports import figures as fig
+from reports.rundata import RunData, load_run
+from reports.tables import confusion, grid_sample, results_rows, run_state, summarize
+from search.results import baseline_score, best_trial, search_trials
+from search.rundir import format_seconds, now_iso
+from search.space import SEARCHED
+
+COLUMNS = [
+    "trial_id",
+    "status",
+    *SEARCHED,
+    "val_accuracy",
+    "best_epoch",
+    "epochs",
+    "seconds",
+    "params",
+    "error",
+]
+
+
+@dataclass(frozen=True)
+class FigureBlock:
+    id: str
+    spec: str
+
+
+def _env() -> Environment:
+    return Environment(
+        loader=PackageLoader("reports", "templates"), autoescape=select_autoescape(["html"])
+    )
+
+
+def figure_json(figure: Any) -> str:
+    """A figure's JSON, safe inside ``<script type="application/json">``."""
+    text = pio.to_json(figure, validate=False, pretty=False)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | None]:
+    """All figures of a report, plus edge-of-range warnings and the importance note."""
+    trials, space = run.trials, run.config.get("space", [])
+    base = baseline_score(trials)
+    blocks = [
+        FigureBlock("fig-history", figure_json(fig.history_plot(fig.history_info(trials, base)))),
+    ]
+    warnings: list[str] = []
+    importance_note = None
+    if len(trials):
+        blocks.append(
+            FigureBlock(
+                "fig-curves", figure_json(fig.curves_plot(fig.curves_info(trials, run.history)))
+            )
+        )
+    if len(search_trials(trials).dropna(subset=["val_accuracy"])) >= 2:
+        blocks.append(
+            FigureBlock("fig-parallel", figure_json(fig.parallel_plot(fig.parallel_info(trials))))
+        )
+    if len(search_trials(trials)):
+        sl = fig.slice_info(trials, space)
+        warnings = list(sl.edge_flags.values())
+        blocks.append(FigureBlock("fig-slice", figure_json(fig.slice_plot(sl))))
+        imp = fig.importance_info(trials, space)
+        importance_note = imp.message
+        if imp.importances:
+            blocks.append(FigureBlock("fig-importance", figure_json(fig.importance_plot(imp))))
+        blocks.append(
+            FigureBlock("fig-budget", figure_json(fig.budget_plot(fig.budget_info(trials))))
+        )
+    if run.predictions is not None and run.export:
+        classes = list(run.export.get("classes") or run.config.get("classes", []))
+        info = fig.ConfusionInfo(classes, confusion(run.predictions, classes))
+        blocks.append(FigureBlock("fig-confusion", figure_json(fig.confusion_plot(info))))
+    return blocks, warnings, importance_note
+
+
+def _grid(run: RunData, run_dir: Path) -> list[dict[str, Any]]:
+    """Thumbnails from the run's image cache (the pixels the model saw), misclassified first."""
+    if run.predictions is None:
+        return []
+    cache = Path(run.config.get("data", {}).get("cache", ""))
+    size = run.config.get("options", {}).get("image_size")
+    index_path = cache / f"images-{size}.json"
+    if not index_path.exists():
+        return []
+    from PIL import Image
+
+    rows = json.loads(index_path.read_text())["rows"]
+    images = np.load(cache / f"images-{size}.npy", mmap_mode="r")
+    out = []
+    for r in grid_sample(run.predictions).to_dict("records"):
+        if r["path"] not in rows:
+            continue
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(images[rows[r["path"]]])).save(buf, format="PNG")
+        out.append(
+            {
+                **r,
+                "wrong": r["label"] != r["predicted"],
+                "png": base64.b64encode(buf.getvalue()).decode(),
+            }
+        )
+    return out
+
+
+def render_report(
+    run: RunData,
+    run_dir: Path,
+    *,
+    plotly_js: str,
+    grid: list[dict[str, Any]],
+) -> str:
+    summary = summarize(run)
+    blocks, warnings, note = build_figures(run)
+    classes = list(run.config.get("classes", []))
+    return (
+        _env()
+        .get_template("report.html")
+        .render(
+            name=run.name,
+            s=summary,
+            options=run.config.get("options", {}),
+            classes=classes,
+            rows=results_rows(run.trials),
+            columns=COLUMNS,
+            figures=blocks,
+            warnings=warnings,
+            importance_message=note,
+            export=run.export,
+            grid=grid,
+            wall=format_seconds(summary.wall_seconds),
+            plotly_js=plotly_js,
+            run_dir=str(run_dir),
+            written_at=now_iso(),
+        )
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def index_rows(runs: list[tuple[str, RunData]]) -> list[dict[str, Any]]:
+    rows = []
+    for link, run in runs:
+        best = best_trial(run.trials)
+        base = baseline_score(run.trials)
+        score = float(best["val_accuracy"]) if best is not None else None
+        wall = float(run.status.get("wall_seconds", 0.0))
+        rows.append(
+            {
+                "name": run.name,
+                "link": link,
+                "created": run.config.get("created_at", ""),
+                "engine": run.config.get("options", {}).get("engine", "?"),
+                "trials": len(search_trials(run.trials)),
+                "best": score,
+                "gain": 100 * (score - base) if score is not None and base is not None else None,
+                "wall": format_seconds(wall),
+                "wall_seconds": wall,
+                "state": run_state(run),
+            }
+        )
+    return sorted(rows, key=lambda r: r["created"], reverse=True)
+
+
+def write_index(runs_dir: Path) -> Path:
+    """``RUNS_DIR/index.html``: every run below ``runs_dir`` with a link to its report."""
+    runs_dir = Path(runs_dir)
+    runs = []
+    for config in sorted(runs_dir.glob("*/config.json")):
+        try:
+            runs.append((f"{config.parent.name}/report.html", load_run(config.parent)))
+        except (FileNotFoundError, ValueError, KeyError):
+            continue
+    html = _env().get_template("index.html").render(root=str(runs_dir), runs=index_rows(runs))
+    path = runs_dir / "index.html"
+    _write_atomic(path, html)
+    return path
+
+
+def write_report(run_dir: Path, *, index: bool = True) -> Path:
+    """Write ``run_dir/report.html`` (and the index of its parent folder)."""
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    html = render_report(run, run_dir, plotly_js=_plotly_js(), grid=_grid(run, run_dir))
+    path = run_dir / "report.html"
+    _write_atomic(path, html)
+    if index:
+        write_index(run_dir.parent)
+    return path

@@ -1,0 +1,190 @@
+"""A synthetic run directory: results as the search writes them, without training anything."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from search.results import TrialRow, record_trial
+from search.space import DEFAULT_SPACE, baseline_values, to_dict
+
+XSS_FILE = "dog.<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">.jpg"
+XSS_CLASS = "<b onmouseover=alert(1)>dog</b>"
+XSS_ERROR = "</script><script>document.body.setAttribute('data-pwned','2')</script>"
+
+
+def _row(
+    trial_id: str,
+    status: str,
+    score: float | None,
+    *,
+    lr: float = 1e-4,
+    dense: int = 1024,
+    dropout: float = 0.1,
+    lrn: bool = True,
+    epochs: int = 3,
+    bracket: int | None = 1,
+    rnd: int | None = 0,
+    error: str | None = None,
+    at: int = 0,
+) -> TrialRow:
+    return TrialRow(
+        trial_id=trial_id,
+        status=status,
+        dropout=dropout,
+        lrn=lrn,
+        dense_units=dense,
+        learning_rate=lr,
+        val_accuracy=score,
+        best_epoch=epochs if score else None,
+        epochs=epochs,
+        seconds=1.5,
+        params=1234,
+        error=error,
+        fit_seconds=1.2,
+        peak_rss_mb=900.0,
+        bracket=bracket,
+        round=rnd,
+        parent_id=None,
+        initial_epoch=0,
+        target_epochs=epochs,
+        ended_at=f"2026-11-26T00:00:{at:02d}+00:00",
+    )
+
+
+def _history(epochs: int, start: float) -> list[dict]:
+    return [
+        {
+            "epoch": e,
+            "metrics": {
+                "val_accuracy": start + 0.01 * e,
+                "val_loss": 0.7 - 0.01 * e,
+                "loss": 0.6,
+                "accuracy": 0.6,
+            },
+        }
+        for e in range(1, epochs + 1)
+    ]
+
+
+def make_run(
+    run_dir: Path,
+    *,
+    state: str = "finished",
+    classes: tuple[str, str] = ("cat", "dog"),
+    failed: bool = True,
+    exported: bool = True,
+    pid: int | None = None,
+) -> Path:
+    run_dir.mkdir(parents=True)
+    cache = run_dir / "fake-cache"
+    cache.mkdir()
+    val_paths = [f"test/{classes[i % 2]}.{i}.jpg" for i in range(6)] + [f"test/{XSS_FILE}"]
+    np.save(
+        cache / "images-67.npy",
+        np.random.default_rng(0).integers(0, 255, (7, 67, 67, 3), dtype=np.uint8),
+    )
+    (cache / "images-67.json").write_text(
+        json.dumps({"rows": {p: i for i, p in enumerate(val_paths)}, "rejects": []})
+    )
+    (run_dir / "config.json").write_text(
+        json.dumps(
+            {
+                "identity": {"engine": "hyperband"},
+                "options": {
+                    "engine": "hyperband",
+                    "trials": 6,
+                    "max_epochs": 3,
+                    "image_size": 67,
+                    "width": 0.125,
+                    "batch_size": 8,
+                },
+                "space": to_dict(DEFAULT_SPACE),
+                "baseline": baseline_values(),
+                "classes": list(classes),
+                "data": {
+                    "layout": "train-test",
+                    "cache": str(cache),
+                    "counts": {
+                        "train": {classes[0]: 10, classes[1]: 11},
+                        "validation": {classes[0]: 3, classes[1]: 4},
+                    },
+                },
+                "command": "python -m search.run --trials 6 --data-dir 'data dir'",
+                "created_at": "2026-11-26T00:00:00+00:00",
+            }
+        )
+    )
+    (run_dir / "rejects.json").write_text(
+        json.dumps(
+            {
+                "skipped": [
+                    {"path": f"train/{XSS_FILE}", "reason": "corrupt or truncated: " + XSS_ERROR}
+                ],
+                "unlabelled": ["1234.jpg"],
+            }
+        )
+    )
+    rows = [
+        (
+            _row(
+                "baseline",
+                "completed",
+                0.60,
+                lr=1e-5,
+                dense=4096,
+                dropout=0.25,
+                bracket=None,
+                rnd=None,
+                epochs=3,
+                at=0,
+            ),
+            0.57,
+        ),
+        (_row("0000", "completed", 0.65, lr=9e-4, at=1), 0.62),
+        (_row("0001", "completed", 0.70, lr=8e-4, dense=2048, at=2), 0.67),
+        (_row("0002", "completed", 0.55, lr=2e-5, lrn=False, dropout=0.5, at=3), 0.52),
+        (_row("0003", "completed", 0.72, lr=9.5e-4, dense=512, rnd=1, epochs=3, at=4), 0.69),
+    ]
+    if failed:
+        rows.append(
+            (_row("0004", "failed", None, error="MemoryError: " + XSS_ERROR, epochs=0, at=5), 0.0)
+        )
+    for row, start in rows:
+        record_trial(run_dir, row, _history(row.epochs, start))
+    (run_dir / "status.json").write_text(
+        json.dumps(
+            {
+                "state": state,
+                "pid": pid if pid is not None else os.getpid(),
+                "wall_seconds": 125.0,
+                "peak_disk_mb": 42.0,
+            }
+        )
+    )
+    if exported:
+        (run_dir / "export.json").write_text(
+            json.dumps(
+                {
+                    "source_trial": "0003",
+                    "val_accuracy_in_memory": 0.72,
+                    "val_accuracy_reloaded": 0.72,
+                    "equal": True,
+                    "n_validation": 7,
+                    "classes": list(classes),
+                    "latency_ms_per_image": 1.5,
+                    "saved_model": str(run_dir / "best_model"),
+                    "size_bytes": 3 * 2**20,
+                }
+            )
+        )
+        labels = [classes[i % 2] for i in range(6)] + [classes[1]]
+        predicted = [*labels[:5], classes[0], classes[0]]  # two mistakes
+        pd.DataFrame(
+            {"path": val_paths, "label": labels, "predicted": predicted, "probability": [0.9] * 7}
+        ).to_csv(run_dir / "validation_predictions.csv", index=False)
+    return run_dir

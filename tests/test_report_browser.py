@@ -1,0 +1,88 @@
+"""Open generated reports in headless Chromium with the network off.
+
+No console errors, every figure drawn, nothing from the data executed; a screenshot of the
+report and of the index is saved under ``test-artifacts/`` (or ``$TEST_ARTIFACTS``).
+``.ci/run`` installs Debian's chromium when it is missing and sets REQUIRE_BROWSER=1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reports.writer import write_report
+from tests.report_fixtures import XSS_CLASS, make_run
+
+CHROMIUM = (
+    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+)
+if CHROMIUM is None and os.environ.get("REQUIRE_BROWSER"):
+    raise RuntimeError("REQUIRE_BROWSER is set but no chromium was found on PATH")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium on PATH (Debian: apt-get install chromium); .ci/run installs it",
+)
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts"))
+
+
+def chromium(tmp_path: Path, url: str, *extra: str) -> str:
+    args = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        # the network is off: every host resolves to nothing, every proxy is refused
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--proxy-server=http://127.0.0.1:9",
+        "--virtual-time-budget=15000",
+        *extra,
+        url,
+    ]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_report_and_index_render_offline(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "runs" / "browser", classes=("cat", XSS_CLASS))
+    report = write_report(run_dir)
+    html = report.read_text()
+    markup = re.sub(r"<script>.*?</script>", "", html, flags=re.S)  # plotly.js source aside
+    assert not re.search(r'(src|href)="(https?:)?//', markup), "the page must not fetch anything"
+    assert html.count("plotly.js v") == 1  # included once, not per figure
+    n_figures = html.count('data-figure="1"')
+    assert n_figures == 7
+
+    dom = chromium(tmp_path, report.as_uri(), "--dump-dom")
+    assert 'data-errors="0"' in dom, re.findall(r'<pre id="js-errors"[^>]*>(.*?)</pre>', dom, re.S)
+    assert dom.count('data-drawn="1"') == n_figures
+    assert dom.count('class="main-svg"') >= n_figures
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    assert "data-pwned" not in body  # the payloads in file names and errors never ran
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    chromium(tmp_path, report.as_uri(), "--window-size=1300,5200", f"--screenshot={shot}")
+    assert shot.stat().st_size > 50_000
+
+    index = run_dir.parent / "index.html"
+    dom = chromium(tmp_path, index.as_uri(), "--dump-dom")
+    assert 'data-errors="0"' in dom and 'href="browser/report.html"' in dom
+    chromium(
+        tmp_path,
+        index.as_uri(),
+        "--window-size=1200,600",
+        f"--screenshot={ARTIFACTS / 'index.png'}",
+    )
+    assert (ARTIFACTS / "index.png").exists()

@@ -1,0 +1,133 @@
+"""Report tables, figure data, escaping, and the states a run can be in (no pixels here)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reports import figures as fig
+from reports.rundata import load_run
+from reports.tables import confusion, grid_sample, results_rows, summarize
+from reports.writer import figure_json, write_index, write_report
+from search.results import load_trials
+from tests.report_fixtures import XSS_CLASS, XSS_ERROR, XSS_FILE, make_run
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return make_run(tmp_path / "runs" / "hb-1")
+
+
+def test_summary_and_table(run_dir: Path) -> None:
+    run = load_run(run_dir)
+    s = summarize(run)
+    assert (s.state, s.trials_done, s.trials_planned) == ("finished", 5, 6)
+    assert s.statuses == {"completed": 4, "failed": 1}
+    assert s.best_id == "0003" and s.best_score == pytest.approx(0.72)
+    assert s.baseline == pytest.approx(0.60)
+    assert s.gain_points == pytest.approx(12.0)
+    assert s.export_passed is True
+    rows = results_rows(run.trials)
+    assert [r["trial_id"] for r in rows] == ["0003", "0001", "0000", "baseline", "0002", "0004"]
+    assert [r["baseline"] for r in rows].count(True) == 1
+    assert rows[-1]["status"] == "failed" and "MemoryError" in rows[-1]["error"]
+
+
+def test_figure_infos(run_dir: Path) -> None:
+    trials = load_trials(run_dir)
+    run = load_run(run_dir)
+    h = fig.history_info(trials, 0.60)
+    assert h.trial_ids == ["0000", "0001", "0002", "0003", "0004"]
+    assert h.best_so_far == pytest.approx([0.65, 0.70, 0.70, 0.72, 0.72])
+    assert h.statuses[-1] == "failed" and h.scores[-1] is None
+    c = fig.curves_info(trials, run.history, top=2)
+    assert list(c.series) == ["0003", "0001", "baseline"]
+    assert c.series["0003"]["epoch"] == [1, 2, 3]
+    p = fig.parallel_info(trials)
+    assert len(p.score) == 4 and p.dimensions["lrn"].count(0.0) == 1
+    sl = fig.slice_info(trials, run.config["space"])
+    assert "learning_rate" in sl.edge_flags and "high edge" in sl.edge_flags["learning_rate"]
+    assert "dropout" not in sl.edge_flags
+    imp = fig.importance_info(trials, run.config["space"])
+    assert set(imp.importances) == {"dropout", "lrn", "dense_units", "learning_rate"}
+    assert sum(imp.importances.values()) == pytest.approx(1.0)
+    b = fig.budget_info(trials)
+    assert b.epochs == [3, 3, 3, 3, 0]
+    assert b.groups[3] == "bracket 1, round 1"
+    preds = run.predictions
+    assert confusion(preds, ["cat", "dog"]) == [[3, 0], [2, 2]]
+    assert list(grid_sample(preds)["label"] != grid_sample(preds)["predicted"])[:2] == [True, True]
+
+
+def test_importance_needs_completed_trials(run_dir: Path) -> None:
+    trials = load_trials(run_dir).head(2)
+    info = fig.importance_info(trials, load_run(run_dir).config["space"])
+    assert info.importances == {} and "at least 3" in info.message
+
+
+def test_everything_from_data_is_escaped(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "runs" / "xss", classes=("cat", XSS_CLASS))
+    html = write_report(run_dir).read_text()
+    for raw in (XSS_FILE, XSS_CLASS, XSS_ERROR, "<img src=x", "<b onmouseover"):
+        assert raw not in html
+    assert "&lt;img src=x onerror=" in html  # shown as text in the tables
+    specs = re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', html, re.S)
+    assert specs and all("<" not in s for s in specs)
+    confusion_spec = json.loads(specs[-1])
+    assert confusion_spec["data"][0]["x"][1] == "&lt;b onmouseover=alert(1)&gt;dog&lt;/b&gt;"
+    assert html.count("<script>") == 4  # error capture, plotly.js, figure drawing, sorting
+
+
+def test_figure_json_cannot_close_a_script_tag() -> None:
+    import plotly.graph_objects as go
+
+    text = figure_json(go.Figure(go.Bar(x=["</script><script>x()</script>"], y=[1])))
+    assert "<" not in text and ">" not in text  # plotly escapes "/" too; we add "<", ">", "&"
+
+
+def test_report_of_a_run_in_progress_and_of_a_crashed_run(tmp_path: Path) -> None:
+    running = make_run(tmp_path / "runs" / "live", state="running", failed=False, exported=False)
+    html = write_report(running).read_text()
+    assert "in progress" in html and "No model exported yet" in html
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    crashed = make_run(
+        tmp_path / "runs" / "dead", state="running", exported=False, pid=int(dead.stdout)
+    )
+    html = write_report(crashed).read_text()
+    assert "crashed" in html and "rerun its command to resume" in html
+
+
+def test_index_lists_every_run(tmp_path: Path) -> None:
+    make_run(tmp_path / "runs" / "a")
+    make_run(tmp_path / "runs" / "b", state="running", exported=False)
+    (tmp_path / "runs" / "not-a-run").mkdir()
+    html = write_index(tmp_path / "runs").read_text()
+    assert html.count('href="a/report.html"') == 1 and 'href="b/report.html"' in html
+    assert "+12.00" in html and "not-a-run" not in html
+
+
+def test_build_cli(run_dir: Path, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "reports.build", str(run_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0 and (run_dir / "report.html").exists()
+    bad = subprocess.run(
+        [sys.executable, "-m", "reports.build", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "not a run directory" in bad.stderr
