@@ -571,9 +571,13 @@ class _TrialRunner:
         acc = f"{row.val_accuracy:.4f}" if row.val_accuracy is not None else "-"
         err = f" - {row.error}" if row.error else ""
         self.progress.update(self.overall, note=s._note())
+        overall = next(t for t in self.progress.tasks if t.id == self.overall)
+        eta = (float(overall.total or 0) - overall.completed) * self.est.epoch_s()
+        n_done = len(res.search_trials(res.load_trials(run_dir)))
         self.progress.console.print(
             f"trial {spec.trial_id} {row.status}: val_accuracy {acc} (best epoch "
-            f"{row.best_epoch}, {row.epochs} epochs, {format_seconds(row.seconds)}){err}",
+            f"{row.best_epoch}, {row.epochs} epochs, {format_seconds(row.seconds)}){err}"
+            f" | {n_done}/{s.opts.trials} trials, {s._note()}, ETA {format_seconds(eta)}",
             markup=False,
             highlight=False,
         )
