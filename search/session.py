@@ -335,23 +335,17 @@ class Search:
             )
             runner = _TrialRunner(self, data, worker, status, progress, overall, est)
             if o.baseline and not self._baseline_done():
+                if self._over_budget(est.trial_s(o.max_epochs), started, "the baseline", done):
+                    return self._finish(status, started)
                 runner.run(
                     TrialSpec(res.BASELINE_ID, baseline_values(self.space), o.max_epochs),
                     engine=None,
                 )
             failures = 0
             while done < o.trials:
-                if o.time_budget is not None:
-                    need = est.trial_s(plan[done].epochs - plan[done].initial_epoch)
-                    elapsed = status.data["wall_seconds"] - status.data["wall_seconds_before"]
-                    if elapsed + need > o.time_budget:
-                        self.console.print(
-                            f"time budget {format_seconds(o.time_budget)}: the next trial needs "
-                            f"~{format_seconds(need)} and {format_seconds(o.time_budget - elapsed)}"
-                            f" are left; stopping after {done} of {o.trials} trials (rerun with a "
-                            "larger --time-budget to continue)."
-                        )
-                        break
+                need = est.trial_s(plan[done].epochs - plan[done].initial_epoch)
+                if self._over_budget(need, started, "the next trial", done):
+                    break
                 spec = engine.next_trial()
                 if spec is None:
                     self.console.print(
@@ -378,6 +372,21 @@ class Search:
             progress.update(overall, note=self._note())
         worker.close()
         return self._finish(status, started)
+
+    def _over_budget(self, need: float, started: float, what: str, done: int) -> bool:
+        """True (and says so) when ``what`` cannot finish within --time-budget."""
+        budget = self.opts.time_budget
+        if budget is None:
+            return False
+        left = budget - (time.monotonic() - started)
+        if need <= left:
+            return False
+        self.console.print(
+            f"time budget {format_seconds(budget)}: {what} needs ~{format_seconds(need)} and "
+            f"{format_seconds(max(left, 0))} are left; stopping after {done} of "
+            f"{self.opts.trials} trials (rerun with a larger --time-budget to continue)."
+        )
+        return True
 
     def _write_report(self) -> None:
         """The HTML report, whatever the outcome; a report error never costs results."""

@@ -275,6 +275,17 @@ if os.environ.get("FAIL_BUILD"):
     assert "Traceback" not in out.stderr
 
 
+def test_time_budget_starts_nothing_that_cannot_finish(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    out = run(search_args(tiny, run_dir, "--trials", "3", "--time-budget", "1s"))
+    assert "time budget 1s: the baseline needs" in out.stdout
+    assert not (run_dir / "trials.csv").exists()
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+    assert (run_dir / "report.html").exists()
+
+
 def test_refusals(tiny: dict[str, Path], tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     (run_dir).mkdir()
