@@ -156,9 +156,22 @@ class KerasTunerEngine(SearchEngine):
         for bracket in getattr(self.oracle, "_brackets", []):
             rounds, num = bracket["rounds"], bracket["bracket_num"]
             for r in range(len(rounds) - 1):
-                if len(rounds[r + 1]) < self.oracle._get_size(num, r + 1):
-                    chosen = {info["past_id"] for info in rounds[r + 1]}
-                    keep |= {info["id"] for info in rounds[r] if info["id"] not in chosen}
+                slots = self.oracle._get_size(num, r + 1) - len(rounds[r + 1])
+                if slots <= 0:
+                    continue
+                chosen = {info["past_id"] for info in rounds[r + 1]}
+                pending = [
+                    self.oracle.trials[info["id"]] for info in rounds[r] if info["id"] not in chosen
+                ]
+                # Promotion takes the best completed candidates (Keras Tuner's own ordering):
+                # a completed trial ranked below the open slots can never be promoted.
+                done = sorted(
+                    (t for t in pending if t.status == "COMPLETED"),
+                    key=lambda t: t.score,
+                    reverse=True,
+                )
+                keep |= {t.trial_id for t in done[:slots]}
+                keep |= {t.trial_id for t in pending if t.status not in ("COMPLETED", "FAILED")}
         return keep
 
     def schedule(self, n_trials: int) -> list[TrialSpec]:

@@ -1,0 +1,81 @@
+"""Engines without training: schedules, promotions and which checkpoints are still needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search.engines import KerasTunerEngine, OptunaEngine, TrialOutcome, make_engine
+from search.space import DEFAULT_SPACE
+
+
+def _finish(engine, spec, score: float | None) -> None:
+    status = "completed" if score is not None else "failed"
+    per_epoch = [(spec.epochs, score)] if score is not None else []
+    engine.finish(spec, TrialOutcome(status, score, per_epoch))
+
+
+def test_hyperband_schedule_of_the_default_budget(tmp_path: Path) -> None:
+    engine = make_engine(
+        "hyperband", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=20, factor=3, n_trials=30, seed=1
+    )
+    plan = engine.schedule(30)
+    assert len(plan) == 30
+    assert [(s.initial_epoch, s.epochs) for s in plan[:12]] == [(0, 3)] * 12
+    assert [(s.initial_epoch, s.epochs) for s in plan[12:18]] == [(3, 7)] * 4 + [(7, 20)] * 2
+    assert sum(s.epochs - s.initial_epoch for s in plan) == 226
+    assert len(engine.schedule(40)) == 40
+
+
+def test_hyperband_keeps_only_promotable_checkpoints(tmp_path: Path) -> None:
+    engine = make_engine(
+        "hyperband", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=3, factor=3, n_trials=6, seed=1
+    )
+    assert isinstance(engine, KerasTunerEngine)
+    round0 = []
+    for score in (0.5, 0.7, 0.6):
+        spec = engine.next_trial()
+        assert spec is not None and (spec.initial_epoch, spec.epochs) == (0, 1)
+        assert spec.trial_id in engine.needed_checkpoints()  # a running trial may be promoted
+        _finish(engine, spec, score)
+        round0.append(spec)
+    assert engine.needed_checkpoints() == {round0[1].trial_id}  # one slot: only the best
+    promoted = engine.next_trial()
+    assert promoted.parent_id == round0[1].trial_id
+    assert (promoted.initial_epoch, promoted.epochs) == (1, 3)
+    assert engine.needed_checkpoints() == {round0[1].trial_id}  # its child is running
+    _finish(engine, promoted, 0.75)
+    assert engine.needed_checkpoints() == set()
+
+
+def test_keras_tuner_state_survives_a_restart(tmp_path: Path) -> None:
+    first = make_engine(
+        "random", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=2, factor=3, n_trials=3, seed=1
+    )
+    a = first.next_trial()
+    _finish(first, a, 0.6)
+    b = first.next_trial()  # left running, as by a kill -9
+    again = make_engine(
+        "random", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=2, factor=3, n_trials=3, seed=1
+    )
+    retried = again.next_trial()
+    assert retried.trial_id == b.trial_id and retried.values == b.values
+
+
+def test_optuna_requeues_a_trial_left_running(tmp_path: Path) -> None:
+    first = make_engine(
+        "optuna", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=2, factor=3, n_trials=3, seed=1
+    )
+    assert isinstance(first, OptunaEngine)
+    a = first.next_trial()
+    _finish(first, a, 0.6)
+    b = first.next_trial()
+    again = make_engine(
+        "optuna", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=2, factor=3, n_trials=3, seed=1
+    )
+    assert isinstance(again, OptunaEngine)
+    again.resume({})
+    retried = again.next_trial()
+    assert retried.values == pytest.approx(b.values)
+    assert retried.trial_id != b.trial_id
