@@ -131,3 +131,19 @@ def test_build_cli(run_dir: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode == 2 and "not a run directory" in bad.stderr
+
+
+def test_serve_prints_the_address_and_serves_the_index(run_dir: Path) -> None:
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "reports.serve", str(run_dir.parent),
+                             "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url, line
+        with urllib.request.urlopen(url.group(0) + "index.html", timeout=10) as response:
+            assert b"hb-1/report.html" in response.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
