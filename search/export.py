@@ -175,7 +175,12 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
     out_key = next(iter(serve.structured_outputs))
     probs = np.concatenate([serve(tf.constant(b))[out_key].numpy() for b in _batches(x_val, batch)])
     acc = float(np.mean(np.argmax(probs, axis=1) == y_val))
-    keras_model = keras.saving.load_model(run_dir / "best_model.keras")  # safe_mode on
+    from models.lrn import LocalResponseNormalization
+
+    keras_model = keras.saving.load_model(  # safe_mode stays on
+        run_dir / "best_model.keras",
+        custom_objects={"alexnet_tuner>LocalResponseNormalization": LocalResponseNormalization},
+    )
     kprobs = np.concatenate([keras_model.predict_on_batch(b) for b in _batches(x_val, batch)])
     memory = np.load(run_dir / ".probs-in-memory.npy")
     one = next(_batches(x_val[:1], 1))

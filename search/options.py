@@ -53,6 +53,7 @@ class SearchOptions:
     time_budget: float | None = None
     precision: str = "auto"
     xla: str = "auto"
+    strategy: str = "none"
     trials_per_worker: int = 5
     max_failures: int = 3
     dry_run: bool = False
@@ -75,6 +76,8 @@ class SearchOptions:
             raise OptionError(
                 f"--trials-per-worker must be at least 1, but got {self.trials_per_worker}."
             )
+        if self.strategy not in ("none", "mirrored"):
+            raise OptionError(f"--strategy must be none or mirrored, but got {self.strategy!r}.")
         if self.max_failures < 1:
             raise OptionError(f"--max-failures must be at least 1, but got {self.max_failures}.")
         try:

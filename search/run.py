@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: on for a GPU, off for a CPU (40%% slower there)",
     )
     p.add_argument(
+        "--strategy",
+        choices=("none", "mirrored"),
+        default="none",
+        help="mirrored: each trial on all visible GPUs (tf.distribute.MirroredStrategy); "
+        "--batch-size is per GPU",
+    )
+    p.add_argument(
         "--trials-per-worker",
         type=int,
         default=5,

@@ -97,6 +97,7 @@ def _worker_setup(opts: SearchOptions, run_dir: Path) -> dict[str, Any]:
         "augment": opts.augment,
         "precision": opts.precision,
         "xla": opts.xla,
+        "strategy": opts.strategy,
         "run_dir": str(run_dir.resolve()),
     }
 
@@ -153,6 +154,14 @@ class Search:
             f"device: {warm.get('policy')} precision, XLA {'on' if warm.get('xla') else 'off'}; "
             f"warm-up {warm['train_img_s']:.0f} img/s training, {warm['eval_img_s']:.0f} img/s "
             f"evaluation -> ~{format_seconds(est.epoch_s())} per epoch",
+            *(
+                [
+                    f"strategy: MirroredStrategy over {warm.get('replicas')} replica(s); batch "
+                    f"{o.batch_size} per replica = global batch {warm.get('global_batch')}"
+                ]
+                if o.strategy == "mirrored"
+                else []
+            ),
             f"to run: {o.trials - done} trials ({done} done), {search_epochs + baseline_epochs} "
             f"epochs, ETA {format_seconds(eta)}"
             + (f" (time budget {format_seconds(o.time_budget)})" if o.time_budget else ""),

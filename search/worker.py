@@ -63,6 +63,36 @@ def configure_devices(precision: str, xla: str) -> tuple[str, bool]:
     return policy, jit
 
 
+LOGICAL_CPUS_ENV = "ALEXNET_TUNER_LOGICAL_CPUS"
+
+
+def make_strategy(name: str) -> tuple[Any, int]:
+    """``mirrored``: ``tf.distribute.MirroredStrategy`` over the visible GPUs (one copy of the
+    model per GPU, gradients all-reduced). Without GPUs it mirrors over the CPU's logical
+    devices: ``$ALEXNET_TUNER_LOGICAL_CPUS=N`` splits the CPU into N, to exercise the
+    multi-device code path on any machine."""
+    import tensorflow as tf
+
+    if name == "none":
+        return None, 1
+    if name != "mirrored":
+        raise ValueError(f"strategy must be none or mirrored, but got {name=}.")
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        n = int(os.environ.get(LOGICAL_CPUS_ENV, "1"))
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+        )
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        strategy = tf.distribute.MirroredStrategy(
+            devices=devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
+    return strategy, int(strategy.num_replicas_in_sync)
+
+
 class Worker:
     def __init__(self, setup: dict[str, Any], out: TextIO) -> None:
         from data_pipeline.pipeline import DataConfig, prepare
@@ -70,6 +100,8 @@ class Worker:
         self.setup = setup
         self.out = out
         self.parent = os.getppid()
+        strategy, self.replicas = make_strategy(setup.get("strategy", "none"))
+        self.scope = strategy.scope if strategy is not None else contextlib.nullcontext
         self.policy, self.jit = configure_devices(setup["precision"], setup["xla"])
         d = setup["data"]
         self.data = prepare(
@@ -82,7 +114,9 @@ class Worker:
                 cache_root=Path(d["cache_root"]) if d["cache_root"] else None,
             )
         )
-        self.train, self.val = self.data.datasets(setup["batch_size"], augment=setup["augment"])
+        # Mirrored: each replica gets --batch-size, so the global batch grows with the replicas.
+        self.batch_size = setup["batch_size"] * self.replicas
+        self.train, self.val = self.data.datasets(self.batch_size, augment=setup["augment"])
         self.run_dir = Path(setup["run_dir"])
 
     def emit(self, event: dict[str, Any]) -> None:
@@ -97,8 +131,9 @@ class Worker:
         from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet
 
         params = AlexNetParams(**msg["params"])
-        model = build_alexnet(params)
-        compile_alexnet(model, params, jit_compile=self.jit)
+        with self.scope():
+            model = build_alexnet(params)
+            compile_alexnet(model, params, jit_compile=self.jit)
         x, y = next(iter(self.train))
         model.train_on_batch(x, y)  # tracing and compilation, not timed
         steps = max(1, int(msg.get("steps", 3)))
@@ -191,11 +226,12 @@ class Worker:
         try:
             keras.utils.set_random_seed(int(msg["seed"]))
             params = AlexNetParams(**msg["params"])
-            model = build_alexnet(params)
-            n_params = int(model.count_params())
-            if msg.get("warm_start"):
-                load_weights(model, Path(msg["warm_start"]))
-            compile_alexnet(model, params, jit_compile=self.jit)
+            with self.scope():
+                model = build_alexnet(params)
+                n_params = int(model.count_params())
+                if msg.get("warm_start"):
+                    load_weights(model, Path(msg["warm_start"]))
+                compile_alexnet(model, params, jit_compile=self.jit)
             t0 = time.perf_counter()
             model.fit(
                 self.train,
@@ -242,7 +278,16 @@ def main() -> int:
     except Exception as exc:
         out.write(json.dumps({"event": "error", "error": f"{type(exc).__name__}: {exc}"}) + "\n")
         return 1
-    worker.emit({"event": "ready", "pid": os.getpid(), "policy": worker.policy, "xla": worker.jit})
+    worker.emit(
+        {
+            "event": "ready",
+            "pid": os.getpid(),
+            "policy": worker.policy,
+            "xla": worker.jit,
+            "replicas": worker.replicas,
+            "global_batch": worker.batch_size,
+        }
+    )
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["cmd"] == "warmup":

@@ -136,8 +136,11 @@ def test_build_cli(run_dir: Path, tmp_path: Path) -> None:
 def test_serve_prints_the_address_and_serves_the_index(run_dir: Path) -> None:
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, "-m", "reports.serve", str(run_dir.parent),
-                             "--port", "0"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reports.serve", str(run_dir.parent), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)

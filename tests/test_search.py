@@ -275,6 +275,32 @@ if os.environ.get("FAIL_BUILD"):
     assert "Traceback" not in out.stderr
 
 
+def test_mirrored_strategy_on_two_logical_cpus(tiny: dict[str, Path], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    out = run(
+        search_args(
+            tiny,
+            run_dir,
+            "--strategy",
+            "mirrored",
+            "--trials",
+            "1",
+            "--max-epochs",
+            "1",
+            "--engine",
+            "random",
+            "--batch-size",
+            "4",
+        ),
+        env={"ALEXNET_TUNER_LOGICAL_CPUS": "2"},
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "MirroredStrategy over 2 replica(s); batch 4 per replica = global batch 8" in out.stdout
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    assert set(trials["status"]) == {"completed"}
+    assert json.loads((run_dir / "export.json").read_text())["equal"]
+
+
 def test_time_budget_starts_nothing_that_cannot_finish(
     tiny: dict[str, Path], tmp_path: Path
 ) -> None:
