@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from data_pipeline.errors import DataError
+from data_pipeline.files import file_digest
 
 # The Microsoft Cats-and-Dogs archive unpacks to ~0.85 GB; anything past this is not a photo set.
 MAX_UNCOMPRESSED_BYTES = 64 * 2**30
 MAX_RATIO = 200  # compression ratio past which a member is treated as a zip bomb
-
-
-def _archive_key(archive: Path) -> str:
-    h = hashlib.blake2b(digest_size=12)
-    with archive.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_members(zf: zipfile.ZipFile, *, max_bytes: int = MAX_UNCOMPRESSED_BYTES) -> None:
@@ -57,7 +49,7 @@ def extract_once(archive: Path, cache_root: Path) -> Path:
     """Extract ``archive`` into ``cache_root/extracted/<hash>/`` unless already done; return it."""
     if not zipfile.is_zipfile(archive):
         raise DataError(f"{str(archive)!r} is not a readable .zip archive.")
-    target = Path(cache_root) / "extracted" / _archive_key(archive)
+    target = Path(cache_root) / "extracted" / file_digest(archive)[:24]
     if (target / ".complete").exists():
         return target
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from data_pipeline.discover import Discovery, ImageFile
+from data_pipeline.files import file_digest, write_text_atomic
 from data_pipeline.images import Decoded, decode_files
 
 CACHE_ENV = "ALEXNET_TUNER_CACHE"
@@ -73,29 +74,19 @@ class CachedImages:
         return self.rows[picks], labels
 
 
-def _file_digest(path: Path) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.digest()
-
-
 def fingerprint(discovery: Discovery, *, workers: int | None = None) -> str:
     """Content fingerprint of the files (paths and bytes), independent of labels and split."""
     paths = [f.path for f in discovery.files]
     with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
-        digests = list(pool.map(lambda p: _file_digest(discovery.root / p), paths))
+        digests = list(pool.map(lambda p: file_digest(discovery.root / p), paths))
     h = hashlib.blake2b(digest_size=16)
     for path, digest in zip(paths, digests, strict=True):
-        h.update(path.encode() + b"\0" + digest)
+        h.update(f"{path}\0{digest}\n".encode())
     return h.hexdigest()
 
 
 def _write_json_atomic(path: Path, payload: object) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload))
 
 
 def _no_progress(description: str, total: int) -> Callable[[int], None]:

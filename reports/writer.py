@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,24 +19,15 @@ import numpy as np
 import plotly.io as pio
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from data_pipeline.files import write_text_atomic
 from reports import figures as fig
 from reports.rundata import RunData, load_run
 from reports.tables import confusion, grid_sample, results_rows, run_state, summarize
-from search.results import baseline_score, best_trial, search_trials
+from search.results import TRIAL_COLUMNS, baseline_score, best_trial, search_trials
 from search.rundir import format_seconds, now_iso
-from search.space import SEARCHED
 
-COLUMNS = [
-    "trial_id",
-    "status",
-    *SEARCHED,
-    "val_accuracy",
-    "best_epoch",
-    "epochs",
-    "seconds",
-    "params",
-    "error",
-]
+# the user-facing columns of trials.csv, in its order
+COLUMNS = list(TRIAL_COLUMNS[: TRIAL_COLUMNS.index("error") + 1])
 
 
 @dataclass(frozen=True)
@@ -163,12 +153,6 @@ def render_report(
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def index_rows(runs: list[tuple[str, RunData]]) -> list[dict[str, Any]]:
     rows = []
     for link, run in runs:
@@ -204,7 +188,7 @@ def write_index(runs_dir: Path) -> Path:
             continue
     html = _env().get_template("index.html").render(root=str(runs_dir), runs=index_rows(runs))
     path = runs_dir / "index.html"
-    _write_atomic(path, html)
+    write_text_atomic(path, html)
     return path
 
 
@@ -214,7 +198,7 @@ def write_report(run_dir: Path, *, index: bool = True) -> Path:
     run = load_run(run_dir)
     html = render_report(run, run_dir, plotly_js=_plotly_js(), grid=_grid(run, run_dir))
     path = run_dir / "report.html"
-    _write_atomic(path, html)
+    write_text_atomic(path, html)
     if index:
         write_index(run_dir.parent)
     return path

@@ -11,7 +11,6 @@ accuracies, which must be equal.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from data_pipeline.files import file_digest
 from data_pipeline.pipeline import DataConfig, PreparedData, prepare
 from search import results as res
 from search.rundir import checkpoint_path, now_iso, read_json, write_json_atomic
@@ -54,14 +54,6 @@ def _data(run_dir: Path) -> tuple[dict[str, Any], PreparedData]:
 def _batches(images: np.ndarray, batch_size: int):
     for start in range(0, len(images), batch_size):
         yield images[start : start + batch_size].astype(np.float32) / np.float32(255.0)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_predictions(path: Path, data: PreparedData, probs: np.ndarray) -> None:
@@ -155,7 +147,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
         "saved_model": str(out),
         "keras_file": str(keras_path),
         "size_bytes": sum(p.stat().st_size for p in files),
-        "files": {str(p.relative_to(run_dir)): _sha256(p) for p in files},
+        "files": {str(p.relative_to(run_dir)): file_digest(p, algorithm="sha256") for p in files},
         "created_at": now_iso(),
     }
     write_json_atomic(run_dir / "export.json", record)

@@ -7,13 +7,13 @@ running when the process died has no row, so it is simply run again.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from data_pipeline.files import write_text_atomic
 from search.space import SEARCHED
 
 BASELINE_ID = "baseline"
@@ -69,9 +69,7 @@ class TrialRow:
 
 
 def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_text_atomic(path, frame.to_csv(index=False))
 
 
 def load_trials(run_dir: Path) -> pd.DataFrame:

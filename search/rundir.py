@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from data_pipeline.files import write_text_atomic
+
 
 class RunDirError(RuntimeError):
     """The run directory cannot be used as asked (locked, or made with other settings)."""
@@ -36,9 +38,7 @@ def identity_hash(identity: dict[str, Any]) -> str:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=2, default=str))
 
 
 def read_json(path: Path) -> Any:

@@ -29,7 +29,7 @@ from search.engines import OptunaEngine, SearchEngine, TrialOutcome, TrialSpec, 
 from search.options import SearchOptions
 from search.rundir import format_seconds
 from search.space import Param, baseline_values, describe, load_space, resolve, to_dict
-from search.workers import WorkerClient
+from search.workers import WorkerClient, failed_result
 
 
 class SearchFailed(RuntimeError):
@@ -519,17 +519,9 @@ class _TrialRunner:
         if spec.parent_id:
             warm_start = rundir.checkpoint_path(run_dir, spec.parent_id)
         if warm_start is not None and not warm_start.exists():
-            done: dict[str, Any] = {
-                "status": "failed",
-                "error": f"checkpoint of parent trial {spec.parent_id} is missing",
-                "val_accuracy": None,
-                "best_epoch": None,
-                "epochs": 0,
-                "seconds": 0.0,
-                "fit_seconds": 0.0,
-                "params": 0,
-                "peak_rss_mb": None,
-            }
+            done = failed_result(
+                spec.trial_id, f"checkpoint of parent trial {spec.parent_id} is missing"
+            )
         else:
             done = self.worker.run_trial(
                 {

@@ -17,6 +17,24 @@ class WorkerDied(RuntimeError):
     """The worker process ended without answering (crash, out of memory, killed)."""
 
 
+def failed_result(trial_id: str, error: str) -> dict[str, Any]:
+    """The ``done`` event of a trial that never reached the point of reporting one."""
+    return {
+        "event": "done",
+        "trial_id": trial_id,
+        "status": "failed",
+        "error": error,
+        "val_accuracy": None,
+        "best_epoch": None,
+        "epochs": 0,
+        "seconds": 0.0,
+        "fit_seconds": 0.0,
+        "params": 0,
+        "peak_rss_mb": None,
+        "disk_mb": 0.0,
+    }
+
+
 @dataclass
 class WorkerClient:
     """One worker process at a time; replaced after ``trials_per_worker`` trials or a crash."""
@@ -103,20 +121,7 @@ class WorkerClient:
                     return event
         except WorkerDied as exc:
             self._proc = None
-            return {
-                "event": "done",
-                "trial_id": msg["trial_id"],
-                "status": "failed",
-                "error": str(exc),
-                "val_accuracy": None,
-                "best_epoch": None,
-                "epochs": 0,
-                "seconds": 0.0,
-                "fit_seconds": 0.0,
-                "params": 0,
-                "peak_rss_mb": None,
-                "disk_mb": 0.0,
-            }
+            return failed_result(msg["trial_id"], str(exc))
 
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
