@@ -7,7 +7,10 @@ Its state lives in the run directory, so a killed search resumes where it stoppe
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
+import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 from search.space import SEARCHED, Param, suggest_optuna, to_keras_tuner
 
 ENGINES = ("hyperband", "random", "bayesian", "optuna")
+HEARTBEAT_S = 20  # Optuna database heartbeat; a trial silent for 3x this is stale
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,10 @@ class SearchEngine(abc.ABC):
     def needed_checkpoints(self) -> set[str]:
         """Trials whose checkpoints a later trial will start from."""
         return set()
+
+    def in_flight(self, recorded: dict[str, TrialOutcome]) -> int:
+        """Trials other processes are running now (engines shared between processes)."""
+        return 0
 
     @abc.abstractmethod
     def schedule(self, n_trials: int) -> list[TrialSpec]:
@@ -236,7 +244,13 @@ def _hyperband_trials_per_iteration(max_epochs: int, factor: int) -> int:
 
 
 class OptunaEngine(SearchEngine):
-    """Optuna's TPE sampler with its Hyperband pruner, fed per-epoch validation accuracy."""
+    """Optuna's TPE sampler with its Hyperband pruner, fed per-epoch validation accuracy.
+
+    Several processes may work on one study: on one host through the run directory's journal
+    file (trials of dead local processes are found by their pid), on several through a
+    database URL (trials of dead processes are found by Optuna's heartbeat). Either way a
+    stale trial is failed and its parameters are queued again, so it is retried as it was.
+    """
 
     name = "optuna"
 
@@ -248,19 +262,31 @@ class OptunaEngine(SearchEngine):
         max_epochs: int,
         factor: int,
         seed: int,
+        storage_url: str | None = None,
         study_name: str = "alexnet-tuner",
     ) -> None:
         import optuna
-        from optuna.storages import JournalStorage
+        from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
         from optuna.storages.journal import JournalFileBackend
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = space
         self.max_epochs = max_epochs
-        storage = JournalStorage(JournalFileBackend(str(Path(state_dir) / "optuna.journal")))
+        self.storage: Any
+        if storage_url:
+            self.storage = RDBStorage(
+                storage_url,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=3 * HEARTBEAT_S,
+                failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
+            )
+        else:
+            self.storage = JournalStorage(
+                JournalFileBackend(str(Path(state_dir) / "optuna.journal"))
+            )
         self.study = optuna.create_study(
             study_name=study_name,
-            storage=storage,
+            storage=self.storage,
             direction="maximize",
             load_if_exists=True,
             sampler=optuna.samplers.TPESampler(seed=seed),
@@ -269,26 +295,64 @@ class OptunaEngine(SearchEngine):
             ),
         )
         self._running: dict[str, Any] = {}
+        self._beats: dict[str, threading.Event] = {}
 
-    def resume(self, recorded: dict[str, TrialOutcome]) -> None:
-        """Settle trials left RUNNING by a killed search: recorded ones are told their result,
-        others fail and their parameters are queued again, so they are retried as they were."""
+    def _settle(self, recorded: dict[str, TrialOutcome]) -> None:
+        """Tell trials that were recorded but never told; fail and requeue dead ones."""
         import optuna
 
-        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        from search.storage import process_alive
+
+        running = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for t in running:
             trial_id = f"{t.number:04d}"
+            if trial_id in self._running:
+                continue  # ours, in progress
             if trial_id in recorded:
-                self._tell(t.number, recorded[trial_id])
-            else:
-                self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-                self.study.enqueue_trial(t.params, skip_if_exists=False)
+                with contextlib.suppress(RuntimeError, ValueError):
+                    self._tell(t.number, recorded[trial_id])
+            elif not isinstance(self.storage, optuna.storages.RDBStorage) and not process_alive(
+                t.user_attrs.get("host"), t.user_attrs.get("pid")
+            ):
+                with contextlib.suppress(RuntimeError, ValueError):
+                    self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                    self.study.enqueue_trial(t.params, skip_if_exists=False)
+        optuna.storages.fail_stale_trials(self.study)  # database: by heartbeat
+
+    def resume(self, recorded: dict[str, TrialOutcome]) -> None:
+        self._settle(recorded)
+
+    def in_flight(self, recorded: dict[str, TrialOutcome]) -> int:
+        import optuna
+
+        self._settle(recorded)
+        return len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
 
     def next_trial(self) -> TrialSpec | None:
+        from search.storage import this_host
+
         trial = self.study.ask()
+        trial.set_user_attr("host", this_host())
+        trial.set_user_attr("pid", os.getpid())
         values = suggest_optuna(trial, self.space)
         trial_id = f"{trial.number:04d}"
         self._running[trial_id] = trial
+        if hasattr(self.storage, "record_heartbeat"):
+            stop = threading.Event()
+            self._beats[trial_id] = stop
+            threading.Thread(
+                target=self._heartbeat,
+                args=(trial._trial_id, stop),
+                daemon=True,
+                name=f"heartbeat-{trial_id}",
+            ).start()
         return TrialSpec(trial_id=trial_id, values=values, epochs=self.max_epochs)
+
+    def _heartbeat(self, internal_id: int, stop: threading.Event) -> None:
+        while True:
+            self.storage.record_heartbeat(internal_id)
+            if stop.wait(HEARTBEAT_S):
+                return
 
     def should_prune(self, spec: TrialSpec, epoch: int, val_accuracy: float) -> bool:
         trial = self._running[spec.trial_id]
@@ -310,6 +374,9 @@ class OptunaEngine(SearchEngine):
 
     def finish(self, spec: TrialSpec, outcome: TrialOutcome) -> None:
         trial = self._running.pop(spec.trial_id)
+        stop = self._beats.pop(spec.trial_id, None)
+        if stop is not None:
+            stop.set()
         self._tell(trial.number, outcome)
 
     def schedule(self, n_trials: int) -> list[TrialSpec]:
@@ -331,10 +398,18 @@ def make_engine(
     factor: int,
     n_trials: int,
     seed: int,
+    storage_url: str | None = None,
+    study_name: str = "alexnet-tuner",
 ) -> SearchEngine:
     if name == "optuna":
         return OptunaEngine(
-            space, state_dir=state_dir, max_epochs=max_epochs, factor=factor, seed=seed
+            space,
+            state_dir=state_dir,
+            max_epochs=max_epochs,
+            factor=factor,
+            seed=seed,
+            storage_url=storage_url,
+            study_name=study_name,
         )
     return KerasTunerEngine(
         name,

@@ -11,6 +11,7 @@ from data_pipeline.discover import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 from models.alexnet import AlexNetParams, validate
 from search.engines import ENGINES
 from search.rundir import identity_hash
+from search.storage import mask_url, resolve_storage
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
@@ -54,6 +55,9 @@ class SearchOptions:
     precision: str = "auto"
     xla: str = "auto"
     strategy: str = "none"
+    storage: str | None = None  # Optuna database URL, without its password
+    study: str = "alexnet-tuner"
+    role: str = "chief"
     trials_per_worker: int = 5
     max_failures: int = 3
     dry_run: bool = False
@@ -78,6 +82,13 @@ class SearchOptions:
             )
         if self.strategy not in ("none", "mirrored"):
             raise OptionError(f"--strategy must be none or mirrored, but got {self.strategy!r}.")
+        if self.role not in ("chief", "worker"):
+            raise OptionError(f"--role must be chief or worker, but got {self.role!r}.")
+        if self.engine != "optuna" and (self.storage or self.role == "worker"):
+            raise OptionError(
+                f"--storage and --role worker need --engine optuna (got --engine {self.engine}); "
+                "Keras Tuner searches run in one process."
+            )
         if self.max_failures < 1:
             raise OptionError(f"--max-failures must be at least 1, but got {self.max_failures}.")
         try:
@@ -105,6 +116,10 @@ class SearchOptions:
         )
         out: dict[str, Any] = {k: getattr(self, k) for k in keys}
         out["data_dir"] = str(Path(self.data_dir).resolve())
+        if self.engine == "optuna":
+            url = resolve_storage(self.storage)
+            out["storage"] = mask_url(url) if url else "journal file in the run directory"
+            out["study"] = self.study
         out["space"] = (
             Path(self.space).read_text() if self.space and Path(self.space).exists() else None
         )

@@ -7,6 +7,9 @@ running when the process died has no row, so it is simply run again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -87,9 +90,24 @@ def load_history(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"trial_id": str})
 
 
+@contextlib.contextmanager
+def locked_results(run_dir: Path) -> Iterator[None]:
+    """Serialise the processes of one search around the results table (fcntl lock)."""
+    with (Path(run_dir) / ".results.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def record_trial(run_dir: Path, row: TrialRow, history: list[dict[str, Any]]) -> None:
     """Add one ended trial: history first, then the row that marks it as done."""
-    run_dir = Path(run_dir)
+    with locked_results(run_dir):
+        _record_trial(Path(run_dir), row, history)
+
+
+def _record_trial(run_dir: Path, row: TrialRow, history: list[dict[str, Any]]) -> None:
     hist = load_history(run_dir)
     hist = hist[hist["trial_id"] != row.trial_id]
     new = pd.DataFrame(

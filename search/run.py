@@ -23,6 +23,7 @@ from search.engines import ENGINES
 from search.options import OptionError, SearchOptions, parse_duration
 from search.rundir import RunDirError
 from search.space import SpaceError
+from search.storage import StorageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size is per GPU",
     )
     p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna study storage, e.g. postgresql://user@host/db (password from $PGPASSWORD, "
+        "or the whole URL in $ALEXNET_TUNER_STORAGE); default: a journal file in the run "
+        "directory",
+    )
+    p.add_argument("--study", default="alexnet-tuner", help="Optuna study name")
+    p.add_argument(
+        "--role",
+        choices=("chief", "worker"),
+        default="chief",
+        help="worker: join a running Optuna search (same command and --run-dir) and train "
+        "trials; the chief trains too, runs the baseline, exports and reports",
+    )
+    p.add_argument(
         "--trials-per-worker",
         type=int,
         default=5,
@@ -142,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    except (OptionError, SpaceError, DataError, RunDirError) as exc:
+    except (OptionError, SpaceError, DataError, RunDirError, StorageError) as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)

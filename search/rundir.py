@@ -99,11 +99,12 @@ def checkpoint_path(run_dir: Path, trial_id: str) -> Path:
     return run_dir / "trials" / trial_id / "checkpoint.npz"
 
 
-def prune_checkpoints(run_dir: Path, keep: set[str]) -> list[str]:
-    """Delete every trial checkpoint not in ``keep``; return the trial ids deleted."""
+def prune_checkpoints(run_dir: Path, keep: set[str], ended: set[str]) -> list[str]:
+    """Delete the checkpoints of ended trials not in ``keep`` (a trial still running, maybe
+    in another process, keeps its own); return the trial ids deleted."""
     deleted = []
     for path in sorted((run_dir / "trials").glob("*/checkpoint.npz")):
-        if path.parent.name not in keep:
+        if path.parent.name in ended and path.parent.name not in keep:
             path.unlink(missing_ok=True)
             deleted.append(path.parent.name)
     return deleted
@@ -130,8 +131,9 @@ def remove_tree(path: Path) -> None:
 class Status:
     """``status.json``: what the run is doing, for the report of a running or crashed run."""
 
-    def __init__(self, run_dir: Path, trials_planned: int) -> None:
+    def __init__(self, run_dir: Path, trials_planned: int, *, write: bool = True) -> None:
         self.path = run_dir / "status.json"
+        self.write = write  # only a search's chief writes its status
         previous = read_json(self.path) or {}
         self.data: dict[str, Any] = {
             "state": "running",
@@ -154,6 +156,8 @@ class Status:
         self.save()
 
     def save(self) -> None:
+        if not self.write:
+            return
         self.data["updated_at"] = now_iso()
         self.data["wall_seconds"] = self.data["wall_seconds_before"] + time.monotonic() - self._t0
         write_json_atomic(self.path, self.data)

@@ -6,7 +6,9 @@ killed at any moment resumes without losing or repeating a finished trial.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import shlex
 import statistics
 import subprocess
@@ -29,6 +31,7 @@ from search.engines import OptunaEngine, SearchEngine, TrialOutcome, TrialSpec, 
 from search.options import SearchOptions
 from search.rundir import format_seconds
 from search.space import Param, baseline_values, describe, load_space, resolve, to_dict
+from search.storage import resolve_storage
 from search.workers import WorkerClient, failed_result
 
 
@@ -186,11 +189,18 @@ class Search:
         o = self.opts
         if o.dry_run:
             return self._dry_run()
-        with rundir.locked(self.run_dir):
+        chief = o.role == "chief"
+        if not chief and not (self.run_dir / "config.json").exists():
+            raise rundir.RunDirError(
+                f"run directory {str(self.run_dir)!r} has no search yet: start its chief (the "
+                "same command without --role worker) first."
+            )
+        with rundir.locked(self.run_dir) if chief else contextlib.nullcontext():
             resumed = rundir.check_identity(self.run_dir, o.identity())
             data = self._prepare_data()
-            data.write_reject_manifest(self.run_dir / "rejects.json")
-            self._write_config(data, resumed)
+            if chief:
+                data.write_reject_manifest(self.run_dir / "rejects.json")
+                self._write_config(data, resumed)
             engine = make_engine(
                 o.engine,
                 self.space,
@@ -199,14 +209,17 @@ class Search:
                 factor=o.factor,
                 n_trials=o.trials,
                 seed=o.seed,
+                storage_url=resolve_storage(o.storage),
+                study_name=o.study,
             )
-            recorded = self._recorded_outcomes()
             if isinstance(engine, OptunaEngine):
-                engine.resume(recorded)
-            status = rundir.Status(self.run_dir, o.trials)
+                with res.locked_results(self.run_dir):
+                    engine.resume(self._recorded_outcomes())
+            status = rundir.Status(self.run_dir, o.trials, write=chief)
+            log = "worker.log" if chief else f"worker-{os.getpid()}.log"
             worker = WorkerClient(
                 _worker_setup(o, self.run_dir),
-                self.run_dir / "logs" / "worker.log",
+                self.run_dir / "logs" / log,
                 trials_per_worker=o.trials_per_worker,
             )
             try:
@@ -343,7 +356,7 @@ class Search:
                 "search epochs", total=total_epochs, completed=done_epochs, note=self._note()
             )
             runner = _TrialRunner(self, data, worker, status, progress, overall, est)
-            if o.baseline and not self._baseline_done():
+            if o.role == "chief" and o.baseline and not self._baseline_done():
                 if self._over_budget(est.trial_s(o.max_epochs), started, "the baseline", done):
                     return self._finish(status, started)
                 runner.run(
@@ -351,23 +364,35 @@ class Search:
                     engine=None,
                 )
             failures = 0
-            while done < o.trials:
-                need = est.trial_s(plan[done].epochs - plan[done].initial_epoch)
-                if self._over_budget(need, started, "the next trial", done):
-                    break
-                spec = engine.next_trial()
-                if spec is None:
-                    self.console.print(
-                        f"the {engine.name} engine has no more trials to try "
-                        f"after {done} (search space exhausted?)"
-                    )
-                    break
-                recorded = self._recorded_outcomes().get(spec.trial_id)
+            while True:
+                # One process at a time decides on the next trial, so that several processes
+                # on one search (Optuna) run exactly --trials trials between them.
+                with res.locked_results(self.run_dir):
+                    recorded_all = self._recorded_outcomes()
+                    done = len([t for t in recorded_all if t != res.BASELINE_ID])
+                    if done >= o.trials:
+                        break
+                    spec: TrialSpec | None = None
+                    waiting = done + engine.in_flight(recorded_all) >= o.trials
+                    if not waiting:
+                        need = est.trial_s(plan[done].epochs - plan[done].initial_epoch)
+                        if self._over_budget(need, started, "the next trial", done):
+                            break
+                        spec = engine.next_trial()
+                        if spec is None:
+                            self.console.print(
+                                f"the {engine.name} engine has no more trials to try "
+                                f"after {done} (search space exhausted?)"
+                            )
+                            break
+                if spec is None:  # the last trials run in other processes: wait for them
+                    time.sleep(2.0)
+                    continue
+                recorded = recorded_all.get(spec.trial_id)
                 if recorded is not None:  # ended before the engine heard of it: replay
                     engine.finish(spec, recorded)
                     continue
                 outcome = runner.run(spec, engine=engine)
-                done += 1
                 failures = failures + 1 if outcome.status == "failed" else 0
                 self._prune_checkpoints(engine, status)
                 if failures >= o.max_failures:
@@ -380,6 +405,12 @@ class Search:
                     return 1
             progress.update(overall, note=self._note())
         worker.close()
+        if o.role == "worker":
+            self.console.print(
+                f"worker done: the search has its {o.trials} trials; its chief "
+                "exports the best model and writes the report."
+            )
+            return 0
         return self._finish(status, started)
 
     def _over_budget(self, need: float, started: float, what: str, done: int) -> bool:
@@ -399,6 +430,8 @@ class Search:
 
     def _write_report(self) -> None:
         """The HTML report, whatever the outcome; a report error never costs results."""
+        if self.opts.role != "chief":
+            return
         from reports.writer import write_report
 
         try:
@@ -423,11 +456,12 @@ class Search:
         return " | ".join(parts)
 
     def _prune_checkpoints(self, engine: SearchEngine, status: rundir.Status) -> None:
-        best = res.best_trial(res.load_trials(self.run_dir))
+        trials = res.load_trials(self.run_dir)
+        best = res.best_trial(trials)
         keep = engine.needed_checkpoints() | (
             {str(best["trial_id"])} if best is not None else set()
         )
-        rundir.prune_checkpoints(self.run_dir, keep)
+        rundir.prune_checkpoints(self.run_dir, keep, set(trials["trial_id"].astype(str)))
         status.update(disk_mb=rundir.disk_usage_mb(self.run_dir))
 
     def _finish(self, status: rundir.Status, started: float) -> int:
@@ -435,7 +469,9 @@ class Search:
         best = res.best_trial(trials)
         base = res.baseline_score(trials)
         rundir.prune_checkpoints(
-            self.run_dir, {str(best["trial_id"])} if best is not None else set()
+            self.run_dir,
+            {str(best["trial_id"])} if best is not None else set(),
+            set(trials["trial_id"].astype(str)),
         )
         n = len(res.search_trials(trials))
         counts = res.search_trials(trials)["status"].value_counts().to_dict()

@@ -10,6 +10,19 @@ from search.engines import KerasTunerEngine, OptunaEngine, TrialOutcome, make_en
 from search.space import DEFAULT_SPACE
 
 
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
 def _finish(engine, spec, score: float | None) -> None:
     status = "completed" if score is not None else "failed"
     per_epoch = [(spec.epochs, score)] if score is not None else []
@@ -71,6 +84,7 @@ def test_optuna_requeues_a_trial_left_running(tmp_path: Path) -> None:
     a = first.next_trial()
     _finish(first, a, 0.6)
     b = first.next_trial()
+    first._running[b.trial_id].set_user_attr("pid", _dead_pid())  # as if killed -9
     again = make_engine(
         "optuna", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=2, factor=3, n_trials=3, seed=1
     )
