@@ -1,7 +1,8 @@
 """``python -m bench.training``: how much the input pipeline and the search cost around ``fit``.
 
 (a) Training images/s of the same model through our tf.data pipeline and through ``model.fit``
-on the same images already in memory as float32 arrays: the pipeline's overhead.
+on the same images already in memory (uint8 arrays, the model's input): the pipeline's
+overhead.
 (b) With ``--run-dir``: the share of a finished search's wall time spent outside
 ``model.fit`` (worker start-up, warm-up, checkpoints, export, report), from its results.
 """
@@ -21,7 +22,6 @@ def pipeline_overhead(
     data_dir: Path, image_size: int, width: float, batch_size: int, epochs: int
 ) -> dict[str, Any]:
     import keras
-    import numpy as np
 
     from data_pipeline.pipeline import DataConfig, prepare
     from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet
@@ -29,7 +29,6 @@ def pipeline_overhead(
     data = prepare(DataConfig(data_dir=data_dir, image_size=image_size))
     train, _ = data.datasets(batch_size)
     x, y = data.arrays("train")
-    x = x.astype(np.float32) / np.float32(255.0)
     params = AlexNetParams(image_size=image_size, width=width)
 
     class Timer(keras.callbacks.Callback):

@@ -2,7 +2,8 @@
 
 The best trial's checkpoint (the weights that earned its score) is loaded into a fresh model,
 evaluated on the validation set, exported with ``model.export`` to ``RUN_DIR/best_model/``
-(serving signature ``serve``: float32 RGB images in [0, 1], shape ``(None, S, S, 3)``) and saved
+(serving signature ``serve``: uint8 RGB images, shape ``(None, S, S, 3)``; the model scales
+them to [0, 1] itself) and saved
 as ``RUN_DIR/best_model.keras``. A fresh process then loads the SavedModel with
 ``tf.saved_model.load`` and scores the same images; ``RUN_DIR/export.json`` records both
 accuracies, which must be equal.
@@ -53,7 +54,7 @@ def _data(run_dir: Path) -> tuple[dict[str, Any], PreparedData]:
 
 def _batches(images: np.ndarray, batch_size: int):
     for start in range(0, len(images), batch_size):
-        yield images[start : start + batch_size].astype(np.float32) / np.float32(255.0)
+        yield np.ascontiguousarray(images[start : start + batch_size])  # uint8, as trained
 
 
 def _write_predictions(path: Path, data: PreparedData, probs: np.ndarray) -> None:
@@ -111,7 +112,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
             {
                 "classes": list(data.classes),
                 "image_size": params.image_size,
-                "input": "float32 RGB in [0, 1], shape (None, S, S, 3); signature 'serve'",
+                "input": "uint8 RGB (None, S, S, 3), resized as in training; signature 'serve'",
                 "trial_id": trial_id,
             },
             indent=2,

@@ -43,7 +43,7 @@ def predict(model_dir: Path, paths: Sequence[Path]) -> list[dict[str, Any]]:
     ok = sorted(pixels)
     probs: dict[int, np.ndarray] = {}
     if ok:
-        batch = np.stack([pixels[i] for i in ok]).astype(np.float32) / np.float32(255.0)
+        batch = np.stack([pixels[i] for i in ok])  # uint8: the model scales its input itself
         result = serve(tf.constant(batch))
         values = next(iter(result.values())).numpy()
         probs = dict(zip(ok, values, strict=True))

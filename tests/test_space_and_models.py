@@ -118,6 +118,7 @@ def test_blog_model_has_the_blogs_parameters_and_shapes() -> None:
     assert model.count_params() == 58_289_538
     shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
     assert shapes == {
+        "rescale": (227, 227, 3),
         "conv1": (55, 55, 96),
         "pool1": (27, 27, 96),
         "lrn1": (27, 27, 96),
@@ -136,6 +137,7 @@ def test_blog_model_has_the_blogs_parameters_and_shapes() -> None:
         "fc3": (2,),
     }
     assert isinstance(model.get_layer("lrn2"), LocalResponseNormalization)
+    assert model.inputs[0].dtype == "uint8" and model.get_layer("rescale").scale == 1 / 255
 
 
 def test_variants_and_invalid_sizes() -> None:
@@ -152,7 +154,7 @@ def test_metric_is_sparse_categorical_accuracy() -> None:
     params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
     model = build_alexnet(params)
     compile_alexnet(model, params, jit_compile=False)
-    x = np.zeros((4, 67, 67, 3), np.float32)
+    x = np.zeros((4, 67, 67, 3), np.uint8)
     y = np.array([0, 1, 1, 1])
     model.evaluate(x, y, verbose=0)
     assert any(
@@ -163,7 +165,7 @@ def test_metric_is_sparse_categorical_accuracy() -> None:
 def test_lrn_serialises_and_computes_in_float32(tmp_path: Path) -> None:
     params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
     model = build_alexnet(params)
-    x = np.random.default_rng(0).random((2, 67, 67, 3), dtype=np.float32)
+    x = np.random.default_rng(0).integers(0, 256, (2, 67, 67, 3), dtype=np.uint8)
     path = tmp_path / "m.keras"
     model.save(path)
     again = keras.saving.load_model(path)
