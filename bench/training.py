@@ -55,7 +55,6 @@ def pipeline_overhead(
                 y,
                 batch_size=batch_size,
                 epochs=epochs,
-                shuffle=True,
                 verbose=0,
                 callbacks=[timer],
             )
