@@ -44,6 +44,10 @@ class TrialOutcome:
     error: str | None = None
 
 
+WAIT = TrialSpec("(wait)", {}, 0)
+"""``next_trial`` result: nothing to start now, ask again shortly."""
+
+
 class SearchEngine(abc.ABC):
     """What to try next (``next_trial``) and what was learnt (``finish``)."""
 
@@ -94,6 +98,9 @@ class KerasTunerEngine(SearchEngine):
         factor: int,
         n_trials: int,
         seed: int,
+        role: str = "chief",
+        oracle_address: str | None = None,
+        tuner_id: str = "chief",
     ) -> None:
         import keras_tuner as kt
 
@@ -124,14 +131,40 @@ class KerasTunerEngine(SearchEngine):
             )
         else:
             raise ValueError(f"kind must be one of hyperband, random, bayesian, but got {kind=}.")
+        oracle.max_trials = n_trials  # exactly --trials trials, also for Hyperband
         oracle._display.verbose = 0  # our own progress display reports trials
+        self.local = oracle  # the schedule's arithmetic; the search state itself on a chief
+        self.tuner_id = tuner_id
+        self._server: Any = None
+        if role == "worker":
+            if not oracle_address:
+                raise ValueError("a Keras Tuner worker needs the chief's oracle address.")
+            self.oracle = _oracle_client(oracle, oracle_address, tuner_id)
+            return
         oracle._set_project_dir(str(state_dir), "keras_tuner")
         if (Path(state_dir) / "keras_tuner" / "oracle.json").exists():
             oracle.reload()
         self.oracle = oracle
+        if oracle_address:
+            self._server = _serve_oracle(oracle, oracle_address)
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None
+
+    def ongoing(self) -> int:
+        """Trials handed out by this chief's oracle and not ended yet."""
+        return len(self.local.ongoing_trials) + len(getattr(self.local, "_retry_queue", []))
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=5)
+            self._server = None
 
     def next_trial(self) -> TrialSpec | None:
-        trial = self.oracle.create_trial("chief")
+        trial = self.oracle.create_trial(self.tuner_id)
+        if trial.status == "IDLE":  # a promotion waits for trials other workers are running
+            return WAIT
         if trial.status != "RUNNING":
             return None
         values = trial.hyperparameters.values
@@ -148,7 +181,7 @@ class KerasTunerEngine(SearchEngine):
     def finish(self, spec: TrialSpec, outcome: TrialOutcome) -> None:
         for epoch, value in outcome.per_epoch:
             self.oracle.update_trial(spec.trial_id, {"val_accuracy": value}, step=epoch)
-        trial = self.oracle.trials[spec.trial_id]
+        trial = self.oracle.get_trial(spec.trial_id)
         ok = outcome.status != "failed" and outcome.per_epoch
         trial.status = "COMPLETED" if ok else "FAILED"
         trial.message = outcome.error
@@ -156,20 +189,20 @@ class KerasTunerEngine(SearchEngine):
 
     def needed_checkpoints(self) -> set[str]:
         keep: set[str] = set()
-        for trial in self.oracle.trials.values():
+        for trial in self.local.trials.values():
             if trial.status not in ("COMPLETED", "FAILED"):  # running or waiting for a retry
                 parent = trial.hyperparameters.values.get("tuner/trial_id")
                 if parent:
                     keep.add(parent)
-        for bracket in getattr(self.oracle, "_brackets", []):
+        for bracket in getattr(self.local, "_brackets", []):
             rounds, num = bracket["rounds"], bracket["bracket_num"]
             for r in range(len(rounds) - 1):
-                slots = self.oracle._get_size(num, r + 1) - len(rounds[r + 1])
+                slots = self.local._get_size(num, r + 1) - len(rounds[r + 1])
                 if slots <= 0:
                     continue
                 chosen = {info["past_id"] for info in rounds[r + 1]}
                 pending = [
-                    self.oracle.trials[info["id"]] for info in rounds[r] if info["id"] not in chosen
+                    self.local.trials[info["id"]] for info in rounds[r] if info["id"] not in chosen
                 ]
                 # Promotion takes the best completed candidates (Keras Tuner's own ordering):
                 # a completed trial ranked below the open slots can never be promoted.
@@ -185,7 +218,7 @@ class KerasTunerEngine(SearchEngine):
     def schedule(self, n_trials: int) -> list[TrialSpec]:
         if self.name != "hyperband":
             return [TrialSpec(f"{i}", {}, self.max_epochs) for i in range(n_trials)]
-        o = self.oracle
+        o = self.local
         plan: list[TrialSpec] = []
         while len(plan) < n_trials:
             for bracket in reversed(range(o._get_num_brackets())):
@@ -207,7 +240,7 @@ class KerasTunerEngine(SearchEngine):
     def describe(self, n_trials: int) -> list[str]:
         if self.name != "hyperband":
             return super().describe(n_trials)
-        o = self.oracle
+        o = self.local
         lines = [
             f"Hyperband: max {self.max_epochs} epochs, factor {o.factor}; one iteration = "
             f"{self.per_iteration} trials in {o._get_num_brackets()} brackets:"
@@ -230,6 +263,37 @@ class KerasTunerEngine(SearchEngine):
             f"  {total} epochs in all (promoted trials continue from their parent's checkpoint)"
         )
         return lines
+
+
+def _oracle_client(oracle: Any, address: str, tuner_id: str) -> Any:
+    """Keras Tuner's gRPC client of a chief's oracle (configured by its KERASTUNER_* vars)."""
+    from keras_tuner.src.distribute.oracle_client import OracleClient
+
+    host, _, port = address.rpartition(":")
+    os.environ.update(
+        {
+            "KERASTUNER_ORACLE_IP": host,
+            "KERASTUNER_ORACLE_PORT": port,
+            "KERASTUNER_TUNER_ID": tuner_id,
+        }
+    )
+    return OracleClient(oracle)
+
+
+def _serve_oracle(oracle: Any, address: str) -> Any:
+    """Serve ``oracle`` to workers with Keras Tuner's own gRPC servicer, in this process."""
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute.oracle_chief import OracleServicer
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    protos.get_service_grpc().add_OracleServicer_to_server(OracleServicer(oracle), server)
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen on {address} for Keras Tuner workers (port in use?).")
+    server.start()
+    return server
 
 
 def _hyperband_trials_per_iteration(max_epochs: int, factor: int) -> int:
@@ -400,6 +464,9 @@ def make_engine(
     seed: int,
     storage_url: str | None = None,
     study_name: str = "alexnet-tuner",
+    role: str = "chief",
+    oracle_address: str | None = None,
+    tuner_id: str = "chief",
 ) -> SearchEngine:
     if name == "optuna":
         return OptunaEngine(
@@ -419,4 +486,7 @@ def make_engine(
         factor=factor,
         n_trials=n_trials,
         seed=seed,
+        role=role,
+        oracle_address=oracle_address,
+        tuner_id=tuner_id,
     )

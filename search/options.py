@@ -58,6 +58,7 @@ class SearchOptions:
     storage: str | None = None  # Optuna database URL, without its password
     study: str = "alexnet-tuner"
     role: str = "chief"
+    oracle: str | None = None  # Keras Tuner chief/worker: where the chief serves its oracle
     trials_per_worker: int = 5
     max_failures: int = 3
     dry_run: bool = False
@@ -84,11 +85,20 @@ class SearchOptions:
             raise OptionError(f"--strategy must be none or mirrored, but got {self.strategy!r}.")
         if self.role not in ("chief", "worker"):
             raise OptionError(f"--role must be chief or worker, but got {self.role!r}.")
-        if self.engine != "optuna" and (self.storage or self.role == "worker"):
+        if self.engine != "optuna" and self.storage:
+            raise OptionError(f"--storage is for --engine optuna, but got --engine {self.engine}.")
+        if self.engine == "optuna" and self.oracle:
             raise OptionError(
-                f"--storage and --role worker need --engine optuna (got --engine {self.engine}); "
-                "Keras Tuner searches run in one process."
+                "--oracle is for the Keras Tuner engines (hyperband, random, "
+                "bayesian); Optuna processes share a --storage instead."
             )
+        if self.engine != "optuna" and self.role == "worker" and not self.oracle:
+            raise OptionError(
+                f"--role worker with --engine {self.engine} needs --oracle "
+                "HOST:PORT, the address its chief serves Keras Tuner's oracle on."
+            )
+        if self.oracle and not re.fullmatch(r"[^:\s]+:\d{1,5}", self.oracle):
+            raise OptionError(f"--oracle must look like HOST:PORT, but got {self.oracle!r}.")
         if self.max_failures < 1:
             raise OptionError(f"--max-failures must be at least 1, but got {self.max_failures}.")
         try:

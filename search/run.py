@@ -124,8 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--role",
         choices=("chief", "worker"),
         default="chief",
-        help="worker: join a running Optuna search (same command and --run-dir) and train "
-        "trials; the chief trains too, runs the baseline, exports and reports",
+        help="worker: join a running search (same options and --run-dir) and train its trials; "
+        "the chief runs the baseline, exports and reports (Optuna: and trains too)",
+    )
+    p.add_argument(
+        "--oracle",
+        default=None,
+        metavar="HOST:PORT",
+        help="Keras Tuner chief/worker mode: the chief serves its oracle there (gRPC), workers "
+        "connect to it; KERASTUNER_TUNER_ID names a worker (stable across restarts)",
     )
     p.add_argument(
         "--trials-per-worker",

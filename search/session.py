@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import shlex
+import socket
 import statistics
 import subprocess
 import sys
@@ -27,7 +28,15 @@ from data_pipeline.progress import progress_bars
 from models.alexnet import build_alexnet
 from search import results as res
 from search import rundir
-from search.engines import OptunaEngine, SearchEngine, TrialOutcome, TrialSpec, make_engine
+from search.engines import (
+    WAIT,
+    KerasTunerEngine,
+    OptunaEngine,
+    SearchEngine,
+    TrialOutcome,
+    TrialSpec,
+    make_engine,
+)
 from search.options import SearchOptions
 from search.rundir import format_seconds
 from search.space import Param, baseline_values, describe, load_space, resolve, to_dict
@@ -211,6 +220,10 @@ class Search:
                 seed=o.seed,
                 storage_url=resolve_storage(o.storage),
                 study_name=o.study,
+                role=o.role,
+                oracle_address=o.oracle,
+                tuner_id=os.environ.get("KERASTUNER_TUNER_ID")
+                or ("chief" if chief else f"worker-{socket.gethostname()}-{os.getpid()}"),
             )
             if isinstance(engine, OptunaEngine):
                 with res.locked_results(self.run_dir):
@@ -236,6 +249,8 @@ class Search:
                 raise
             finally:
                 worker.close()
+                if isinstance(engine, KerasTunerEngine):
+                    engine.close()  # stop serving the oracle, if this chief did
                 self._write_report()
 
     def _dry_run(self) -> int:
@@ -363,46 +378,12 @@ class Search:
                     TrialSpec(res.BASELINE_ID, baseline_values(self.space), o.max_epochs),
                     engine=None,
                 )
-            failures = 0
-            while True:
-                # One process at a time decides on the next trial, so that several processes
-                # on one search (Optuna) run exactly --trials trials between them.
-                with res.locked_results(self.run_dir):
-                    recorded_all = self._recorded_outcomes()
-                    done = len([t for t in recorded_all if t != res.BASELINE_ID])
-                    if done >= o.trials:
-                        break
-                    spec: TrialSpec | None = None
-                    waiting = done + engine.in_flight(recorded_all) >= o.trials
-                    if not waiting:
-                        need = est.trial_s(plan[done].epochs - plan[done].initial_epoch)
-                        if self._over_budget(need, started, "the next trial", done):
-                            break
-                        spec = engine.next_trial()
-                        if spec is None:
-                            self.console.print(
-                                f"the {engine.name} engine has no more trials to try "
-                                f"after {done} (search space exhausted?)"
-                            )
-                            break
-                if spec is None:  # the last trials run in other processes: wait for them
-                    time.sleep(2.0)
-                    continue
-                recorded = recorded_all.get(spec.trial_id)
-                if recorded is not None:  # ended before the engine heard of it: replay
-                    engine.finish(spec, recorded)
-                    continue
-                outcome = runner.run(spec, engine=engine)
-                failures = failures + 1 if outcome.status == "failed" else 0
-                self._prune_checkpoints(engine, status)
-                if failures >= o.max_failures:
-                    status.update(state="failed")
-                    self.console.print(
-                        f"stopping: {failures} consecutive trials failed; last error: "
-                        f"{outcome.error}. Results so far are in {self.run_dir}; worker log: "
-                        f"{self.run_dir / 'logs' / 'worker.log'}."
-                    )
-                    return 1
+            if isinstance(engine, KerasTunerEngine) and engine.serving:
+                self._serve_workers(engine, status, progress, overall)
+            else:
+                code = self._run_trials(engine, runner, plan, est, started, status)
+                if code is not None:
+                    return code
             progress.update(overall, note=self._note())
         worker.close()
         if o.role == "worker":
@@ -412,6 +393,85 @@ class Search:
             )
             return 0
         return self._finish(status, started)
+
+    def _run_trials(
+        self,
+        engine: SearchEngine,
+        runner: _TrialRunner,
+        plan: list[TrialSpec],
+        est: Estimator,
+        started: float,
+        status: rundir.Status,
+    ) -> int | None:
+        """Train trials until the search has --trials of them; an exit code to stop early."""
+        o = self.opts
+        failures = 0
+        while True:
+            # One process at a time decides on the next trial, so that several processes
+            # on one search (Optuna) run exactly --trials trials between them.
+            with res.locked_results(self.run_dir):
+                recorded_all = self._recorded_outcomes()
+                done = len([t for t in recorded_all if t != res.BASELINE_ID])
+                if done >= o.trials:
+                    return None
+                spec = WAIT
+                if done + engine.in_flight(recorded_all) < o.trials:
+                    need = est.trial_s(plan[done].epochs - plan[done].initial_epoch)
+                    if self._over_budget(need, started, "the next trial", done):
+                        return None
+                    asked = engine.next_trial()
+                    if asked is None:
+                        self.console.print(
+                            f"the {engine.name} engine has no more trials to try "
+                            f"after {done} (search space exhausted, or its last trials run "
+                            "in other workers)"
+                        )
+                        return None
+                    spec = asked
+            if spec is WAIT:  # the last trials run in other processes: wait for them
+                time.sleep(2.0)
+                continue
+            recorded = recorded_all.get(spec.trial_id)
+            if recorded is not None:  # ended before the engine heard of it: replay
+                engine.finish(spec, recorded)
+                continue
+            outcome = runner.run(spec, engine=engine)
+            failures = failures + 1 if outcome.status == "failed" else 0
+            if o.role == "chief":  # only the chief knows what every process still needs
+                self._prune_checkpoints(engine, status)
+            if failures >= o.max_failures:
+                status.update(state="failed")
+                self.console.print(
+                    f"stopping: {failures} consecutive trials failed; last error: "
+                    f"{outcome.error}. Results so far are in {self.run_dir}; worker log: "
+                    f"{self.run_dir / 'logs' / 'worker.log'}."
+                )
+                return 1
+
+    def _serve_workers(
+        self, engine: KerasTunerEngine, status: rundir.Status, progress: Progress, overall: TaskID
+    ) -> None:
+        """Keras Tuner chief: serve the oracle until the workers have recorded every trial."""
+        o = self.opts
+        self.console.print(
+            f"serving Keras Tuner's oracle on {o.oracle}; start workers with the same options "
+            f"and --role worker --oracle {o.oracle} (python -m search.launch starts both)"
+        )
+        seen = -1
+        try:
+            while True:
+                trials = res.search_trials(res.load_trials(self.run_dir))
+                if len(trials) != seen:
+                    seen = len(trials)
+                    trained = int((trials["epochs"] - trials["initial_epoch"]).sum())
+                    base = o.max_epochs if self._baseline_done() else 0
+                    progress.update(overall, completed=trained + base, note=self._note())
+                    self._prune_checkpoints(engine, status)
+                if seen >= o.trials and engine.ongoing() == 0:
+                    return
+                time.sleep(2.0)
+        finally:
+            engine.close()
 
     def _over_budget(self, need: float, started: float, what: str, done: int) -> bool:
         """True (and says so) when ``what`` cannot finish within --time-budget."""

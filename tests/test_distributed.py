@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -188,3 +189,62 @@ def test_a_killed_workers_trial_is_retried(tiny: dict[str, Path], tmp_path: Path
     assert study.trials[victim.number].state == optuna.trial.TrialState.FAIL
     retried = [t for t in study.trials if t.number != victim.number and t.params == victim.params]
     assert retried and retried[0].state != optuna.trial.TrialState.FAIL
+
+
+def _launch(tiny: dict[str, Path], run_dir: Path, *extra: str) -> subprocess.Popen:
+    args = search_args(tiny, run_dir, "--trials", "6", "--max-epochs", "3", *extra)
+    return subprocess.Popen(
+        [sys.executable, "-m", "search.launch", "--workers", "2", *args[3:]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
+
+
+def _check_keras_tuner_run(run_dir: Path, n: int) -> None:
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    search = trials[trials["trial_id"] != "baseline"]
+    assert len(search) == n and search["trial_id"].is_unique
+    assert (trials["trial_id"] == "baseline").sum() == 1
+    assert json.loads((run_dir / "export.json").read_text())["equal"]
+    assert (run_dir / "report.html").exists()
+    assert len(list((run_dir / "logs").glob("worker-*.log"))) >= 2  # the workers trained
+
+
+def test_keras_tuner_chief_and_two_workers(tiny: dict[str, Path], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = _launch(tiny, run_dir)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    assert "serving Keras Tuner's oracle on 127.0.0.1:" in out
+    _check_keras_tuner_run(run_dir, 6)
+
+
+def test_keras_tuner_worker_killed_mid_trial(tiny: dict[str, Path], tmp_path: Path) -> None:
+    import re
+    import signal
+
+    run_dir = tmp_path / "run"
+    proc = _launch(tiny, run_dir)
+    assert proc.stdout is not None
+    pid = None
+    lines = []
+    while pid is None:
+        line = proc.stdout.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+        m = re.match(r"launch: worker 0 pid (\d+)", line)
+        pid = int(m.group(1)) if m else None
+    deadline = time.monotonic() + 300
+    while True:  # wait until worker 0's trial process is training
+        assert time.monotonic() < deadline and proc.poll() is None
+        log = run_dir / "logs" / f"worker-{pid}.log"
+        if log.exists() and any((run_dir / "trials").glob("*/checkpoint.npz")):
+            break
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, "".join(lines) + out
+    assert "launch: worker 0 exited with -9; restarting it" in out
+    _check_keras_tuner_run(run_dir, 6)

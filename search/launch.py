@@ -1,0 +1,126 @@
+"""``python -m search.launch --workers N [search.run options]``: a search on one host, N workers.
+
+Starts the chief and N workers of one search, one GPU each (``CUDA_VISIBLE_DEVICES``) when
+the host has GPUs, or N CPU workers when it has none, and supervises them: a worker that dies
+is started again under the same ``KERASTUNER_TUNER_ID``, so Keras Tuner hands it back its
+unfinished trial. Keras Tuner engines: the chief serves its oracle on a free local port and
+trains the baseline; Optuna: every process trains, sharing the run directory's study. The
+chief's run directory gets the one results table, report and export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+MAX_RESTARTS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def gpu_count() -> int:
+    """GPUs on this host, from ``nvidia-smi`` (no TensorFlow import in the launcher)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return 0
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def _value(args: Sequence[str], flag: str, default: str) -> str:
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return default
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m search.launch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--workers", type=int, required=True, help="worker processes besides the chief")
+    args, run_args = p.parse_known_args(argv)
+    if args.workers < 1:
+        print(f"error: --workers must be at least 1, but got {args.workers}.", file=sys.stderr)
+        return 2
+    for flag in ("--role", "--oracle", "--dry-run"):
+        if any(a == flag or a.startswith(flag + "=") for a in run_args):
+            print(f"error: search.launch sets {flag} itself; leave it out.", file=sys.stderr)
+            return 2
+    if "--run-dir" not in " ".join(run_args):
+        print("error: pass --run-dir: the chief and its workers must share it.", file=sys.stderr)
+        return 2
+    engine = _value(run_args, "--engine", "hyperband")
+    base = [sys.executable, "-m", "search.run", *run_args]
+    extra: list[str] = []
+    if engine != "optuna":
+        extra = ["--oracle", f"127.0.0.1:{free_port()}"]
+    gpus = gpu_count()
+    chief_env = {**os.environ, "KERASTUNER_TUNER_ID": "chief"}
+    if gpus:
+        chief_env["CUDA_VISIBLE_DEVICES"] = "0"
+    chief = subprocess.Popen([*base, *extra], env=chief_env)
+    print(
+        f"launch: chief pid {chief.pid} ({'GPU 0' if gpus else 'CPU'}); "
+        f"{args.workers} worker(s) on {'GPUs' if gpus else 'the CPU'}",
+        flush=True,
+    )
+    run_dir = _value(run_args, "--run-dir", "")
+    config = os.path.join(run_dir, "config.json")
+    while not os.path.exists(config):  # workers join a search that exists
+        if chief.poll() is not None:
+            return chief.returncode
+        time.sleep(0.5)
+
+    def start(i: int) -> subprocess.Popen:
+        env = {**os.environ, "KERASTUNER_TUNER_ID": f"worker-{i}"}
+        env["CUDA_VISIBLE_DEVICES"] = str((i + 1) % gpus) if gpus else ""  # chief: GPU 0
+        proc = subprocess.Popen([*base, *extra, "--role", "worker"], env=env)
+        print(f"launch: worker {i} pid {proc.pid}", flush=True)
+        return proc
+
+    workers = {i: start(i) for i in range(args.workers)}
+    restarts = dict.fromkeys(workers, 0)
+    try:
+        while chief.poll() is None:
+            for i, proc in list(workers.items()):
+                code = proc.poll()
+                if code is None or code == 0:
+                    continue
+                if restarts[i] >= MAX_RESTARTS:
+                    print(
+                        f"launch: worker {i} failed {MAX_RESTARTS + 1} times; not restarted",
+                        flush=True,
+                    )
+                    del workers[i]
+                    continue
+                restarts[i] += 1
+                print(f"launch: worker {i} exited with {code}; restarting it", flush=True)
+                workers[i] = start(i)
+            time.sleep(1.0)
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in workers.values():
+            proc.wait()
+    return chief.returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
