@@ -123,6 +123,7 @@ class SearchOptions:
             "augment",
             "baseline",
             "precision",
+            "strategy",
         )
         out: dict[str, Any] = {k: getattr(self, k) for k in keys}
         out["data_dir"] = str(Path(self.data_dir).resolve())
