@@ -22,6 +22,22 @@ HEARTBEAT_S = 20  # Optuna database heartbeat; a trial silent for 3x this is sta
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    """How an engine searches and where its state lives (the same for every engine)."""
+
+    state_dir: Path  # the run directory: Keras Tuner state and Optuna's journal live here
+    max_epochs: int
+    factor: int
+    n_trials: int
+    seed: int
+    storage_url: str | None = None  # Optuna: a database instead of the journal file
+    study_name: str = "alexnet-tuner"
+    role: str = "chief"  # or "worker"
+    oracle_address: str | None = None  # Keras Tuner chief/worker: HOST:PORT of the oracle
+    tuner_id: str = "chief"
+
+
+@dataclass(frozen=True)
 class TrialSpec:
     """One trial to train: values of the searched parameters and its epoch budget."""
 
@@ -88,21 +104,11 @@ class SearchEngine(abc.ABC):
 class KerasTunerEngine(SearchEngine):
     """Keras Tuner's Hyperband, random search or Bayesian optimisation oracle, used directly."""
 
-    def __init__(
-        self,
-        kind: str,
-        space: tuple[Param, ...],
-        *,
-        state_dir: Path,
-        max_epochs: int,
-        factor: int,
-        n_trials: int,
-        seed: int,
-        role: str = "chief",
-        oracle_address: str | None = None,
-        tuner_id: str = "chief",
-    ) -> None:
+    def __init__(self, kind: str, space: tuple[Param, ...], settings: EngineSettings) -> None:
         import keras_tuner as kt
+
+        max_epochs, factor, n_trials = settings.max_epochs, settings.factor, settings.n_trials
+        state_dir, oracle_address = settings.state_dir, settings.oracle_address
 
         self.name = kind
         self.max_epochs = max_epochs
@@ -110,7 +116,7 @@ class KerasTunerEngine(SearchEngine):
         common: dict[str, Any] = {
             "objective": objective,
             "hyperparameters": to_keras_tuner(space),
-            "seed": seed,
+            "seed": settings.seed,
             # Failure limits are enforced by the search loop, the same for every engine.
             "max_retries_per_trial": 0,
             "max_consecutive_failed_trials": 10**9,
@@ -134,12 +140,12 @@ class KerasTunerEngine(SearchEngine):
         oracle.max_trials = n_trials  # exactly --trials trials, also for Hyperband
         oracle._display.verbose = 0  # our own progress display reports trials
         self.local = oracle  # the schedule's arithmetic; the search state itself on a chief
-        self.tuner_id = tuner_id
+        self.tuner_id = settings.tuner_id
         self._server: Any = None
-        if role == "worker":
+        if settings.role == "worker":
             if not oracle_address:
                 raise ValueError("a Keras Tuner worker needs the chief's oracle address.")
-            self.oracle = _oracle_client(oracle, oracle_address, tuner_id)
+            self.oracle = _oracle_client(oracle, oracle_address, settings.tuner_id)
             return
         oracle._set_project_dir(str(state_dir), "keras_tuner")
         if (Path(state_dir) / "keras_tuner" / "oracle.json").exists():
@@ -318,44 +324,34 @@ class OptunaEngine(SearchEngine):
 
     name = "optuna"
 
-    def __init__(
-        self,
-        space: tuple[Param, ...],
-        *,
-        state_dir: Path,
-        max_epochs: int,
-        factor: int,
-        seed: int,
-        storage_url: str | None = None,
-        study_name: str = "alexnet-tuner",
-    ) -> None:
+    def __init__(self, space: tuple[Param, ...], settings: EngineSettings) -> None:
         import optuna
         from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
         from optuna.storages.journal import JournalFileBackend
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.space = space
-        self.max_epochs = max_epochs
+        self.max_epochs = settings.max_epochs
         self.storage: Any
-        if storage_url:
+        if settings.storage_url:
             self.storage = RDBStorage(
-                storage_url,
+                settings.storage_url,
                 heartbeat_interval=HEARTBEAT_S,
                 grace_period=3 * HEARTBEAT_S,
                 failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
             )
         else:
             self.storage = JournalStorage(
-                JournalFileBackend(str(Path(state_dir) / "optuna.journal"))
+                JournalFileBackend(str(Path(settings.state_dir) / "optuna.journal"))
             )
         self.study = optuna.create_study(
-            study_name=study_name,
+            study_name=settings.study_name,
             storage=self.storage,
             direction="maximize",
             load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=seed),
+            sampler=optuna.samplers.TPESampler(seed=settings.seed),
             pruner=optuna.pruners.HyperbandPruner(
-                min_resource=1, max_resource=max_epochs, reduction_factor=factor
+                min_resource=1, max_resource=settings.max_epochs, reduction_factor=settings.factor
             ),
         )
         self._running: dict[str, Any] = {}
@@ -453,40 +449,7 @@ class OptunaEngine(SearchEngine):
         ]
 
 
-def make_engine(
-    name: str,
-    space: tuple[Param, ...],
-    *,
-    state_dir: Path,
-    max_epochs: int,
-    factor: int,
-    n_trials: int,
-    seed: int,
-    storage_url: str | None = None,
-    study_name: str = "alexnet-tuner",
-    role: str = "chief",
-    oracle_address: str | None = None,
-    tuner_id: str = "chief",
-) -> SearchEngine:
+def make_engine(name: str, space: tuple[Param, ...], settings: EngineSettings) -> SearchEngine:
     if name == "optuna":
-        return OptunaEngine(
-            space,
-            state_dir=state_dir,
-            max_epochs=max_epochs,
-            factor=factor,
-            seed=seed,
-            storage_url=storage_url,
-            study_name=study_name,
-        )
-    return KerasTunerEngine(
-        name,
-        space,
-        state_dir=state_dir,
-        max_epochs=max_epochs,
-        factor=factor,
-        n_trials=n_trials,
-        seed=seed,
-        role=role,
-        oracle_address=oracle_address,
-        tuner_id=tuner_id,
-    )
+        return OptunaEngine(space, settings)
+    return KerasTunerEngine(name, space, settings)

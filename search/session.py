@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from search import results as res
 from search import rundir
 from search.engines import (
     WAIT,
+    EngineSettings,
     KerasTunerEngine,
     OptunaEngine,
     SearchEngine,
@@ -210,21 +211,7 @@ class Search:
             if chief:
                 data.write_reject_manifest(self.run_dir / "rejects.json")
                 self._write_config(data, resumed)
-            engine = make_engine(
-                o.engine,
-                self.space,
-                state_dir=self.run_dir,
-                max_epochs=o.max_epochs,
-                factor=o.factor,
-                n_trials=o.trials,
-                seed=o.seed,
-                storage_url=resolve_storage(o.storage),
-                study_name=o.study,
-                role=o.role,
-                oracle_address=o.oracle,
-                tuner_id=os.environ.get("KERASTUNER_TUNER_ID")
-                or ("chief" if chief else f"worker-{socket.gethostname()}-{os.getpid()}"),
-            )
+            engine = make_engine(o.engine, self.space, self._engine_settings(self.run_dir))
             if isinstance(engine, OptunaEngine):
                 with res.locked_results(self.run_dir):
                     engine.resume(self._recorded_outcomes())
@@ -253,6 +240,23 @@ class Search:
                     engine.close()  # stop serving the oracle, if this chief did
                 self._write_report()
 
+    def _engine_settings(self, state_dir: Path) -> EngineSettings:
+        o = self.opts
+        chief = o.role == "chief"
+        return EngineSettings(
+            state_dir=state_dir,
+            max_epochs=o.max_epochs,
+            factor=o.factor,
+            n_trials=o.trials,
+            seed=o.seed,
+            storage_url=resolve_storage(o.storage),
+            study_name=o.study,
+            role=o.role,
+            oracle_address=o.oracle,
+            tuner_id=os.environ.get("KERASTUNER_TUNER_ID")
+            or ("chief" if chief else f"worker-{socket.gethostname()}-{os.getpid()}"),
+        )
+
     def _dry_run(self) -> int:
         data = self._prepare_data()
         import tempfile
@@ -261,11 +265,12 @@ class Search:
             engine = make_engine(
                 self.opts.engine,
                 self.space,
-                state_dir=Path(tmp),
-                max_epochs=self.opts.max_epochs,
-                factor=self.opts.factor,
-                n_trials=self.opts.trials,
-                seed=self.opts.seed,
+                replace(
+                    self._engine_settings(Path(tmp)),
+                    role="chief",
+                    oracle_address=None,
+                    storage_url=None,
+                ),
             )
             worker = WorkerClient(_worker_setup(self.opts, Path(tmp)), Path(tmp) / "worker.log")
             try:

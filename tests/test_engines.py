@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from search.engines import KerasTunerEngine, OptunaEngine, TrialOutcome, make_engine
+from search.engines import (
+    EngineSettings,
+    KerasTunerEngine,
+    OptunaEngine,
+    TrialOutcome,
+    make_engine,
+)
 from search.space import DEFAULT_SPACE
 
 
@@ -23,6 +29,12 @@ def _dead_pid() -> int:
     return int(done.stdout)
 
 
+def _settings(state_dir: Path, max_epochs: int, n_trials: int) -> EngineSettings:
+    return EngineSettings(
+        state_dir=state_dir, max_epochs=max_epochs, factor=3, n_trials=n_trials, seed=1
+    )
+
+
 def _finish(engine, spec, score: float | None) -> None:
     status = "completed" if score is not None else "failed"
     per_epoch = [(spec.epochs, score)] if score is not None else []
@@ -30,9 +42,7 @@ def _finish(engine, spec, score: float | None) -> None:
 
 
 def test_hyperband_schedule_of_the_default_budget(tmp_path: Path) -> None:
-    engine = make_engine(
-        "hyperband", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=20, factor=3, n_trials=30, seed=1
-    )
+    engine = make_engine("hyperband", DEFAULT_SPACE, _settings(tmp_path, 20, 30))
     plan = engine.schedule(30)
     assert len(plan) == 30
     assert [(s.initial_epoch, s.epochs) for s in plan[:12]] == [(0, 3)] * 12
@@ -42,9 +52,7 @@ def test_hyperband_schedule_of_the_default_budget(tmp_path: Path) -> None:
 
 
 def test_hyperband_keeps_only_promotable_checkpoints(tmp_path: Path) -> None:
-    engine = make_engine(
-        "hyperband", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=3, factor=3, n_trials=6, seed=1
-    )
+    engine = make_engine("hyperband", DEFAULT_SPACE, _settings(tmp_path, 3, 6))
     assert isinstance(engine, KerasTunerEngine)
     round0 = []
     for score in (0.5, 0.7, 0.6):
@@ -63,31 +71,23 @@ def test_hyperband_keeps_only_promotable_checkpoints(tmp_path: Path) -> None:
 
 
 def test_keras_tuner_state_survives_a_restart(tmp_path: Path) -> None:
-    first = make_engine(
-        "random", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=2, factor=3, n_trials=3, seed=1
-    )
+    first = make_engine("random", DEFAULT_SPACE, _settings(tmp_path, 2, 3))
     a = first.next_trial()
     _finish(first, a, 0.6)
     b = first.next_trial()  # left running, as by a kill -9
-    again = make_engine(
-        "random", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=2, factor=3, n_trials=3, seed=1
-    )
+    again = make_engine("random", DEFAULT_SPACE, _settings(tmp_path, 2, 3))
     retried = again.next_trial()
     assert retried.trial_id == b.trial_id and retried.values == b.values
 
 
 def test_optuna_requeues_a_trial_left_running(tmp_path: Path) -> None:
-    first = make_engine(
-        "optuna", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=2, factor=3, n_trials=3, seed=1
-    )
+    first = make_engine("optuna", DEFAULT_SPACE, _settings(tmp_path, 2, 3))
     assert isinstance(first, OptunaEngine)
     a = first.next_trial()
     _finish(first, a, 0.6)
     b = first.next_trial()
     first._running[b.trial_id].set_user_attr("pid", _dead_pid())  # as if killed -9
-    again = make_engine(
-        "optuna", DEFAULT_SPACE, state_dir=tmp_path, max_epochs=2, factor=3, n_trials=3, seed=1
-    )
+    again = make_engine("optuna", DEFAULT_SPACE, _settings(tmp_path, 2, 3))
     assert isinstance(again, OptunaEngine)
     again.resume({})
     retried = again.next_trial()
