@@ -147,3 +147,15 @@ def best_trial(trials: pd.DataFrame) -> pd.Series | None:
 def baseline_score(trials: pd.DataFrame) -> float | None:
     rows = trials[(trials["trial_id"] == BASELINE_ID) & trials["val_accuracy"].notna()]
     return float(rows["val_accuracy"].iloc[0]) if len(rows) else None
+
+
+def progress_note(trials: pd.DataFrame) -> str:
+    """``best 0.7761 (16) | baseline 0.6418``, for progress lines."""
+    best = best_trial(trials)
+    base = baseline_score(trials)
+    parts = []
+    if best is not None:
+        parts.append(f"best {best['val_accuracy']:.4f} ({best['trial_id']})")
+    if base is not None:
+        parts.append(f"baseline {base:.4f}")
+    return " | ".join(parts)

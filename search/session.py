@@ -11,12 +11,10 @@ import math
 import os
 import shlex
 import socket
-import statistics
 import subprocess
 import sys
 import time
-import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,8 @@ from search.options import SearchOptions
 from search.rundir import format_seconds
 from search.space import Param, baseline_values, describe, load_space, resolve, to_dict
 from search.storage import resolve_storage
-from search.workers import WorkerClient, failed_result
+from search.trials import Estimator, TrialRunner
+from search.workers import WorkerClient
 
 
 class SearchFailed(RuntimeError):
@@ -68,21 +67,6 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
-
-
-@dataclass
-class Estimator:
-    """Seconds per epoch and per trial start, from the warm-up, refined by measured epochs."""
-
-    warm_epoch_s: float
-    overhead_s: float = 3.0
-    measured: list[float] = field(default_factory=list)
-
-    def epoch_s(self) -> float:
-        return statistics.median(self.measured[-20:]) if self.measured else self.warm_epoch_s
-
-    def trial_s(self, epochs: int) -> float:
-        return epochs * self.epoch_s() + self.overhead_s
 
 
 def _data_config(opts: SearchOptions) -> DataConfig:
@@ -113,10 +97,6 @@ def _worker_setup(opts: SearchOptions, run_dir: Path) -> dict[str, Any]:
         "strategy": opts.strategy,
         "run_dir": str(run_dir.resolve()),
     }
-
-
-def _trial_seed(seed: int, trial_id: str) -> int:
-    return (seed * 7919 + zlib.crc32(trial_id.encode())) % 2**31
 
 
 class Search:
@@ -375,7 +355,16 @@ class Search:
             overall = progress.add_task(
                 "search epochs", total=total_epochs, completed=done_epochs, note=self._note()
             )
-            runner = _TrialRunner(self, data, worker, status, progress, overall, est)
+            runner = TrialRunner(
+                self.run_dir,
+                o,
+                lambda values: self._params(values, data),
+                worker,
+                status,
+                progress,
+                overall,
+                est,
+            )
             if o.role == "chief" and o.baseline and not self._baseline_done():
                 if self._over_budget(est.trial_s(o.max_epochs), started, "the baseline", done):
                     return self._finish(status, started)
@@ -402,7 +391,7 @@ class Search:
     def _run_trials(
         self,
         engine: SearchEngine,
-        runner: _TrialRunner,
+        runner: TrialRunner,
         plan: list[TrialSpec],
         est: Estimator,
         started: float,
@@ -510,15 +499,7 @@ class Search:
         self.console.print(f"report: {path} (index: {self.run_dir.parent / 'index.html'})")
 
     def _note(self) -> str:
-        trials = res.load_trials(self.run_dir)
-        best = res.best_trial(trials)
-        base = res.baseline_score(trials)
-        parts = []
-        if best is not None:
-            parts.append(f"best {best['val_accuracy']:.4f} ({best['trial_id']})")
-        if base is not None:
-            parts.append(f"baseline {base:.4f}")
-        return " | ".join(parts)
+        return res.progress_note(res.load_trials(self.run_dir))
 
     def _prune_checkpoints(self, engine: SearchEngine, status: rundir.Status) -> None:
         trials = res.load_trials(self.run_dir)
@@ -571,125 +552,3 @@ class Search:
 
 def _isnan(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-class _TrialRunner:
-    """Runs one trial on the worker, shows its progress and records its row."""
-
-    def __init__(
-        self,
-        search: Search,
-        data: PreparedData,
-        worker: WorkerClient,
-        status: rundir.Status,
-        progress: Progress,
-        overall: TaskID,
-        est: Estimator,
-    ) -> None:
-        self.search, self.data, self.worker, self.status = search, data, worker, status
-        self.progress, self.overall, self.est = progress, overall, est
-
-    def run(self, spec: TrialSpec, engine: SearchEngine | None) -> TrialOutcome:
-        s = self.search
-        run_dir = s.run_dir
-        params = s._params(spec.values, self.data)
-        trial_dir = run_dir / "trials" / spec.trial_id
-        stop_file = trial_dir / "STOP"
-        rundir.clear_stop_file(stop_file)
-        task = self.progress.add_task(
-            f"trial {spec.trial_id}", total=spec.epochs, completed=spec.initial_epoch, note=""
-        )
-        history: list[dict[str, Any]] = []
-
-        def on_epoch(event: dict[str, Any]) -> None:
-            history.append(event)
-            self.est.measured.append(event["seconds"])
-            val = event["metrics"].get("val_accuracy", float("nan"))
-            self.progress.update(task, completed=event["epoch"], note=f"val_accuracy {val:.4f}")
-            self.progress.advance(self.overall)
-            self.status.update(disk_mb=event.get("disk_mb", 0.0), current_trial=spec.trial_id)
-            if (
-                engine is not None
-                and math.isfinite(val)
-                and engine.should_prune(spec, event["epoch"], val)
-            ):
-                stop_file.parent.mkdir(parents=True, exist_ok=True)
-                stop_file.touch()
-
-        warm_start = None
-        if spec.parent_id:
-            warm_start = rundir.checkpoint_path(run_dir, spec.parent_id)
-        if warm_start is not None and not warm_start.exists():
-            done = failed_result(
-                spec.trial_id, f"checkpoint of parent trial {spec.parent_id} is missing"
-            )
-        else:
-            done = self.worker.run_trial(
-                {
-                    "trial_id": spec.trial_id,
-                    "params": params.to_dict(),
-                    "epochs": spec.epochs,
-                    "initial_epoch": spec.initial_epoch,
-                    "warm_start": str(warm_start) if warm_start else None,
-                    "checkpoint": str(rundir.checkpoint_path(run_dir, spec.trial_id)),
-                    "stop_file": str(stop_file),
-                    "seed": _trial_seed(s.opts.seed, spec.trial_id),
-                },
-                on_epoch,
-            )
-        rundir.clear_stop_file(stop_file)
-        self.progress.remove_task(task)
-        skipped = spec.epochs - spec.initial_epoch - len(history)
-        if skipped > 0:  # pruned or failed early: the plan's epochs will not be trained
-            self.progress.advance(self.overall, skipped)
-        row = res.TrialRow(
-            trial_id=spec.trial_id,
-            status=done["status"],
-            dropout=params.dropout,
-            lrn=params.lrn,
-            dense_units=params.dense_units,
-            learning_rate=params.learning_rate,
-            val_accuracy=done["val_accuracy"],
-            best_epoch=done["best_epoch"],
-            epochs=int(done["epochs"]),
-            seconds=round(float(done["seconds"]), 3),
-            params=int(done["params"]),
-            error=done["error"],
-            fit_seconds=round(float(done["fit_seconds"]), 3),
-            peak_rss_mb=done["peak_rss_mb"],
-            bracket=spec.bracket,
-            round=spec.round,
-            parent_id=spec.parent_id,
-            initial_epoch=spec.initial_epoch,
-            target_epochs=spec.epochs,
-            ended_at=rundir.now_iso(),
-        )
-        res.record_trial(run_dir, row, history)
-        outcome = TrialOutcome(
-            status=row.status,
-            val_accuracy=row.val_accuracy,
-            per_epoch=[
-                (h["epoch"], h["metrics"]["val_accuracy"])
-                for h in history
-                if "val_accuracy" in h["metrics"]
-            ],
-            error=row.error,
-        )
-        if engine is not None:
-            engine.finish(spec, outcome)
-        else:  # the baseline's weights are not needed after its score is recorded
-            rundir.checkpoint_path(run_dir, spec.trial_id).unlink(missing_ok=True)
-        acc = f"{row.val_accuracy:.4f}" if row.val_accuracy is not None else "-"
-        err = f" - {row.error}" if row.error else ""
-        self.progress.update(self.overall, note=s._note())
-        overall = next(t for t in self.progress.tasks if t.id == self.overall)
-        eta = (float(overall.total or 0) - overall.completed) * self.est.epoch_s()
-        n_done = len(res.search_trials(res.load_trials(run_dir)))
-        self.progress.console.print(
-            f"trial {spec.trial_id} {row.status}: val_accuracy {acc} (best epoch "
-            f"{row.best_epoch}, {row.epochs} epochs, {format_seconds(row.seconds)}){err}"
-            f" | {n_done}/{s.opts.trials} trials, {s._note()}, ETA {format_seconds(eta)}",
-            markup=False,
-            highlight=False,
-        )
-        return outcome

@@ -1,0 +1,163 @@
+"""One trial at a time: run it on a worker, show its progress, record its row."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress, TaskID
+
+from models.alexnet import AlexNetParams
+from search import results as res
+from search import rundir
+from search.engines import SearchEngine, TrialOutcome, TrialSpec
+from search.options import SearchOptions
+from search.rundir import format_seconds
+from search.workers import WorkerClient, failed_result
+
+
+@dataclass
+class Estimator:
+    """Seconds per epoch and per trial start, from the warm-up, refined by measured epochs."""
+
+    warm_epoch_s: float
+    overhead_s: float = 3.0
+    measured: list[float] = field(default_factory=list)
+
+    def epoch_s(self) -> float:
+        return statistics.median(self.measured[-20:]) if self.measured else self.warm_epoch_s
+
+    def trial_s(self, epochs: int) -> float:
+        return epochs * self.epoch_s() + self.overhead_s
+
+
+def trial_seed(seed: int, trial_id: str) -> int:
+    return (seed * 7919 + zlib.crc32(trial_id.encode())) % 2**31
+
+
+class TrialRunner:
+    """Runs one trial on the worker, shows its progress and records its row."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        opts: SearchOptions,
+        params: Callable[[dict[str, Any]], AlexNetParams],
+        worker: WorkerClient,
+        status: rundir.Status,
+        progress: Progress,
+        overall: TaskID,
+        est: Estimator,
+    ) -> None:
+        self.run_dir, self.opts, self.params, self.worker = run_dir, opts, params, worker
+        self.status, self.progress, self.overall, self.est = status, progress, overall, est
+
+    def run(self, spec: TrialSpec, engine: SearchEngine | None) -> TrialOutcome:
+        run_dir = self.run_dir
+        params = self.params(spec.values)
+        trial_dir = run_dir / "trials" / spec.trial_id
+        stop_file = trial_dir / "STOP"
+        rundir.clear_stop_file(stop_file)
+        task = self.progress.add_task(
+            f"trial {spec.trial_id}", total=spec.epochs, completed=spec.initial_epoch, note=""
+        )
+        history: list[dict[str, Any]] = []
+
+        def on_epoch(event: dict[str, Any]) -> None:
+            history.append(event)
+            self.est.measured.append(event["seconds"])
+            val = event["metrics"].get("val_accuracy", float("nan"))
+            self.progress.update(task, completed=event["epoch"], note=f"val_accuracy {val:.4f}")
+            self.progress.advance(self.overall)
+            self.status.update(disk_mb=event.get("disk_mb", 0.0), current_trial=spec.trial_id)
+            if (
+                engine is not None
+                and math.isfinite(val)
+                and engine.should_prune(spec, event["epoch"], val)
+            ):
+                stop_file.parent.mkdir(parents=True, exist_ok=True)
+                stop_file.touch()
+
+        warm_start = None
+        if spec.parent_id:
+            warm_start = rundir.checkpoint_path(run_dir, spec.parent_id)
+        if warm_start is not None and not warm_start.exists():
+            done = failed_result(
+                spec.trial_id, f"checkpoint of parent trial {spec.parent_id} is missing"
+            )
+        else:
+            done = self.worker.run_trial(
+                {
+                    "trial_id": spec.trial_id,
+                    "params": params.to_dict(),
+                    "epochs": spec.epochs,
+                    "initial_epoch": spec.initial_epoch,
+                    "warm_start": str(warm_start) if warm_start else None,
+                    "checkpoint": str(rundir.checkpoint_path(run_dir, spec.trial_id)),
+                    "stop_file": str(stop_file),
+                    "seed": trial_seed(self.opts.seed, spec.trial_id),
+                },
+                on_epoch,
+            )
+        rundir.clear_stop_file(stop_file)
+        self.progress.remove_task(task)
+        skipped = spec.epochs - spec.initial_epoch - len(history)
+        if skipped > 0:  # pruned or failed early: the plan's epochs will not be trained
+            self.progress.advance(self.overall, skipped)
+        row = res.TrialRow(
+            trial_id=spec.trial_id,
+            status=done["status"],
+            dropout=params.dropout,
+            lrn=params.lrn,
+            dense_units=params.dense_units,
+            learning_rate=params.learning_rate,
+            val_accuracy=done["val_accuracy"],
+            best_epoch=done["best_epoch"],
+            epochs=int(done["epochs"]),
+            seconds=round(float(done["seconds"]), 3),
+            params=int(done["params"]),
+            error=done["error"],
+            fit_seconds=round(float(done["fit_seconds"]), 3),
+            peak_rss_mb=done["peak_rss_mb"],
+            bracket=spec.bracket,
+            round=spec.round,
+            parent_id=spec.parent_id,
+            initial_epoch=spec.initial_epoch,
+            target_epochs=spec.epochs,
+            ended_at=rundir.now_iso(),
+        )
+        res.record_trial(run_dir, row, history)
+        outcome = TrialOutcome(
+            status=row.status,
+            val_accuracy=row.val_accuracy,
+            per_epoch=[
+                (h["epoch"], h["metrics"]["val_accuracy"])
+                for h in history
+                if "val_accuracy" in h["metrics"]
+            ],
+            error=row.error,
+        )
+        if engine is not None:
+            engine.finish(spec, outcome)
+        else:  # the baseline's weights are not needed after its score is recorded
+            rundir.checkpoint_path(run_dir, spec.trial_id).unlink(missing_ok=True)
+        acc = f"{row.val_accuracy:.4f}" if row.val_accuracy is not None else "-"
+        err = f" - {row.error}" if row.error else ""
+        note = res.progress_note(res.load_trials(run_dir))
+        self.progress.update(self.overall, note=note)
+        overall = next(t for t in self.progress.tasks if t.id == self.overall)
+        eta = (float(overall.total or 0) - overall.completed) * self.est.epoch_s()
+        n_done = len(res.search_trials(res.load_trials(run_dir)))
+        self.progress.console.print(
+            f"trial {spec.trial_id} {row.status}: val_accuracy {acc} (best epoch "
+            f"{row.best_epoch}, {row.epochs} epochs, {format_seconds(row.seconds)}){err}"
+            f" | {n_done}/{self.opts.trials} trials, {note}, ETA {format_seconds(eta)}",
+            markup=False,
+            highlight=False,
+        )
+        return outcome
