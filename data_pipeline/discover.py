@@ -24,6 +24,7 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 _CLUTTER_DIRS = frozenset({"__MACOSX"})
 _LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_\-]*")
 SPLIT_DIRS = {
+    "test1": "validation",  # Kaggle's competition archive: train/ and an unlabelled test1/
     "train": "train",
     "test": "validation",
     "validation": "validation",
@@ -186,7 +187,7 @@ def discover(
     split_dirs = {SPLIT_DIRS[d.name.lower()]: d for d in dirs if d.name.lower() in SPLIT_DIRS}
     notes: list[str] = []
     unlabelled: list[str] = []
-    if not files and "train" in split_dirs and "validation" in split_dirs:
+    if not files and "train" in split_dirs:
         layout = "train-test"
         labels: dict[str, str] = {}
         split: dict[str, str] = {}
@@ -195,6 +196,15 @@ def discover(
             labels.update(found)
             split.update(dict.fromkeys(found, split_name))
             unlabelled += unl
+        if "validation" not in split.values():
+            # No labelled test folder (none at all, or Kaggle's unlabelled test1/): validate
+            # on a seeded stratified split of train/, as for a flat folder.
+            layout = "train-split"
+            split = stratified_split(labels, seed=seed, val_fraction=val_fraction)
+            notes.append(
+                "no labelled test/ folder: the validation set is a seeded, stratified "
+                f"{val_fraction:.0%} of train/"
+            )
     elif files:
         layout = "flat"
         labels, unlabelled = _named_files(files, root)

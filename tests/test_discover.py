@@ -189,3 +189,30 @@ def test_absurd_uncompressed_size_is_refused(tmp_path: Path) -> None:
         zf.writestr("train/cat.0.jpg", b"\0" * (2 * 2**20))
     with zipfile.ZipFile(stored) as zf, pytest.raises(DataError, match="limit"):
         check_members(zf, max_bytes=2**20)
+
+
+def test_kaggle_competition_layout_splits_train_and_lists_test1(tmp_path: Path) -> None:
+    root = make_flat_layout(tmp_path / "kaggle" / "train", per_class=10).parent
+    for i in range(3):
+        write_image(root / "test1" / f"{i + 1}.jpg", seed=50 + i)
+    found = discover(root, val_fraction=0.2)
+    assert found.layout == "train-split"
+    assert found.classes == ("cat", "dog")
+    assert Counter((f.split, f.label) for f in found.files) == {
+        ("train", "cat"): 8,
+        ("train", "dog"): 8,
+        ("validation", "cat"): 2,
+        ("validation", "dog"): 2,
+    }
+    assert all(f.path.startswith("train/") for f in found.files)
+    assert found.unlabelled == ("test1/1.jpg", "test1/2.jpg", "test1/3.jpg")
+    assert any("validation set is a seeded" in n for n in found.notes)
+
+
+def test_train_folder_of_class_folders_alone(tmp_path: Path) -> None:
+    for i in range(5):
+        write_image(tmp_path / "train" / "Cat" / f"{i}.jpg", seed=i)
+        write_image(tmp_path / "train" / "Dog" / f"{i}.jpg", seed=10 + i)
+    found = discover(tmp_path, val_fraction=0.2)
+    assert found.layout == "train-split" and found.classes == ("Cat", "Dog")
+    assert Counter(f.split for f in found.files) == {"train": 8, "validation": 2}
