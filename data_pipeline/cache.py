@@ -136,19 +136,13 @@ def is_cached(cache_dir: Path, size: int) -> bool:
     return (cache_dir / f"images-{size}.json").exists()
 
 
-def _fits_in_ram(nbytes: int) -> bool:
+def fits_in_ram(nbytes: int) -> bool:
+    """Whether ``nbytes`` take under a third of the free memory."""
     try:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return False
     return nbytes < free / 3
-
-
-def _load_array(path: Path) -> np.ndarray:
-    """Into RAM when it takes under a third of the free memory (batch gathers are ~40% faster
-    than from a memory map), else memory-mapped so that any data set size works."""
-    mapped = np.load(path, mmap_mode="r")
-    return np.ascontiguousarray(mapped) if _fits_in_ram(mapped.nbytes) else mapped
 
 
 def _save(array: np.ndarray, array_path: Path, index_path: Path, index: dict) -> None:
@@ -178,7 +172,7 @@ def _build_array(
     array_path = cache_dir / f"images-{size}.npy"
     cache_dir.mkdir(parents=True, exist_ok=True)
     shape = (len(discovery.files), size, size, 3)
-    if _fits_in_ram(int(np.prod(shape))):
+    if fits_in_ram(int(np.prod(shape))):
         out: np.ndarray = np.empty(shape, dtype=np.uint8)
     else:
         tmp_array = array_path.with_name(f"{array_path.name}.tmp-{os.getpid()}")
@@ -229,7 +223,8 @@ def build(
     built = not index_path.exists()
     if not built:
         index = json.loads(index_path.read_text())
-        images = _load_array(array_path)
+        # Memory-mapped: the training pipeline makes its one in-RAM copy (see pipeline.py).
+        images = np.load(array_path, mmap_mode="r")
     else:
         images, index, writer = _build_array(discovery, size, cache_dir, progress, workers)
     rows_by_path: dict[str, int] = index["rows"]

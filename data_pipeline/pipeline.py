@@ -145,11 +145,11 @@ def prepare(config: DataConfig, *, progress=None) -> PreparedData:
 
 
 def _as_tensor(images: np.ndarray) -> Any:
-    """One TensorFlow copy of an in-RAM cache (batches are then gathered inside the graph, in
-    parallel, without Python); a memory-mapped cache too big for RAM stays a memory map."""
+    """One TensorFlow copy of the cache when it fits in RAM (batches are then gathered inside
+    the graph, in parallel, without Python); a cache too big for RAM stays a memory map."""
     import tensorflow as tf
 
-    if isinstance(images, np.memmap):
+    if isinstance(images, np.memmap) and not image_cache.fits_in_ram(images.nbytes):
         return images
     return tf.constant(images)
 
