@@ -4,13 +4,20 @@ The cache folder is keyed by the data set's content fingerprint (relative paths 
 inside it ``images-<size>.npy`` holds one row per file and ``images-<size>.json`` says which row
 is which file and which files were rejected. The JSON is written last, by an atomic rename, so a
 crash mid-build leaves no half-valid cache behind.
+
+Hashing every file before decoding would read the data set twice on a cold cache, so a second,
+cheap key (paths, sizes and modification times) remembers which content key a folder had: when
+it is unknown, the files are hashed during the decode pass itself; when it is known, the files
+are hashed first and the content key, not the cheap one, decides whether the cache is reused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +29,11 @@ import numpy as np
 
 from data_pipeline.discover import Discovery, ImageFile
 from data_pipeline.files import file_digest, write_text_atomic
-from data_pipeline.images import Decoded, decode_files
+from data_pipeline.images import DIGEST, Decoded, decode_files
 
 CACHE_ENV = "ALEXNET_TUNER_CACHE"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+_SEEN = "seen"  # cache_root/seen/<cheap key>: the content key that folder had
 
 Progress = Callable[[str, int], Callable[[int], None]]
 """``progress(description, total)`` returns ``advance(n)``; see ``data_pipeline.progress``."""
@@ -74,15 +82,52 @@ class CachedImages:
         return self.rows[picks], labels
 
 
-def fingerprint(discovery: Discovery, *, workers: int | None = None) -> str:
-    """Content fingerprint of the files (paths and bytes), independent of labels and split."""
-    paths = [f.path for f in discovery.files]
-    with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
-        digests = list(pool.map(lambda p: file_digest(discovery.root / p), paths))
+def _combine(paths: Sequence[str], digests: Sequence[str]) -> str:
     h = hashlib.blake2b(digest_size=16)
     for path, digest in zip(paths, digests, strict=True):
         h.update(f"{path}\0{digest}\n".encode())
     return h.hexdigest()
+
+
+def _digest_or_empty(path: Path) -> str:
+    try:
+        return file_digest(path, algorithm=DIGEST)
+    except OSError:
+        return ""  # unreadable: rejected by the decode pass, which hashes it the same way
+
+
+def fingerprint(discovery: Discovery, *, workers: int | None = None) -> str:
+    """Content fingerprint of the files (paths and bytes), independent of labels and split."""
+    paths = [f.path for f in discovery.files]
+    with ThreadPoolExecutor(workers or os.cpu_count()) as pool:
+        digests = list(pool.map(lambda p: _digest_or_empty(discovery.root / p), paths))
+    return _combine(paths, digests)
+
+
+def stat_key(discovery: Discovery) -> str:
+    """Cheap key of the files as they sit on disk (paths, sizes, modification times)."""
+    h = hashlib.blake2b(digest_size=16)
+    for f in discovery.files:
+        try:
+            st = (discovery.root / f.path).stat()
+            h.update(f"{f.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f.path}\0?\n".encode())
+    return h.hexdigest()
+
+
+def known_key(discovery: Discovery, cache_root: Path) -> str | None:
+    """The content key of files seen before (hashed now, so changed bytes are noticed even
+    under an unchanged modification time); None for files never seen."""
+    if not (Path(cache_root) / _SEEN / stat_key(discovery)).exists():
+        return None
+    return fingerprint(discovery)
+
+
+def _remember(discovery: Discovery, cache_root: Path, key: str) -> None:
+    seen = Path(cache_root) / _SEEN
+    seen.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(seen / stat_key(discovery), key)
 
 
 def _write_json_atomic(path: Path, payload: object) -> None:
@@ -145,9 +190,26 @@ def fits_in_ram(nbytes: int) -> bool:
     return nbytes < free / 3
 
 
+def aligned_empty(shape: tuple[int, ...], align: int = 4096) -> np.ndarray:
+    """An uninitialised uint8 array whose data starts on a page boundary: TensorFlow can then
+    use the very same memory as a tensor (``pipeline._as_tensor``) instead of copying it."""
+    nbytes = int(np.prod(shape))
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start : start + nbytes].reshape(shape)
+
+
+def _lower_thread_priority() -> None:
+    """Let the first epoch have the CPU while the cache is written (Linux: nice is per thread)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 def _save(array: np.ndarray, array_path: Path, index_path: Path, index: dict) -> None:
     """Array first, then the index by atomic rename: the index marks a complete cache."""
     if not isinstance(array, np.memmap):
+        _lower_thread_priority()
         tmp = array_path.with_name(f"{array_path.name}.tmp-{os.getpid()}")
         with tmp.open("wb") as fh:
             np.save(fh, array)
@@ -158,34 +220,40 @@ def _save(array: np.ndarray, array_path: Path, index_path: Path, index: dict) ->
 def _build_array(
     discovery: Discovery,
     size: int,
-    cache_dir: Path,
+    cache_root: Path,
+    key: str | None,
     progress: Progress,
     workers: int | None,
-) -> tuple[np.ndarray, dict, threading.Thread | None]:
-    """Decode every file into a new array; return it, its index and the thread saving it.
+) -> tuple[np.ndarray, dict, Path, threading.Thread | None]:
+    """Decode every file into a new array; return it, its index, its cache folder and the
+    thread saving it.
 
     When the array fits in RAM it is written to disk behind the caller's back (a non-daemon
     thread, so the interpreter finishes the write before it exits), taking the write off the
-    first epoch's critical path. Otherwise it is decoded straight into a memory map.
+    first epoch's critical path. Otherwise it is decoded straight into a memory map. Without a
+    known ``key`` the files are hashed in the same pass and the key computed from the hashes.
     """
-    index_path = cache_dir / f"images-{size}.json"
-    array_path = cache_dir / f"images-{size}.npy"
-    cache_dir.mkdir(parents=True, exist_ok=True)
     shape = (len(discovery.files), size, size, 3)
+    # A memory map needs a file before the key is known: it is decoded in a staging folder.
+    staging = Path(cache_root) / (key or f".building-{os.getpid()}-{threading.get_ident()}")
+    array_name = f"images-{size}.npy"
+    tmp_array = staging / f"{array_name}.tmp-{os.getpid()}"
     if fits_in_ram(int(np.prod(shape))):
-        out: np.ndarray = np.empty(shape, dtype=np.uint8)
+        out: np.ndarray = aligned_empty(shape)
     else:
-        tmp_array = array_path.with_name(f"{array_path.name}.tmp-{os.getpid()}")
+        staging.mkdir(parents=True, exist_ok=True)
         out = np.lib.format.open_memmap(tmp_array, mode="w+", dtype=np.uint8, shape=shape)
     advance = progress(
         f"decoding {len(discovery.files):,} images to {size}px (once)", len(discovery.files)
     )
-
-    def sink(rows: np.ndarray, pixels: np.ndarray) -> None:
-        out[rows] = pixels
-
     paths = [discovery.root / f.path for f in discovery.files]
-    results = decode_files(paths, size, sink=sink, advance=advance, workers=workers)
+    results = decode_files(
+        paths, size, out=out, digests=key is None, advance=advance, workers=workers
+    )
+    if key is None:
+        key = _combine([f.path for f in discovery.files], [r.digest or "" for r in results])
+    cache_dir = Path(cache_root) / key
+    cache_dir.mkdir(parents=True, exist_ok=True)
     payload = _scan_payload(discovery, results)
     if not (cache_dir / "scan.json").exists():
         _write_json_atomic(cache_dir / "scan.json", payload)
@@ -196,37 +264,48 @@ def _build_array(
         "rows": {f.path: i for i, f in enumerate(discovery.files) if f.path not in bad},
         "rejects": payload["rejects"],
     }
+    array_path, index_path = cache_dir / array_name, cache_dir / f"images-{size}.json"
+    _remember(discovery, cache_root, key)
+    writer = None
     if isinstance(out, np.memmap):
         out.flush()
         os.replace(tmp_array, array_path)
         _save(out, array_path, index_path, index)
-        return out, index, None
-    writer = threading.Thread(
-        target=_save, args=(out, array_path, index_path, index), name="image-cache-writer"
-    )
-    writer.start()
-    return out, index, writer
+    elif not index_path.exists():  # else: the same content was cached under other paths/times
+        writer = threading.Thread(
+            target=_save, args=(out, array_path, index_path, index), name="image-cache-writer"
+        )
+        writer.start()
+    if staging != cache_dir and staging.exists():
+        staging.rmdir()
+    return out, index, cache_dir, writer
 
 
 def build(
     discovery: Discovery,
     size: int,
-    cache_dir: Path,
+    cache_root: Path,
     *,
+    key: str | None = None,
     progress: Progress = _no_progress,
     workers: int | None = None,
 ) -> CachedImages:
-    """Return the cached images at ``size``, decoding each file once if they are not cached yet."""
-    index_path = cache_dir / f"images-{size}.json"
-    array_path = cache_dir / f"images-{size}.npy"
+    """Return the cached images at ``size``, decoding each file once if they are not cached yet.
+
+    ``key`` is the data set's content fingerprint when known (``known_key``); without it the
+    files are decoded and hashed in one pass.
+    """
     writer = None
-    built = not index_path.exists()
-    if not built:
-        index = json.loads(index_path.read_text())
+    cache_dir = Path(cache_root) / key if key else None
+    built = cache_dir is None or not is_cached(cache_dir, size)
+    if cache_dir is not None and not built:
+        index = json.loads((cache_dir / f"images-{size}.json").read_text())
         # Memory-mapped: the training pipeline makes its one in-RAM copy (see pipeline.py).
-        images = np.load(array_path, mmap_mode="r")
+        images = np.load(cache_dir / f"images-{size}.npy", mmap_mode="r")
     else:
-        images, index, writer = _build_array(discovery, size, cache_dir, progress, workers)
+        images, index, cache_dir, writer = _build_array(
+            discovery, size, cache_root, key, progress, workers
+        )
     rows_by_path: dict[str, int] = index["rows"]
     files = tuple(f for f in discovery.files if f.path in rows_by_path)
     return CachedImages(
@@ -235,7 +314,7 @@ def build(
         rows=np.array([rows_by_path[f.path] for f in files], dtype=np.int64),
         classes=discovery.classes,
         rejects=tuple(Reject(r["path"], r["reason"]) for r in index["rejects"]),
-        path=array_path,
+        path=cache_dir / f"images-{size}.npy",
         built=built,
         writer=writer,
     )

@@ -132,25 +132,33 @@ def prepare(config: DataConfig, *, progress=None) -> PreparedData:
     found = discover(root, seed=config.seed, val_fraction=config.val_fraction)
     if config.subset is not None:
         found = take_subset(found, config.subset, seed=config.seed)
-    cache_dir = image_cache.cache_dir_for(found, cache_root)
+    key = image_cache.known_key(found, cache_root)
     kwargs = {"progress": progress} if progress else {}
-    cached = image_cache.build(found, config.image_size, cache_dir, **kwargs)
+    cached = image_cache.build(found, config.image_size, cache_root, key=key, **kwargs)
     for split in ("train", "validation"):
         if not any(f.split == split for f in cached.files):
             raise DataError(
                 f"no decodable {split} images in {str(config.data_dir)!r} "
                 f"({len(cached.rejects)} files rejected)."
             )
-    return PreparedData(config=config, discovery=found, cached=cached, cache_dir=cache_dir)
+    return PreparedData(config=config, discovery=found, cached=cached, cache_dir=cached.path.parent)
 
 
 def _as_tensor(images: np.ndarray) -> Any:
-    """One TensorFlow copy of the cache when it fits in RAM (batches are then gathered inside
-    the graph, in parallel, without Python); a cache too big for RAM stays a memory map."""
+    """The cache as TensorFlow sees it, with at most one copy.
+
+    A freshly decoded cache is page-aligned in RAM: TensorFlow uses that memory as it is
+    (DLPack, no copy; copying hundreds of MB into fresh pages costs as much as an epoch). A
+    reused cache is memory-mapped: when it fits in RAM, TensorFlow makes its one copy, and
+    batches are gathered inside the graph; a cache too big for RAM stays a memory map,
+    gathered by numpy.
+    """
     import tensorflow as tf
 
-    if isinstance(images, np.memmap) and not image_cache.fits_in_ram(images.nbytes):
-        return images
+    if isinstance(images, np.memmap):
+        return tf.constant(images) if image_cache.fits_in_ram(images.nbytes) else images
+    if images.flags.c_contiguous and images.flags.writeable and images.ctypes.data % 64 == 0:
+        return tf.experimental.dlpack.from_dlpack(images.__dlpack__())
     return tf.constant(images)
 
 
@@ -187,7 +195,19 @@ def make_dataset(
     if shuffle:
         ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def _options():
+    """No static graph rewrites: the pipeline is already batched, parallel and prefetched, and a
+    rewrite serialises the dataset graph, copying the captured image tensor (hundreds of MB) at
+    every epoch. Runtime autotuning of parallelism and buffer sizes stays on."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    options.experimental_optimization.inject_prefetch = False
+    return options
 
 
 def _augment(x, batch_rows, seed: int):

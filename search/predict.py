@@ -31,19 +31,14 @@ def predict(model_dir: Path, paths: Sequence[Path]) -> list[dict[str, Any]]:
         )
     meta = json.loads(meta_path.read_text())
     size = int(meta["image_size"])
-    pixels: dict[int, np.ndarray] = {}
-
-    def sink(rows: np.ndarray, batch: np.ndarray) -> None:
-        for r, p in zip(rows.tolist(), batch, strict=True):
-            pixels[r] = p
-
-    metas = decode_files(list(paths), size, sink=sink)
+    pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    metas = decode_files(list(paths), size, out=pixels)
     serve = tf.saved_model.load(str(model_dir)).signatures["serve"]
     out: list[dict[str, Any]] = []
-    ok = sorted(pixels)
+    ok = [i for i, m in enumerate(metas) if m.error is None]
     probs: dict[int, np.ndarray] = {}
     if ok:
-        batch = np.stack([pixels[i] for i in ok])  # uint8: the model scales its input itself
+        batch = pixels[ok]  # uint8: the model scales its input itself
         result = serve(tf.constant(batch))
         values = next(iter(result.values())).numpy()
         probs = dict(zip(ok, values, strict=True))

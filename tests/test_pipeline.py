@@ -88,13 +88,8 @@ def test_conversions_to_rgb(tmp_path: Path) -> None:
 
     Image.new("RGBA", (8, 8), (10, 20, 30, 0)).save(rgba)  # fully transparent -> white
     cmyk = write_image(tmp_path / "c.jpg", mode="CMYK", value=0)  # no ink -> white
-    results = {}
-
-    def sink(rows: np.ndarray, pixels: np.ndarray) -> None:
-        for r, p in zip(rows.tolist(), pixels, strict=True):
-            results[r] = p
-
-    metas = image_decoding.decode_files([gray, rgba, cmyk], 8, sink=sink)
+    results = np.zeros((3, 8, 8, 3), dtype=np.uint8)
+    metas = image_decoding.decode_files([gray, rgba, cmyk], 8, out=results)
     assert all(m.error is None for m in metas)
     assert results[0].shape == (8, 8, 3)
     assert np.all(np.abs(results[0].astype(int) - 200) <= 2)
@@ -130,6 +125,95 @@ def test_cache_is_keyed_by_content_and_size(messy: Path, cache_root: Path) -> No
     write_image(messy / "train" / "cat.0.jpg", seed=12345)  # same name, new content
     c = prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root))
     assert c.cache_dir != a.cache_dir and c.cached.built
+
+
+def test_cold_cache_hashes_the_files_in_the_decode_pass(
+    messy: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fingerprint = image_cache.fingerprint
+
+    def no_separate_hashing(*args: object, **kwargs: object) -> str:
+        raise AssertionError("a never-seen folder was hashed before decoding")
+
+    monkeypatch.setattr(image_cache, "fingerprint", no_separate_hashing)
+    first = prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root))
+    first.cached.wait_saved()
+    monkeypatch.setattr(image_cache, "fingerprint", real_fingerprint)
+    # the key computed from the decode pass is the content fingerprint itself
+    assert first.cache_dir.name == real_fingerprint(first.discovery)
+    assert image_cache.known_key(first.discovery, cache_root) == first.cache_dir.name
+
+
+def test_changed_bytes_under_an_unchanged_size_and_mtime_are_noticed(
+    messy: Path, cache_root: Path
+) -> None:
+    config = DataConfig(data_dir=messy, image_size=16, cache_root=cache_root)
+    first = prepare(config)
+    first.cached.wait_saved()
+    victim = messy / "train" / "cat.0.jpg"
+    before = victim.stat()
+    data = bytearray(victim.read_bytes())
+    data[-10] ^= 0xFF  # same length, different content
+    victim.write_bytes(bytes(data))
+    import os
+
+    os.utime(victim, ns=(before.st_atime_ns, before.st_mtime_ns))
+    second = prepare(config)
+    assert second.cache_dir != first.cache_dir and second.cached.built
+
+
+def test_a_copied_data_set_lands_in_the_same_content_cache(
+    messy: Path, cache_root: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    first = prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root))
+    first.cached.wait_saved()
+    copy = shutil.copytree(messy, tmp_path / "copy", copy_function=shutil.copy)  # new mtimes
+    config = DataConfig(data_dir=copy, image_size=16, cache_root=cache_root)
+    second = prepare(config)  # paths and times never seen: decoded (and hashed) once more
+    second.cached.wait_saved()
+    assert second.cache_dir == first.cache_dir
+    third = prepare(config)
+    assert not third.cached.built
+    np.testing.assert_array_equal(
+        np.asarray(third.cached.images)[third.cached.rows],
+        np.asarray(first.cached.images)[first.cached.rows],
+    )
+
+
+def test_a_fresh_and_a_reused_cache_give_the_same_batches(messy: Path, cache_root: Path) -> None:
+    config = DataConfig(data_dir=messy, image_size=16, cache_root=cache_root)
+    fresh = prepare(config)  # in RAM, handed to TensorFlow without a copy
+    fresh.cached.wait_saved()
+    reused = prepare(config)  # memory-mapped from disk
+    assert fresh.cached.built and not reused.cached.built
+
+    def batches(data):
+        return [(x.numpy(), y.numpy()) for ds in data.datasets(4) for x, y in ds]
+
+    for (xa, ya), (xb, yb) in zip(batches(fresh), batches(reused), strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_big_jpegs_are_decoded_at_a_reduced_dct_scale_with_the_same_look(tmp_path: Path) -> None:
+    assert image_decoding.dct_factor(375, 500, 227) == 1
+    assert image_decoding.dct_factor(375, 500, 128) == 2
+    assert image_decoding.dct_factor(3000, 4000, 227) == 8
+    assert image_decoding.dct_factor(3000, 4000, None) == 8
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:480, 0:640]
+    smooth = np.stack([xx * 255 // 639, yy * 255 // 479, (xx + yy) * 255 // 1118], axis=-1)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(smooth.astype(np.uint8)).save(path, quality=95)
+    out = np.zeros((1, 64, 64, 3), dtype=np.uint8)
+    (meta,) = image_decoding.decode_files([path], 64, out=out)  # decoded at 1/4 scale
+    assert (meta.width, meta.height, meta.error) == (640, 480, None)
+    full = np.asarray(Image.open(path).convert("RGB"))
+    expected = image_decoding.resize(full, 64)
+    assert np.abs(out[0].astype(int) - expected.astype(int)).mean() < 2.0
 
 
 def test_datasets_shuffle_and_augment(messy: Path, cache_root: Path) -> None:
