@@ -124,10 +124,10 @@ def known_key(discovery: Discovery, cache_root: Path) -> str | None:
     return fingerprint(discovery)
 
 
-def _remember(discovery: Discovery, cache_root: Path, key: str) -> None:
+def _remember(cheap_key: str, cache_root: Path, key: str) -> None:
     seen = Path(cache_root) / _SEEN
     seen.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(seen / stat_key(discovery), key)
+    write_text_atomic(seen / cheap_key, key)
 
 
 def _write_json_atomic(path: Path, payload: object) -> None:
@@ -247,6 +247,7 @@ def _build_array(
         f"decoding {len(discovery.files):,} images to {size}px (once)", len(discovery.files)
     )
     paths = [discovery.root / f.path for f in discovery.files]
+    cheap_key = stat_key(discovery)  # before reading: a file changed meanwhile is seen as new
     results = decode_files(
         paths, size, out=out, digests=key is None, advance=advance, workers=workers
     )
@@ -265,7 +266,7 @@ def _build_array(
         "rejects": payload["rejects"],
     }
     array_path, index_path = cache_dir / array_name, cache_dir / f"images-{size}.json"
-    _remember(discovery, cache_root, key)
+    _remember(cheap_key, cache_root, key)
     writer = None
     if isinstance(out, np.memmap):
         out.flush()

@@ -96,6 +96,7 @@ def _jpeg_decode(data: bytes, size: int | None) -> tuple[Decoded, np.ndarray] | 
             data,
             colorspace="RGB",
             fastdct=True,  # the IDCT TensorFlow's decode_jpeg uses by default
+            fastupsample=True,  # 6% faster; chroma detail below the resize's scale anyway
             min_height=-(-height // k),
             min_width=-(-width // k),
             min_factor=k,

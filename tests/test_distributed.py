@@ -162,8 +162,14 @@ def test_a_killed_workers_trial_is_retried(tiny: dict[str, Path], tmp_path: Path
         [*args, "--role", "worker"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     journal = JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal")))
-    study = optuna.load_study(study_name="alexnet-tuner", storage=journal)
     deadline = time.monotonic() + 300
+    while True:  # the chief creates the study just after config.json
+        try:
+            study = optuna.load_study(study_name="alexnet-tuner", storage=journal)
+            break
+        except KeyError:
+            assert time.monotonic() < deadline and chief.poll() is None
+            time.sleep(0.2)
     victim = None
     while victim is None:
         assert time.monotonic() < deadline and chief.poll() is None

@@ -197,6 +197,25 @@ def test_a_fresh_and_a_reused_cache_give_the_same_batches(messy: Path, cache_roo
         np.testing.assert_array_equal(ya, yb)
 
 
+def test_a_cache_too_big_for_ram_is_decoded_into_a_memory_map(
+    messy: Path, cache_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_ram = prepare(DataConfig(data_dir=messy, image_size=16, cache_root=tmp_path / "ram"))
+    monkeypatch.setattr(image_cache, "fits_in_ram", lambda nbytes: False)
+    config = DataConfig(data_dir=messy, image_size=16, cache_root=cache_root)
+    mapped = prepare(config)
+    assert mapped.cached.built and isinstance(mapped.cached.images, np.memmap)
+    assert mapped.cache_dir.name == in_ram.cache_dir.name  # same content key
+    assert sorted(p.name for p in cache_root.iterdir()) == sorted([mapped.cache_dir.name, "seen"])
+    np.testing.assert_array_equal(
+        np.asarray(mapped.cached.images)[mapped.cached.rows],
+        np.asarray(in_ram.cached.images)[in_ram.cached.rows],
+    )
+    x = np.concatenate([x.numpy() for x, _ in mapped.datasets(4)[1]])  # gathered by numpy
+    np.testing.assert_array_equal(x, mapped.arrays("validation")[0])
+    assert not prepare(config).cached.built
+
+
 def test_big_jpegs_are_decoded_at_a_reduced_dct_scale_with_the_same_look(tmp_path: Path) -> None:
     assert image_decoding.dct_factor(375, 500, 227) == 1
     assert image_decoding.dct_factor(375, 500, 128) == 2
