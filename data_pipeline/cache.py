@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -62,7 +63,7 @@ class ScanResult:
 class CachedImages:
     """Decoded images of one data set at one size; ``rows[i]`` is the array row of ``files[i]``."""
 
-    images: np.ndarray  # (n_rows, size, size, 3) uint8, in RAM or memory-mapped
+    images: np.ndarray  # (n_rows, size, size, 3) uint8: in RAM when just built, else mapped
     files: tuple[ImageFile, ...]
     rows: np.ndarray
     classes: tuple[str, ...]
@@ -72,6 +73,7 @@ class CachedImages:
     writer: threading.Thread | None = None  # still saving a freshly built cache, if any
 
     def wait_saved(self) -> None:
+        """Block until a freshly built cache is on disk (other processes read it from there)."""
         if self.writer is not None:
             self.writer.join()
 
@@ -116,10 +118,10 @@ def stat_key(discovery: Discovery) -> str:
     return h.hexdigest()
 
 
-def known_key(discovery: Discovery, cache_root: Path) -> str | None:
+def known_key(discovery: Discovery, cache_root: Path, cheap_key: str | None = None) -> str | None:
     """The content key of files seen before (hashed now, so changed bytes are noticed even
     under an unchanged modification time); None for files never seen."""
-    if not (Path(cache_root) / _SEEN / stat_key(discovery)).exists():
+    if not (Path(cache_root) / _SEEN / (cheap_key or stat_key(discovery))).exists():
         return None
     return fingerprint(discovery)
 
@@ -181,13 +183,14 @@ def is_cached(cache_dir: Path, size: int) -> bool:
     return (cache_dir / f"images-{size}.json").exists()
 
 
-def fits_in_ram(nbytes: int) -> bool:
-    """Whether ``nbytes`` take under a third of the free memory."""
+def _process_alive(pid: int) -> bool:
     try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    return nbytes < free / 3
+    except PermissionError:
+        return True
+    return True
 
 
 def aligned_empty(shape: tuple[int, ...], align: int = 4096) -> np.ndarray:
@@ -199,6 +202,23 @@ def aligned_empty(shape: tuple[int, ...], align: int = 4096) -> np.ndarray:
     return raw[start : start + nbytes].reshape(shape)
 
 
+def _clean_stale_staging(cache_root: Path) -> None:
+    """Remove what a build killed mid-decode left behind (its process is gone)."""
+    for folder in Path(cache_root).glob(".building-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def fits_in_ram(nbytes: int) -> bool:
+    """Whether ``nbytes`` take under a third of the free memory."""
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return False
+    return nbytes < free / 3
+
+
 def _lower_thread_priority() -> None:
     """Let the first epoch have the CPU while the cache is written (Linux: nice is per thread)."""
     if sys.platform.startswith("linux"):
@@ -207,13 +227,12 @@ def _lower_thread_priority() -> None:
 
 
 def _save(array: np.ndarray, array_path: Path, index_path: Path, index: dict) -> None:
-    """Array first, then the index by atomic rename: the index marks a complete cache."""
-    if not isinstance(array, np.memmap):
-        _lower_thread_priority()
-        tmp = array_path.with_name(f"{array_path.name}.tmp-{os.getpid()}")
-        with tmp.open("wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, array_path)
+    """Array first, then the index, each by atomic rename: the index marks a complete cache."""
+    _lower_thread_priority()
+    tmp = array_path.with_name(f"{array_path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    with tmp.open("wb") as fh:
+        np.save(fh, array)
+    os.replace(tmp, array_path)
     _write_json_atomic(index_path, index)
 
 
@@ -222,35 +241,46 @@ def _build_array(
     size: int,
     cache_root: Path,
     key: str | None,
+    cheap_key: str,
     progress: Progress,
     workers: int | None,
 ) -> tuple[np.ndarray, dict, Path, threading.Thread | None]:
-    """Decode every file into a new array; return it, its index, its cache folder and the
-    thread saving it.
+    """Decode every file once; return the array, its index, its cache folder and the thread
+    still saving it, if any.
 
-    When the array fits in RAM it is written to disk behind the caller's back (a non-daemon
-    thread, so the interpreter finishes the write before it exits), taking the write off the
-    first epoch's critical path. Otherwise it is decoded straight into a memory map. Without a
-    known ``key`` the files are hashed in the same pass and the key computed from the hashes.
+    An array that fits in RAM is decoded into (transparent huge) anonymous pages, the fastest
+    memory to fault in, and written to disk by a low-priority thread while the first epoch
+    runs (a non-daemon thread: the interpreter finishes the write before it exits). A bigger
+    one is decoded straight into its memory-mapped file. Without a known ``key`` the files are
+    hashed in the same pass, and a memory-mapped array waits in a staging folder until the
+    key names its folder.
     """
     shape = (len(discovery.files), size, size, 3)
-    # A memory map needs a file before the key is known: it is decoded in a staging folder.
-    staging = Path(cache_root) / (key or f".building-{os.getpid()}-{threading.get_ident()}")
+    in_ram = fits_in_ram(int(np.prod(shape)))
     array_name = f"images-{size}.npy"
-    tmp_array = staging / f"{array_name}.tmp-{os.getpid()}"
-    if fits_in_ram(int(np.prod(shape))):
-        out: np.ndarray = aligned_empty(shape)
+    staging = Path(cache_root) / (key or f".building-{os.getpid()}-{threading.get_ident()}")
+    tmp_array = staging / f"{array_name}.tmp-{os.getpid()}-{threading.get_ident()}"
+    if in_ram:
+        out = aligned_empty(shape)
     else:
+        if key is None:
+            _clean_stale_staging(cache_root)
         staging.mkdir(parents=True, exist_ok=True)
         out = np.lib.format.open_memmap(tmp_array, mode="w+", dtype=np.uint8, shape=shape)
     advance = progress(
         f"decoding {len(discovery.files):,} images to {size}px (once)", len(discovery.files)
     )
     paths = [discovery.root / f.path for f in discovery.files]
-    cheap_key = stat_key(discovery)  # before reading: a file changed meanwhile is seen as new
-    results = decode_files(
-        paths, size, out=out, digests=key is None, advance=advance, workers=workers
-    )
+    try:
+        results = decode_files(
+            paths, size, out=out, digests=key is None, advance=advance, workers=workers
+        )
+    except BaseException:  # interrupted: no half-written array left behind
+        if not in_ram:
+            tmp_array.unlink(missing_ok=True)
+            if key is None:
+                shutil.rmtree(staging, ignore_errors=True)
+        raise
     if key is None:
         key = _combine([f.path for f in discovery.files], [r.digest or "" for r in results])
     cache_dir = Path(cache_root) / key
@@ -268,17 +298,16 @@ def _build_array(
     array_path, index_path = cache_dir / array_name, cache_dir / f"images-{size}.json"
     _remember(cheap_key, cache_root, key)
     writer = None
-    if isinstance(out, np.memmap):
-        out.flush()
+    if not in_ram:
         os.replace(tmp_array, array_path)
-        _save(out, array_path, index_path, index)
+        _write_json_atomic(index_path, index)
+        if staging != cache_dir:
+            shutil.rmtree(staging, ignore_errors=True)
     elif not index_path.exists():  # else: the same content was cached under other paths/times
         writer = threading.Thread(
             target=_save, args=(out, array_path, index_path, index), name="image-cache-writer"
         )
         writer.start()
-    if staging != cache_dir and staging.exists():
-        staging.rmdir()
     return out, index, cache_dir, writer
 
 
@@ -287,25 +316,27 @@ def build(
     size: int,
     cache_root: Path,
     *,
-    key: str | None = None,
     progress: Progress = _no_progress,
     workers: int | None = None,
 ) -> CachedImages:
     """Return the cached images at ``size``, decoding each file once if they are not cached yet.
 
-    ``key`` is the data set's content fingerprint when known (``known_key``); without it the
-    files are decoded and hashed in one pass.
+    Files never seen before (by paths, sizes and times) are decoded and hashed in one pass;
+    files seen before are hashed first, and their content key finds the cache.
     """
+    cheap_key = stat_key(discovery)  # before any read: a file changed meanwhile looks new
+    key = known_key(discovery, cache_root, cheap_key)
     writer = None
     cache_dir = Path(cache_root) / key if key else None
     built = cache_dir is None or not is_cached(cache_dir, size)
     if cache_dir is not None and not built:
         index = json.loads((cache_dir / f"images-{size}.json").read_text())
-        # Memory-mapped: the training pipeline makes its one in-RAM copy (see pipeline.py).
-        images = np.load(cache_dir / f"images-{size}.npy", mmap_mode="r")
+        # Copy-on-write mapping: pages are shared with every other reader through the page
+        # cache, and writable in name only, so that TensorFlow may alias them (pipeline.py).
+        images = np.load(cache_dir / f"images-{size}.npy", mmap_mode="c")
     else:
         images, index, cache_dir, writer = _build_array(
-            discovery, size, cache_root, key, progress, workers
+            discovery, size, cache_root, key, cheap_key, progress, workers
         )
     rows_by_path: dict[str, int] = index["rows"]
     files = tuple(f for f in discovery.files if f.path in rows_by_path)

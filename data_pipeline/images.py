@@ -22,7 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 # What Pillow may report for the formats we accept (MPO is the JPEG variant some cameras write).
@@ -84,8 +86,6 @@ def dct_factor(height: int, width: int, size: int | None) -> int:
 
 def _jpeg_decode(data: bytes, size: int | None) -> tuple[Decoded, np.ndarray] | None:
     """libjpeg-turbo's decode at the right DCT scale; None hands the file over to Pillow."""
-    import simplejpeg
-
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         limit = Image.MAX_IMAGE_PIXELS
@@ -108,8 +108,6 @@ def _jpeg_decode(data: bytes, size: int | None) -> tuple[Decoded, np.ndarray] | 
 
 def resize(pixels: np.ndarray, size: int, out: np.ndarray | None = None) -> np.ndarray:
     """Bilinear resize of one RGB uint8 image to ``size`` x ``size`` (into ``out`` if given)."""
-    import cv2
-
     if pixels.shape[:2] == (size, size):
         resized = pixels.copy() if out is None else pixels
     else:
@@ -136,8 +134,6 @@ def decode_one(
     else:
         meta, pixels = decoded
     if pixels is not None and size is not None and out is not None:
-        import cv2
-
         try:
             resize(pixels, size, out)
         except cv2.error as exc:
@@ -159,8 +155,6 @@ def decode_files(
     Returns, per path, its original size or the reason it was rejected, and (with ``digests``)
     the hex digest of its bytes, hashed while they are in memory anyway.
     """
-    import cv2
-
     if out is not None and (size is None or out.shape[1:] != (size, size, 3)):
         raise ValueError(f"out must have shape (n, {size}, {size}, 3), not {out.shape}")
     cv2.setNumThreads(1)  # our threads are the parallelism; nested pools only contend

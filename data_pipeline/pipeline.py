@@ -132,9 +132,8 @@ def prepare(config: DataConfig, *, progress=None) -> PreparedData:
     found = discover(root, seed=config.seed, val_fraction=config.val_fraction)
     if config.subset is not None:
         found = take_subset(found, config.subset, seed=config.seed)
-    key = image_cache.known_key(found, cache_root)
     kwargs = {"progress": progress} if progress else {}
-    cached = image_cache.build(found, config.image_size, cache_root, key=key, **kwargs)
+    cached = image_cache.build(found, config.image_size, cache_root, **kwargs)
     for split in ("train", "validation"):
         if not any(f.split == split for f in cached.files):
             raise DataError(
@@ -145,18 +144,15 @@ def prepare(config: DataConfig, *, progress=None) -> PreparedData:
 
 
 def _as_tensor(images: np.ndarray) -> Any:
-    """The cache as TensorFlow sees it, with at most one copy.
+    """The cache as a tensor over the very same memory (DLPack, no copy).
 
-    A freshly decoded cache is page-aligned in RAM: TensorFlow uses that memory as it is
-    (DLPack, no copy; copying hundreds of MB into fresh pages costs as much as an epoch). A
-    reused cache is memory-mapped: when it fits in RAM, TensorFlow makes its one copy, and
-    batches are gathered inside the graph; a cache too big for RAM stays a memory map,
-    gathered by numpy.
+    The cache is memory-mapped (``cache.build``): TensorFlow reads the page cache directly, so
+    starting a trial copies nothing, processes on one host share one copy, and a cache larger
+    than RAM is paged in as batches need it. Arrays TensorFlow cannot alias (not 64-byte
+    aligned, not contiguous, read-only) are copied once.
     """
     import tensorflow as tf
 
-    if isinstance(images, np.memmap):
-        return tf.constant(images) if image_cache.fits_in_ram(images.nbytes) else images
     if images.flags.c_contiguous and images.flags.writeable and images.ctypes.data % 64 == 0:
         return tf.experimental.dlpack.from_dlpack(images.__dlpack__())
     return tf.constant(images)
@@ -172,21 +168,14 @@ def make_dataset(
     augment: bool,
     seed: int,
 ):
-    """Shuffled, prefetched uint8 batches gathered from the cache: a memory copy per image,
-    never a decode. ``images`` is a tensor (gathered in the graph) or a memory-mapped array."""
+    """Shuffled, prefetched uint8 batches gathered from the cache tensor inside the graph: a
+    memory copy per image, never a decode."""
     import tensorflow as tf
 
     size = int(images.shape[1])
 
-    def gather(batch_rows: np.ndarray) -> np.ndarray:
-        return np.asarray(images[np.asarray(batch_rows)])
-
     def load(batch_rows, batch_labels):
-        if isinstance(images, np.ndarray):
-            x = tf.numpy_function(gather, [batch_rows], tf.uint8, stateful=False)
-        else:
-            x = tf.gather(images, batch_rows)
-        x = tf.ensure_shape(x, [None, size, size, 3])
+        x = tf.ensure_shape(tf.gather(images, batch_rows), [None, size, size, 3])
         if augment:
             x = _augment(x, batch_rows, seed)
         return x, batch_labels

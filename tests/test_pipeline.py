@@ -137,7 +137,6 @@ def test_cold_cache_hashes_the_files_in_the_decode_pass(
 
     monkeypatch.setattr(image_cache, "fingerprint", no_separate_hashing)
     first = prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root))
-    first.cached.wait_saved()
     monkeypatch.setattr(image_cache, "fingerprint", real_fingerprint)
     # the key computed from the decode pass is the content fingerprint itself
     assert first.cache_dir.name == real_fingerprint(first.discovery)
@@ -149,7 +148,6 @@ def test_changed_bytes_under_an_unchanged_size_and_mtime_are_noticed(
 ) -> None:
     config = DataConfig(data_dir=messy, image_size=16, cache_root=cache_root)
     first = prepare(config)
-    first.cached.wait_saved()
     victim = messy / "train" / "cat.0.jpg"
     before = victim.stat()
     data = bytearray(victim.read_bytes())
@@ -168,7 +166,6 @@ def test_a_copied_data_set_lands_in_the_same_content_cache(
     import shutil
 
     first = prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root))
-    first.cached.wait_saved()
     copy = shutil.copytree(messy, tmp_path / "copy", copy_function=shutil.copy)  # new mtimes
     config = DataConfig(data_dir=copy, image_size=16, cache_root=cache_root)
     second = prepare(config)  # paths and times never seen: decoded (and hashed) once more
@@ -186,7 +183,7 @@ def test_a_fresh_and_a_reused_cache_give_the_same_batches(messy: Path, cache_roo
     config = DataConfig(data_dir=messy, image_size=16, cache_root=cache_root)
     fresh = prepare(config)  # in RAM, handed to TensorFlow without a copy
     fresh.cached.wait_saved()
-    reused = prepare(config)  # memory-mapped from disk
+    reused = prepare(config)  # memory-mapped from disk, handed over without a copy either
     assert fresh.cached.built and not reused.cached.built
 
     def batches(data):
@@ -197,23 +194,56 @@ def test_a_fresh_and_a_reused_cache_give_the_same_batches(messy: Path, cache_roo
         np.testing.assert_array_equal(ya, yb)
 
 
-def test_a_cache_too_big_for_ram_is_decoded_into_a_memory_map(
-    messy: Path, cache_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("in_ram", [True, False])
+def test_the_cache_on_disk_is_the_array_trained_on(
+    messy: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch, in_ram: bool
 ) -> None:
-    in_ram = prepare(DataConfig(data_dir=messy, image_size=16, cache_root=tmp_path / "ram"))
-    monkeypatch.setattr(image_cache, "fits_in_ram", lambda nbytes: False)
+    monkeypatch.setattr(image_cache, "fits_in_ram", lambda nbytes: in_ram)
     config = DataConfig(data_dir=messy, image_size=16, cache_root=cache_root)
-    mapped = prepare(config)
-    assert mapped.cached.built and isinstance(mapped.cached.images, np.memmap)
-    assert mapped.cache_dir.name == in_ram.cache_dir.name  # same content key
-    assert sorted(p.name for p in cache_root.iterdir()) == sorted([mapped.cache_dir.name, "seen"])
-    np.testing.assert_array_equal(
-        np.asarray(mapped.cached.images)[mapped.cached.rows],
-        np.asarray(in_ram.cached.images)[in_ram.cached.rows],
-    )
-    x = np.concatenate([x.numpy() for x, _ in mapped.datasets(4)[1]])  # gathered by numpy
-    np.testing.assert_array_equal(x, mapped.arrays("validation")[0])
-    assert not prepare(config).cached.built
+    data = prepare(config)
+    data.cached.wait_saved()
+    # too big for RAM: decoded straight into the memory-mapped file
+    assert data.cached.built and isinstance(data.cached.images, np.memmap) != in_ram
+    # nothing left in staging: the content-keyed folder and the cheap-key memo only
+    assert sorted(p.name for p in cache_root.iterdir()) == sorted([data.cache_dir.name, "seen"])
+    assert sorted(p.name for p in data.cache_dir.iterdir()) == [
+        "images-16.json",
+        "images-16.npy",
+        "scan.json",
+    ]
+    on_disk = np.load(data.cache_dir / "images-16.npy")
+    np.testing.assert_array_equal(on_disk, np.asarray(data.cached.images))
+    x = np.concatenate([x.numpy() for x, _ in data.datasets(4)[1]])
+    np.testing.assert_array_equal(x, data.arrays("validation")[0])
+    reused = prepare(config)
+    assert not reused.cached.built and isinstance(reused.cached.images, np.memmap)
+
+
+@pytest.mark.parametrize("in_ram", [True, False])
+def test_an_interrupted_build_leaves_no_half_cache(
+    messy: Path, cache_root: Path, monkeypatch: pytest.MonkeyPatch, in_ram: bool
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    def files() -> list[Path]:
+        return sorted(p for p in cache_root.rglob("*")) if cache_root.exists() else []
+
+    monkeypatch.setattr(image_cache, "fits_in_ram", lambda nbytes: in_ram)
+    real_decode = image_cache.decode_files
+    monkeypatch.setattr(image_cache, "decode_files", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # a folder never seen
+        prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root))
+    assert files() == []
+    monkeypatch.setattr(image_cache, "decode_files", real_decode)
+    prepare(DataConfig(data_dir=messy, image_size=8, cache_root=cache_root)).cached.wait_saved()
+    before = files()
+    monkeypatch.setattr(image_cache, "decode_files", interrupted)
+    with pytest.raises(KeyboardInterrupt):  # a known folder at a new size
+        prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root))
+    assert files() == before
+    monkeypatch.setattr(image_cache, "decode_files", real_decode)
+    assert prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root)).cached.built
 
 
 def test_big_jpegs_are_decoded_at_a_reduced_dct_scale_with_the_same_look(tmp_path: Path) -> None:
