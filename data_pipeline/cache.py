@@ -13,12 +13,10 @@ are hashed first and the content key, not the cheap one, decides whether the cac
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -63,19 +61,13 @@ class ScanResult:
 class CachedImages:
     """Decoded images of one data set at one size; ``rows[i]`` is the array row of ``files[i]``."""
 
-    images: np.ndarray  # (n_rows, size, size, 3) uint8: in RAM when just built, else mapped
+    images: np.ndarray  # (n_rows, size, size, 3) uint8, memory-mapped from ``path``
     files: tuple[ImageFile, ...]
     rows: np.ndarray
     classes: tuple[str, ...]
     rejects: tuple[Reject, ...]
     path: Path
     built: bool  # False when an existing cache was reused
-    writer: threading.Thread | None = None  # still saving a freshly built cache, if any
-
-    def wait_saved(self) -> None:
-        """Block until a freshly built cache is on disk (other processes read it from there)."""
-        if self.writer is not None:
-            self.writer.join()
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Array rows and integer labels of one split."""
@@ -193,47 +185,12 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def aligned_empty(shape: tuple[int, ...], align: int = 4096) -> np.ndarray:
-    """An uninitialised uint8 array whose data starts on a page boundary: TensorFlow can then
-    use the very same memory as a tensor (``pipeline._as_tensor``) instead of copying it."""
-    nbytes = int(np.prod(shape))
-    raw = np.empty(nbytes + align, dtype=np.uint8)
-    start = -raw.ctypes.data % align
-    return raw[start : start + nbytes].reshape(shape)
-
-
 def _clean_stale_staging(cache_root: Path) -> None:
     """Remove what a build killed mid-decode left behind (its process is gone)."""
     for folder in Path(cache_root).glob(".building-*"):
         pid = folder.name.split("-")[1]
         if pid.isdigit() and not _process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def fits_in_ram(nbytes: int) -> bool:
-    """Whether ``nbytes`` take under a third of the free memory."""
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return False
-    return nbytes < free / 3
-
-
-def _lower_thread_priority() -> None:
-    """Let the first epoch have the CPU while the cache is written (Linux: nice is per thread)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-
-
-def _save(array: np.ndarray, array_path: Path, index_path: Path, index: dict) -> None:
-    """Array first, then the index, each by atomic rename: the index marks a complete cache."""
-    _lower_thread_priority()
-    tmp = array_path.with_name(f"{array_path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    with tmp.open("wb") as fh:
-        np.save(fh, array)
-    os.replace(tmp, array_path)
-    _write_json_atomic(index_path, index)
 
 
 def _build_array(
@@ -244,29 +201,25 @@ def _build_array(
     cheap_key: str,
     progress: Progress,
     workers: int | None,
-) -> tuple[np.ndarray, dict, Path, threading.Thread | None]:
-    """Decode every file once; return the array, its index, its cache folder and the thread
-    still saving it, if any.
+) -> tuple[np.ndarray, dict, Path]:
+    """Decode every file straight into the cache file, memory-mapped; return the array, its
+    index and its cache folder.
 
-    An array that fits in RAM is decoded into (transparent huge) anonymous pages, the fastest
-    memory to fault in, and written to disk by a low-priority thread while the first epoch
-    runs (a non-daemon thread: the interpreter finishes the write before it exits). A bigger
-    one is decoded straight into its memory-mapped file. Without a known ``key`` the files are
-    hashed in the same pass, and a memory-mapped array waits in a staging folder until the
-    key names its folder.
+    Writing through the page cache leaves nothing to save afterwards, and the pages just
+    written are the pages training reads. An in-RAM array saved by a background thread
+    measured no faster for the first epoch (2,002 images at 227px: 0.74 s against 0.72 s) and
+    took 1.3x-2x longer until the cache was on disk (10,010 images: 8.0 s against 4.1 s).
+    Without a known ``key`` the files are hashed in the same pass, and the array waits in a
+    staging folder until the key names its folder.
     """
     shape = (len(discovery.files), size, size, 3)
-    in_ram = fits_in_ram(int(np.prod(shape)))
-    array_name = f"images-{size}.npy"
+    if key is None:
+        _clean_stale_staging(cache_root)
     staging = Path(cache_root) / (key or f".building-{os.getpid()}-{threading.get_ident()}")
+    staging.mkdir(parents=True, exist_ok=True)
+    array_name = f"images-{size}.npy"
     tmp_array = staging / f"{array_name}.tmp-{os.getpid()}-{threading.get_ident()}"
-    if in_ram:
-        out = aligned_empty(shape)
-    else:
-        if key is None:
-            _clean_stale_staging(cache_root)
-        staging.mkdir(parents=True, exist_ok=True)
-        out = np.lib.format.open_memmap(tmp_array, mode="w+", dtype=np.uint8, shape=shape)
+    out = np.lib.format.open_memmap(tmp_array, mode="w+", dtype=np.uint8, shape=shape)
     advance = progress(
         f"decoding {len(discovery.files):,} images to {size}px (once)", len(discovery.files)
     )
@@ -276,10 +229,9 @@ def _build_array(
             paths, size, out=out, digests=key is None, advance=advance, workers=workers
         )
     except BaseException:  # interrupted: no half-written array left behind
-        if not in_ram:
-            tmp_array.unlink(missing_ok=True)
-            if key is None:
-                shutil.rmtree(staging, ignore_errors=True)
+        tmp_array.unlink(missing_ok=True)
+        if key is None:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     if key is None:
         key = _combine([f.path for f in discovery.files], [r.digest or "" for r in results])
@@ -295,20 +247,13 @@ def _build_array(
         "rows": {f.path: i for i, f in enumerate(discovery.files) if f.path not in bad},
         "rejects": payload["rejects"],
     }
-    array_path, index_path = cache_dir / array_name, cache_dir / f"images-{size}.json"
+    # The array first, the index last (atomic renames): the index marks a complete cache.
+    os.replace(tmp_array, cache_dir / array_name)
+    _write_json_atomic(cache_dir / f"images-{size}.json", index)
     _remember(cheap_key, cache_root, key)
-    writer = None
-    if not in_ram:
-        os.replace(tmp_array, array_path)
-        _write_json_atomic(index_path, index)
-        if staging != cache_dir:
-            shutil.rmtree(staging, ignore_errors=True)
-    elif not index_path.exists():  # else: the same content was cached under other paths/times
-        writer = threading.Thread(
-            target=_save, args=(out, array_path, index_path, index), name="image-cache-writer"
-        )
-        writer.start()
-    return out, index, cache_dir, writer
+    if staging != cache_dir:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out, index, cache_dir
 
 
 def build(
@@ -326,7 +271,6 @@ def build(
     """
     cheap_key = stat_key(discovery)  # before any read: a file changed meanwhile looks new
     key = known_key(discovery, cache_root, cheap_key)
-    writer = None
     cache_dir = Path(cache_root) / key if key else None
     built = cache_dir is None or not is_cached(cache_dir, size)
     if cache_dir is not None and not built:
@@ -335,7 +279,7 @@ def build(
         # cache, and writable in name only, so that TensorFlow may alias them (pipeline.py).
         images = np.load(cache_dir / f"images-{size}.npy", mmap_mode="c")
     else:
-        images, index, cache_dir, writer = _build_array(
+        images, index, cache_dir = _build_array(
             discovery, size, cache_root, key, cheap_key, progress, workers
         )
     rows_by_path: dict[str, int] = index["rows"]
@@ -348,5 +292,4 @@ def build(
         rejects=tuple(Reject(r["path"], r["reason"]) for r in index["rejects"]),
         path=cache_dir / f"images-{size}.npy",
         built=built,
-        writer=writer,
     )

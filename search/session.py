@@ -111,7 +111,6 @@ class Search:
     def _prepare_data(self) -> PreparedData:
         with progress_bars(enabled=self.console.is_terminal) as bars:
             data = prepare(_data_config(self.opts), progress=bars)
-        data.cached.wait_saved()  # trial workers read the cache from disk
         return data
 
     def _plan_lines(
