@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             first.append(first_img_s)
             cached.append(cached_img_s)
             os.sync()  # the cache's dirty pages hit the disk now, not during the next round
+            shutil.rmtree(scratch / f"cache-{rep}")  # and its memory is free again
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result = {
