@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from data_pipeline.discover import Discovery, ImageFile
-from data_pipeline.files import file_digest, write_text_atomic
+from data_pipeline.files import file_digest, pid_alive, write_text_atomic
 from data_pipeline.images import DIGEST, Decoded, decode_files
 
 CACHE_ENV = "ALEXNET_TUNER_CACHE"
@@ -175,21 +176,16 @@ def is_cached(cache_dir: Path, size: int) -> bool:
     return (cache_dir / f"images-{size}.json").exists()
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _staging_prefix() -> str:
+    return f".building-{socket.gethostname()}-"
 
 
 def _clean_stale_staging(cache_root: Path) -> None:
-    """Remove what a build killed mid-decode left behind (its process is gone)."""
-    for folder in Path(cache_root).glob(".building-*"):
-        pid = folder.name.split("-")[1]
-        if pid.isdigit() and not _process_alive(int(pid)):
+    """Remove what a build killed mid-decode on this host left behind (its process is gone)."""
+    prefix = _staging_prefix()
+    for folder in Path(cache_root).glob(f"{prefix}*"):
+        pid = folder.name[len(prefix) :].split("-")[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -215,7 +211,9 @@ def _build_array(
     shape = (len(discovery.files), size, size, 3)
     if key is None:
         _clean_stale_staging(cache_root)
-    staging = Path(cache_root) / (key or f".building-{os.getpid()}-{threading.get_ident()}")
+    staging = Path(cache_root) / (
+        key or f"{_staging_prefix()}{os.getpid()}-{threading.get_ident()}"
+    )
     staging.mkdir(parents=True, exist_ok=True)
     array_name = f"images-{size}.npy"
     tmp_array = staging / f"{array_name}.tmp-{os.getpid()}-{threading.get_ident()}"

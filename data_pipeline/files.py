@@ -1,4 +1,4 @@
-"""Small file helpers shared by every layer: atomic writes and content digests."""
+"""Small helpers shared by every layer: atomic writes, content digests, process liveness."""
 
 from __future__ import annotations
 
@@ -23,3 +23,14 @@ def file_digest(path: Path, *, algorithm: str = "blake2b") -> str:
         while chunk := fh.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (one we may not signal counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -11,6 +11,8 @@ import os
 import socket
 from urllib.parse import urlsplit, urlunsplit
 
+from data_pipeline.files import pid_alive
+
 STORAGE_ENV = "ALEXNET_TUNER_STORAGE"
 
 
@@ -52,9 +54,6 @@ def process_alive(host: object, pid: object) -> bool:
     if host != this_host():
         return True
     try:
-        os.kill(int(str(pid)), 0)
-    except (ValueError, ProcessLookupError):
+        return pid_alive(int(str(pid)))
+    except ValueError:
         return False
-    except PermissionError:
-        return True
-    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -242,13 +243,16 @@ def test_a_build_killed_mid_decode_is_cleaned_up_by_the_next(messy: Path, cache_
         capture_output=True,
         check=True,
     ).stdout.strip()
-    left = cache_root / f".building-{dead}-1"
+    host = socket.gethostname()
+    left = cache_root / f".building-{host}-{dead}-1"
     left.mkdir(parents=True)
     (left / "images-16.npy.tmp-1").write_bytes(b"half an array")
-    mine = cache_root / f".building-{os.getpid()}-1"  # a live process's build: left alone
+    mine = cache_root / f".building-{host}-{os.getpid()}-1"  # a live process's: left alone
     mine.mkdir()
+    elsewhere = cache_root / f".building-other-host-{dead}-1"  # another host's: not ours to judge
+    elsewhere.mkdir()
     prepare(DataConfig(data_dir=messy, image_size=16, cache_root=cache_root))
-    assert not left.exists() and mine.exists()
+    assert not left.exists() and mine.exists() and elsewhere.exists()
 
 
 def test_big_jpegs_are_decoded_at_a_reduced_dct_scale_with_the_same_look(tmp_path: Path) -> None:
