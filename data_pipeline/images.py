@@ -141,31 +141,49 @@ def decode_one(
     return Decoded(meta.width, meta.height, meta.error, hexdigest)
 
 
+RowSink = Callable[[int, np.ndarray], None]
+"""``sink(i, pixels)`` stores the resized pixels of file ``i``; ``pixels`` is reused afterwards."""
+
+
 def decode_files(
     paths: Sequence[Path],
     size: int | None,
     *,
     out: np.ndarray | None = None,
+    sink: RowSink | None = None,
     digests: bool = False,
     advance: Callable[[int], None] = lambda n: None,
     workers: int | None = None,
 ) -> list[Decoded]:
-    """Decode every file once, resizing to ``size`` into ``out[i]`` (unless None).
+    """Decode every file once, resizing to ``size`` into ``out[i]`` or through ``sink``.
 
+    A sink receives each image in a small per-thread buffer that stays in the CPU caches and
+    in memory already touched, which is what writing the cache file needs (``cache.py``).
     Returns, per path, its original size or the reason it was rejected, and (with ``digests``)
     the hex digest of its bytes, hashed while they are in memory anyway.
     """
     if out is not None and (size is None or out.shape[1:] != (size, size, 3)):
         raise ValueError(f"out must have shape (n, {size}, {size}, 3), not {out.shape}")
+    if sink is not None and size is None:
+        raise ValueError("a sink needs an image size to resize to")
     cv2.setNumThreads(1)  # our threads are the parallelism; nested pools only contend
     results: list[Decoded] = [Decoded(error="not decoded")] * len(paths)
     lock = threading.Lock()
+    local = threading.local()
 
     def task(start: int) -> None:
         stop = min(start + _CHUNK, len(paths))
         for i in range(start, stop):
-            row = np.asarray(out[i]) if out is not None else None
-            results[i] = decode_one(paths[i], size, row, digest=digests)
+            if out is not None:
+                results[i] = decode_one(paths[i], size, np.asarray(out[i]), digest=digests)
+            elif sink is not None and size is not None:
+                if not hasattr(local, "buffer"):
+                    local.buffer = np.empty((size, size, 3), dtype=np.uint8)
+                results[i] = decode_one(paths[i], size, local.buffer, digest=digests)
+                if results[i].error is None:
+                    sink(i, local.buffer)
+            else:
+                results[i] = decode_one(paths[i], size, None, digest=digests)
         with lock:
             advance(stop - start)
 
