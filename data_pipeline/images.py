@@ -162,8 +162,10 @@ def decode_files(
     Returns, per path, its original size or the reason it was rejected, and (with ``digests``)
     the hex digest of its bytes, hashed while they are in memory anyway.
     """
-    if out is not None and (size is None or out.shape[1:] != (size, size, 3)):
-        raise ValueError(f"out must have shape (n, {size}, {size}, 3), not {out.shape}")
+    if out is not None:
+        if size is None or out.shape[1:] != (size, size, 3):
+            raise ValueError(f"out must have shape (n, {size}, {size}, 3), not {out.shape}")
+        sink = out.__setitem__
     if sink is not None and size is None:
         raise ValueError("a sink needs an image size to resize to")
     cv2.setNumThreads(1)  # our threads are the parallelism; nested pools only contend
@@ -174,9 +176,7 @@ def decode_files(
     def task(start: int) -> None:
         stop = min(start + _CHUNK, len(paths))
         for i in range(start, stop):
-            if out is not None:
-                results[i] = decode_one(paths[i], size, np.asarray(out[i]), digest=digests)
-            elif sink is not None and size is not None:
+            if sink is not None and size is not None:
                 if not hasattr(local, "buffer"):
                     local.buffer = np.empty((size, size, 3), dtype=np.uint8)
                 results[i] = decode_one(paths[i], size, local.buffer, digest=digests)

@@ -46,7 +46,10 @@ class PreparedData:
     config: DataConfig
     discovery: Discovery
     cached: image_cache.CachedImages
-    cache_dir: Path
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cached.path.parent
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -140,7 +143,7 @@ def prepare(config: DataConfig, *, progress=None) -> PreparedData:
                 f"no decodable {split} images in {str(config.data_dir)!r} "
                 f"({len(cached.rejects)} files rejected)."
             )
-    return PreparedData(config=config, discovery=found, cached=cached, cache_dir=cached.path.parent)
+    return PreparedData(config=config, discovery=found, cached=cached)
 
 
 def _as_tensor(images: np.ndarray) -> Any:
