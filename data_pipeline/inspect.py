@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from data_pipeline import cache as image_cache
-from data_pipeline.discover import DEFAULT_SEED, DEFAULT_VAL_FRACTION, discover, take_subset
+from data_pipeline.discover import (
+    DEFAULT_SEED,
+    DEFAULT_TEST_FRACTION,
+    DEFAULT_VAL_FRACTION,
+    SPLITS,
+    discover,
+    take_subset,
+)
 from data_pipeline.errors import DataError
 from data_pipeline.pipeline import resolve_root
 from data_pipeline.progress import progress_bars
@@ -28,7 +35,14 @@ def _parser() -> argparse.ArgumentParser:
         "--val-fraction",
         type=float,
         default=DEFAULT_VAL_FRACTION,
-        help="validation share for layouts without a test folder (default %(default)s)",
+        help="validation share of train/ (or of all images without a test folder; "
+        "default %(default)s)",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=DEFAULT_TEST_FRACTION,
+        help="test share for layouts without a test/ folder (default %(default)s)",
     )
     p.add_argument("--subset", type=int, default=None, help="stratified sample of N images")
     p.add_argument("--image-size", type=int, default=227, help="size whose cache status to show")
@@ -61,7 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache_root = args.cache_dir or image_cache.default_cache_root()
     try:
         root = resolve_root(args.data_dir, cache_root)
-        found = discover(root, seed=args.seed, val_fraction=args.val_fraction)
+        found = discover(
+            root,
+            seed=args.seed,
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
+        )
         if args.subset is not None:
             found = take_subset(found, args.subset, seed=args.seed)
     except DataError as exc:
@@ -72,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = image_cache.scan(found, cache_dir, progress=progress)
     bad = {r.path for r in result.rejects}
     files = [f for f in found.files if f.path not in bad]
-    counts: dict[str, dict[str, int]] = {"train": {}, "validation": {}}
+    counts: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
     for f in files:
         counts[f.split][f.label] = counts[f.split].get(f.label, 0) + 1
     cached = image_cache.is_cached(cache_dir, args.image_size)

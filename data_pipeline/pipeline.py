@@ -13,7 +13,9 @@ from data_pipeline import cache as image_cache
 from data_pipeline.archive import extract_once
 from data_pipeline.discover import (
     DEFAULT_SEED,
+    DEFAULT_TEST_FRACTION,
     DEFAULT_VAL_FRACTION,
+    SPLITS,
     Discovery,
     discover,
     take_subset,
@@ -29,8 +31,34 @@ class DataConfig:
     image_size: int = 227
     seed: int = DEFAULT_SEED
     val_fraction: float = DEFAULT_VAL_FRACTION
+    test_fraction: float = DEFAULT_TEST_FRACTION
     subset: int | None = None
     cache_root: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with absolute paths: what a trial process or a later export rebuilds
+        the very same splits from (``from_dict``)."""
+        return {
+            "data_dir": str(Path(self.data_dir).resolve()),
+            "image_size": self.image_size,
+            "seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "subset": self.subset,
+            "cache_root": str(Path(self.cache_root).resolve()) if self.cache_root else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataConfig:
+        return cls(
+            data_dir=Path(d["data_dir"]),
+            image_size=int(d["image_size"]),
+            seed=int(d["seed"]),
+            val_fraction=float(d["val_fraction"]),
+            test_fraction=float(d["test_fraction"]),
+            subset=d["subset"],
+            cache_root=Path(d["cache_root"]) if d["cache_root"] else None,
+        )
 
     def __post_init__(self) -> None:
         if self.image_size < 1:
@@ -57,7 +85,7 @@ class PreparedData:
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Usable images per split and class (rejects excluded)."""
-        out: dict[str, dict[str, int]] = {"train": {}, "validation": {}}
+        out: dict[str, dict[str, int]] = {s: {} for s in SPLITS}
         for f in self.cached.files:
             out[f.split][f.label] = out[f.split].get(f.label, 0) + 1
         return out
@@ -114,6 +142,14 @@ class PreparedData:
             ),
         )
 
+    def evaluation_dataset(self, split: str, batch_size: int):
+        """One split in file order, unshuffled and unaugmented: for scoring a trained model."""
+        rows, labels = self.cached.split(split)
+        images = _as_tensor(self.cached.images)
+        return make_dataset(
+            images, rows, labels, batch_size, shuffle=False, augment=False, seed=self.config.seed
+        )
+
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """A split as in-memory uint8 images and int labels (evaluation, exports)."""
         rows, labels = self.cached.split(split)
@@ -132,12 +168,17 @@ def prepare(config: DataConfig, *, progress=None) -> PreparedData:
     """Discover, subset, validate and cache: every image decoded at most once per size."""
     cache_root = config.cache_root or image_cache.default_cache_root()
     root = resolve_root(config.data_dir, cache_root)
-    found = discover(root, seed=config.seed, val_fraction=config.val_fraction)
+    found = discover(
+        root,
+        seed=config.seed,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+    )
     if config.subset is not None:
         found = take_subset(found, config.subset, seed=config.seed)
     kwargs = {"progress": progress} if progress else {}
     cached = image_cache.build(found, config.image_size, cache_root, **kwargs)
-    for split in ("train", "validation"):
+    for split in SPLITS:
         if not any(f.split == split for f in cached.files):
             raise DataError(
                 f"no decodable {split} images in {str(config.data_dir)!r} "

@@ -33,19 +33,24 @@ def test_label_from_name(name: str, label: str | None) -> None:
 
 
 def test_blog_layout_under_a_parent_named_like_a_class(tmp_path: Path) -> None:
-    root = make_blog_layout(tmp_path / "data" / "concatenated", train=3, test=2)
-    found = discover(root)
+    root = make_blog_layout(tmp_path / "data" / "concatenated", train=5, test=2)
+    found = discover(root, val_fraction=0.2)
     assert found.layout == "train-test"
     assert found.classes == ("cat", "dog")
     labels = Counter((f.split, f.label) for f in found.files)
     assert labels == {
-        ("train", "cat"): 3,
-        ("train", "dog"): 3,
-        ("validation", "cat"): 2,
-        ("validation", "dog"): 2,
+        ("train", "cat"): 4,
+        ("train", "dog"): 4,
+        ("validation", "cat"): 1,
+        ("validation", "dog"): 1,
+        ("test", "cat"): 2,
+        ("test", "dog"): 2,
     }
     assert all(f.path.startswith(("train/", "test/")) for f in found.files)
-    assert {f.path for f in found.files if f.split == "validation"} == {
+    # the blog's test/ is the test set (its 87.05% was measured there); validation is cut
+    # from train/ and never touches test/
+    assert all(f.path.startswith("train/") for f in found.files if f.split == "validation")
+    assert {f.path for f in found.files if f.split == "test"} == {
         "test/cat.0.jpg",
         "test/cat.1.jpg",
         "test/dog.0.jpg",
@@ -64,11 +69,41 @@ def test_flat_layout_is_split_stratified_and_reproducibly(tmp_path: Path) -> Non
         f.path for f in c.files if f.split == "validation"
     }
     assert Counter((f.split, f.label) for f in a.files) == {
-        ("train", "cat"): 8,
-        ("train", "dog"): 8,
+        ("train", "cat"): 6,
+        ("train", "dog"): 6,
         ("validation", "cat"): 2,
         ("validation", "dog"): 2,
+        ("test", "cat"): 2,
+        ("test", "dog"): 2,
     }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("n_cat", "n_dog"), [(3, 3), (7, 40), (100, 101), (1000, 13)])
+@pytest.mark.parametrize(("val", "test"), [(0.2, 0.2), (0.1, 0.3), (0.45, 0.05), (0.3, 0.0)])
+def test_three_way_split_is_disjoint_complete_stratified_and_reproducible(
+    seed: int, n_cat: int, n_dog: int, val: float, test: float
+) -> None:
+    labels = {f"cat.{i}.jpg": "cat" for i in range(n_cat)}
+    labels |= {f"dog.{i}.jpg": "dog" for i in range(n_dog)}
+    split = stratified_split(labels, seed=seed, val_fraction=val, test_fraction=test)
+    assert split == stratified_split(labels, seed=seed, val_fraction=val, test_fraction=test)
+    assert set(split) == set(labels)  # every image in exactly one split
+    wanted = {"train": 1 - val - test, "validation": val, "test": test}
+    for label, n in (("cat", n_cat), ("dog", n_dog)):
+        got = Counter(s for p, s in split.items() if labels[p] == label)
+        for name, share in wanted.items():
+            if share == 0:
+                assert got[name] == 0
+                continue
+            assert got[name] >= 1  # every split has every class
+            assert abs(got[name] - share * n) <= 1.5  # in proportion (rounding, minimum of 1)
+
+
+@pytest.mark.parametrize(("val", "test"), [(0.0, 0.2), (1.0, 0.0), (0.5, 0.5), (0.2, -0.1)])
+def test_bad_fractions_name_the_option(val: float, test: float) -> None:
+    with pytest.raises(DataError, match=r"--val-fraction|--test-fraction"):
+        stratified_split({"cat.1.jpg": "cat"}, seed=0, val_fraction=val, test_fraction=test)
 
 
 def test_split_does_not_depend_on_other_classes() -> None:
@@ -93,7 +128,7 @@ def test_class_folders_labels(tmp_path: Path) -> None:
     assert Counter(f.label for f in found.files) == {"Cat": 5, "Dog": 5, "Horse": 5}
     assert all(f.path.startswith("PetImages/") for f in found.files)
     assert any("Empty" in n for n in found.notes)
-    assert {f.split for f in found.files if f.label == "Dog"} == {"train", "validation"}
+    assert {f.split for f in found.files if f.label == "Dog"} == {"train", "validation", "test"}
 
 
 def test_unlabelled_files_are_listed_not_assigned(tmp_path: Path) -> None:
@@ -138,19 +173,21 @@ def test_bad_folders_are_clear_errors(tmp_path: Path, setup: str) -> None:
 
 def test_subset_is_stratified_and_seeded(tmp_path: Path) -> None:
     root = make_flat_layout(tmp_path / "train", per_class=20)
-    found = discover(root, val_fraction=0.25)
+    found = discover(root, val_fraction=0.25, test_fraction=0.25)
     sub = take_subset(found, 16, seed=3)
     assert len(sub.files) == 16
     assert Counter((f.split, f.label) for f in sub.files) == {
-        ("train", "cat"): 6,
-        ("train", "dog"): 6,
+        ("train", "cat"): 4,
+        ("train", "dog"): 4,
         ("validation", "cat"): 2,
         ("validation", "dog"): 2,
+        ("test", "cat"): 2,
+        ("test", "dog"): 2,
     }
     assert take_subset(found, 16, seed=3).files == sub.files
     assert take_subset(found, 10_000).files == found.files
     with pytest.raises(DataError, match="--subset"):
-        take_subset(found, 3)
+        take_subset(found, 5)
 
 
 def test_zip_is_extracted_once(tmp_path: Path, cache_root: Path) -> None:
@@ -195,24 +232,38 @@ def test_kaggle_competition_layout_splits_train_and_lists_test1(tmp_path: Path) 
     root = make_flat_layout(tmp_path / "kaggle" / "train", per_class=10).parent
     for i in range(3):
         write_image(root / "test1" / f"{i + 1}.jpg", seed=50 + i)
-    found = discover(root, val_fraction=0.2)
+    found = discover(root, val_fraction=0.2, test_fraction=0.3)
     assert found.layout == "train-split"
     assert found.classes == ("cat", "dog")
     assert Counter((f.split, f.label) for f in found.files) == {
-        ("train", "cat"): 8,
-        ("train", "dog"): 8,
+        ("train", "cat"): 5,
+        ("train", "dog"): 5,
         ("validation", "cat"): 2,
         ("validation", "dog"): 2,
+        ("test", "cat"): 3,
+        ("test", "dog"): 3,
     }
     assert all(f.path.startswith("train/") for f in found.files)
     assert found.unlabelled == ("test1/1.jpg", "test1/2.jpg", "test1/3.jpg")
-    assert any("validation set is a seeded" in n for n in found.notes)
+    assert any("test is a seeded, stratified 30%" in n for n in found.notes)
 
 
 def test_train_folder_of_class_folders_alone(tmp_path: Path) -> None:
     for i in range(5):
         write_image(tmp_path / "train" / "Cat" / f"{i}.jpg", seed=i)
         write_image(tmp_path / "train" / "Dog" / f"{i}.jpg", seed=10 + i)
-    found = discover(tmp_path, val_fraction=0.2)
+    found = discover(tmp_path, val_fraction=0.2, test_fraction=0.2)
     assert found.layout == "train-split" and found.classes == ("Cat", "Dog")
-    assert Counter(f.split for f in found.files) == {"train": 8, "validation": 2}
+    assert Counter(f.split for f in found.files) == {"train": 6, "validation": 2, "test": 2}
+
+
+def test_train_val_and_test_folders_are_used_as_given(tmp_path: Path) -> None:
+    root = make_blog_layout(tmp_path / "d", train=4, test=2)
+    for c in ("cat", "dog"):
+        write_image(root / "val" / f"{c}.9.jpg", seed=hash(c) % 100)
+    found = discover(root)
+    assert Counter(f.split for f in found.files) == {"train": 8, "validation": 2, "test": 4}
+    assert {f.path for f in found.files if f.split == "validation"} == {
+        "val/cat.9.jpg",
+        "val/dog.9.jpg",
+    }

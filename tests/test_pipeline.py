@@ -77,10 +77,16 @@ def test_messy_folder_keeps_every_valid_file_and_names_each_reject(
     for r in data.cached.rejects:
         assert BAD[r.path] in r.reason
     assert data.skipped_summary().startswith("skipped 3 of 18 files: ")
-    assert data.counts() == {"train": {"cat": 6, "dog": 7}, "validation": {"cat": 1, "dog": 1}}
+    counts = data.counts()
+    assert counts["test"] == {"cat": 1, "dog": 1}  # the blog's test/ folder
+    fit_or_choose = Counter(counts["train"]) + Counter(counts["validation"])
+    assert fit_or_choose == {"cat": 6, "dog": 7}  # train/, split into train and validation
+    assert all(counts["validation"].values())
     x, y = data.arrays("train")
-    assert x.shape == (13, 16, 16, 3) and x.dtype == np.uint8
-    assert Counter(y.tolist()) == {0: 6, 1: 7}  # cat -> 0, dog -> 1, the blog's order
+    _, y_val = data.arrays("validation")
+    assert x.shape == (len(y), 16, 16, 3) and x.dtype == np.uint8
+    both = Counter(y.tolist()) + Counter(y_val.tolist())
+    assert both == {0: 6, 1: 7}  # cat -> 0, dog -> 1, the blog's order
 
 
 def test_conversions_to_rgb(tmp_path: Path) -> None:
@@ -279,7 +285,8 @@ def test_datasets_shuffle_and_augment(messy: Path, cache_root: Path) -> None:
     train, val = data.datasets(4)
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in train], strict=True)
     x = np.concatenate(xs)
-    assert x.shape == (13, 16, 16, 3) and x.dtype == np.uint8  # the model scales to [0, 1]
+    n = len(data.arrays("train")[1])
+    assert x.shape == (n, 16, 16, 3) and x.dtype == np.uint8  # the model scales to [0, 1]
     raw, labels = data.arrays("train")
     # a permutation of the cached images, each with its own label
     as_label = {img.tobytes(): lab for img, lab in zip(raw, labels, strict=True)}
@@ -296,16 +303,20 @@ def test_datasets_shuffle_and_augment(messy: Path, cache_root: Path) -> None:
     np.testing.assert_array_equal(vx, vraw)  # validation: fixed order, no augmentation
     aug, _ = data.datasets(4, augment=True)
     ax = np.concatenate([x.numpy() for x, _ in aug])
-    assert ax.shape == (13, 16, 16, 3) and ax.dtype == np.uint8
-    assert not np.array_equal(np.sort(ax.reshape(13, -1), 0), np.sort(raw.reshape(13, -1), 0))
+    assert ax.shape == (n, 16, 16, 3) and ax.dtype == np.uint8
+    assert not np.array_equal(np.sort(ax.reshape(n, -1), 0), np.sort(raw.reshape(n, -1), 0))
 
 
 def test_subset_decodes_only_the_sample(tmp_path: Path, cache_root: Path) -> None:
     root = make_blog_layout(tmp_path / "d", train=10, test=5)
-    data = prepare(DataConfig(data_dir=root, image_size=8, cache_root=cache_root, subset=12))
-    assert len(data.cached.files) == 12
-    assert data.cached.images.shape[0] == 12
-    assert data.counts() == {"train": {"cat": 4, "dog": 4}, "validation": {"cat": 2, "dog": 2}}
+    data = prepare(DataConfig(data_dir=root, image_size=8, cache_root=cache_root, subset=15))
+    assert len(data.cached.files) == 15
+    assert data.cached.images.shape[0] == 15
+    assert data.counts() == {
+        "train": {"cat": 4, "dog": 4},
+        "validation": {"cat": 1, "dog": 1},
+        "test": {"cat": 3, "dog": 2},
+    }
 
 
 def _inspect(*args: str) -> subprocess.CompletedProcess:
@@ -322,10 +333,21 @@ def test_inspect_json(messy: Path, cache_root: Path) -> None:
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert {f["path"] for f in report["files"]} == GOOD
-    assert {(f["split"], f["label"]) for f in report["files"]} >= {("validation", "cat")}
+    assert {(f["split"], f["label"]) for f in report["files"]} >= {
+        ("train", "cat"),
+        ("validation", "cat"),
+        ("test", "cat"),
+    }
+    assert {f["path"] for f in report["files"] if f["split"] == "test"} == {
+        "test/cat.0.jpg",
+        "test/dog.0.jpg",
+    }
     assert {s["path"] for s in report["skipped"]} == set(BAD)
     assert all(s["reason"] for s in report["skipped"])
-    assert report["counts"]["train"] == {"cat": 6, "dog": 7}
+    assert Counter(report["counts"]["train"]) + Counter(report["counts"]["validation"]) == {
+        "cat": 6,
+        "dog": 7,
+    }
     text = _inspect(str(messy), "--cache-dir", str(cache_root))
     assert "skipped 3 of 18 files" in text.stdout
     assert "cat.truncated" not in text.stdout and "dog.truncated.jpg" in text.stdout
