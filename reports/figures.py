@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from search.results import BASELINE_ID, search_trials
 from search.space import SEARCHED
+from search.stats import accuracy_ci
 
 MARKERS = {"completed": "circle", "pruned": "diamond", "failed": "x"}
 COLORS = {"completed": "#1f77b4", "pruned": "#ff7f0e", "failed": "#d62728"}
@@ -34,6 +35,23 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
+def error_bars(values: list[float | None], n: int) -> dict[str, Any] | None:
+    """Plotly ``error_y`` with the 95% Wilson interval of each accuracy measured on n images."""
+    if n <= 0:
+        return None
+    cis = [accuracy_ci(v, n) if v is not None else (math.nan, math.nan) for v in values]
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [hi - v if v is not None else 0.0 for v, (_, hi) in zip(values, cis, strict=True)],
+        "arrayminus": [
+            v - lo if v is not None else 0.0 for v, (lo, _) in zip(values, cis, strict=True)
+        ],
+        "thickness": 1,
+        "width": 2,
+    }
+
+
 def _in_order(trials: pd.DataFrame) -> pd.DataFrame:
     frame = search_trials(trials)
     return frame.sort_values("ended_at", kind="stable") if "ended_at" in frame else frame
@@ -47,9 +65,12 @@ class HistoryInfo(NamedTuple):
     best_so_far: list[float | None]
     baseline: float | None
     errors: list[str]
+    n_validation: int  # images behind each score: the error bars' n
 
 
-def history_info(trials: pd.DataFrame, baseline: float | None) -> HistoryInfo:
+def history_info(
+    trials: pd.DataFrame, baseline: float | None, n_validation: int = 0
+) -> HistoryInfo:
     frame = _in_order(trials)
     scores = [
         _num(v) if s != "failed" else None
@@ -70,6 +91,7 @@ def history_info(trials: pd.DataFrame, baseline: float | None) -> HistoryInfo:
         errors=[
             "" if _num(e) is None and not isinstance(e, str) else str(e) for e in frame["error"]
         ],
+        n_validation=n_validation,
     )
 
 
@@ -85,6 +107,7 @@ def history_plot(info: HistoryInfo) -> go.Figure:
             go.Scatter(
                 x=[x[i] for i in idx],
                 y=[info.scores[i] if info.scores[i] is not None else floor for i in idx],
+                error_y=error_bars([info.scores[i] for i in idx], info.n_validation),
                 mode="markers",
                 name=status,
                 marker={"symbol": MARKERS[status], "size": 10, "color": COLORS[status]},
@@ -113,7 +136,8 @@ def history_plot(info: HistoryInfo) -> go.Figure:
             annotation_text=f"baseline {info.baseline:.4f}",
         )
     fig.update_layout(
-        title="Best validation accuracy so far (failed trials as X)",
+        title="Best validation accuracy so far (failed trials as X; bars: 95% interval on "
+        f"{info.n_validation:,} validation images)",
         xaxis_title="trial (in order of completion)",
         yaxis_title="best validation accuracy",
     )
@@ -205,9 +229,12 @@ class SliceInfo(NamedTuple):
     params: dict[str, dict[str, list[Any]]]  # param -> {"x", "y", "status", "id"}
     ranges: dict[str, tuple[float, float] | None]
     edge_flags: dict[str, str]  # param -> warning text when the best trials sit at an edge
+    n_validation: int = 0  # images behind each score: the error bars' n
 
 
-def slice_info(trials: pd.DataFrame, space: list[dict[str, Any]], top: int = 3) -> SliceInfo:
+def slice_info(
+    trials: pd.DataFrame, space: list[dict[str, Any]], top: int = 3, n_validation: int = 0
+) -> SliceInfo:
     frame = search_trials(trials)
     ranges: dict[str, tuple[float, float] | None] = {}
     for p in space:
@@ -241,7 +268,7 @@ def slice_info(trials: pd.DataFrame, space: list[dict[str, Any]], top: int = 3) 
                 f"the best {len(values)} trials sit at the high edge of {name}'s "
                 f"range ({hi:g}): consider widening it"
             )
-    return SliceInfo(params=params, ranges=ranges, edge_flags=flags)
+    return SliceInfo(params=params, ranges=ranges, edge_flags=flags, n_validation=n_validation)
 
 
 def slice_plot(info: SliceInfo) -> go.Figure:
@@ -262,6 +289,7 @@ def slice_plot(info: SliceInfo) -> go.Figure:
                         for i in idx
                     ],
                     y=[y if y is not None else floor for y in ys],
+                    error_y=error_bars(ys, info.n_validation),
                     mode="markers",
                     marker={"symbol": MARKERS[status], "color": COLORS[status], "size": 8},
                     name=status,
@@ -411,5 +439,80 @@ def confusion_plot(info: ConfusionInfo) -> go.Figure:
         xaxis_title="predicted",
         yaxis_title="true",
         yaxis={"autorange": "reversed"},
+    )
+    return fig
+
+
+# -------------------------------------------------------------------------- confirmation
+class ConfirmInfo(NamedTuple):
+    """Per candidate: the validation score that selected it in the search, then each
+    confirmation seed's validation and test accuracy (the winner's-curse shrinkage)."""
+
+    candidates: list[str]  # "top-1 (trial 7)", ..., "baseline"
+    search_val: list[float | None]
+    seeds: dict[str, dict[str, list[float]]]  # candidate -> {"val", "test"}
+    n_validation: int
+    n_test: int
+
+
+def confirm_info(confirm: pd.DataFrame, n_validation: int, n_test: int) -> ConfirmInfo:
+    done = confirm[confirm["status"] == "completed"]
+    names: list[str] = []
+    search_val: list[float | None] = []
+    seeds: dict[str, dict[str, list[float]]] = {}
+    order = sorted(set(done["candidate"]), key=lambda c: (c == BASELINE_ID, c))
+    for cand in order:
+        rows = done[done["candidate"] == cand].sort_values("seed_index")
+        label = (
+            "baseline (blog)"
+            if cand == BASELINE_ID
+            else f"{cand} (trial {rows['trial_id'].iloc[0]})"
+        )
+        names.append(label)
+        search_val.append(_num(rows["search_val_accuracy"].iloc[0]))
+        seeds[label] = {
+            "val": [float(v) for v in rows["val_accuracy"]],
+            "test": [float(v) for v in rows["test_accuracy"]],
+        }
+    return ConfirmInfo(names, search_val, seeds, n_validation, n_test)
+
+
+def confirm_plot(info: ConfirmInfo) -> go.Figure:
+    fig = go.Figure()
+    kinds = (
+        ("search", "selected in the search (validation, optimistic)", "#7f7f7f", "diamond"),
+        ("val", "confirmation seeds: validation", "#1f77b4", "circle"),
+        ("test", "confirmation seeds: test (untouched)", "#2ca02c", "square"),
+    )
+    for offset, (kind, name, color, symbol) in zip((-0.2, 0.0, 0.2), kinds, strict=True):
+        xs: list[float] = []
+        ys: list[float | None] = []
+        text: list[str] = []
+        for i, cand in enumerate(info.candidates):
+            values = [info.search_val[i]] if kind == "search" else info.seeds[cand][kind]
+            xs += [i + offset] * len(values)
+            ys += values
+            text += [esc(cand)] * len(values)
+        n = info.n_test if kind == "test" else info.n_validation
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="markers",
+                name=name,
+                marker={"color": color, "symbol": symbol, "size": 9},
+                error_y=error_bars(ys, n),
+                text=text,
+                hovertemplate="%{text}<br>accuracy %{y:.4f}<extra></extra>",
+            )
+        )
+    fig.update_xaxes(
+        tickmode="array",
+        tickvals=list(range(len(info.candidates))),
+        ticktext=[esc(c) for c in info.candidates],
+    )
+    fig.update_layout(
+        title="Confirmation: each candidate retrained with new seeds (bars: 95% interval)",
+        yaxis_title="accuracy",
     )
     return fig

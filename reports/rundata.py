@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from search.confirm import load_confirm
 from search.results import load_history, load_trials
 
 
@@ -24,6 +25,12 @@ class RunData:
     rejects: dict[str, Any]
     predictions: pd.DataFrame | None
     pid_alive: bool
+    confirm: pd.DataFrame  # confirm.csv: one row per confirmation run (empty without one)
+    summary: dict[str, Any] | None  # summary.json: the verdict, once the run has finished
+
+    def split_size(self, split: str) -> int:
+        """Images in ``split`` (``train``, ``validation`` or ``test``) as the run used them."""
+        return int(sum(self.config.get("data", {}).get("counts", {}).get(split, {}).values()))
 
 
 def _json(path: Path) -> Any:
@@ -61,4 +68,6 @@ def load_run(run_dir: Path) -> RunData:
         rejects=_json(run_dir / "rejects.json") or {"skipped": [], "unlabelled": []},
         predictions=pd.read_csv(predictions_path) if predictions_path.exists() else None,
         pid_alive=_alive(status.get("pid")) if status.get("state") == "running" else False,
+        confirm=load_confirm(run_dir),
+        summary=_json(run_dir / "summary.json"),
     )

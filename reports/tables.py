@@ -10,6 +10,7 @@ import pandas as pd
 from reports.rundata import RunData
 from search.results import BASELINE_ID, baseline_score, best_trial, search_trials
 from search.space import SEARCHED
+from search.stats import accuracy_ci
 
 STATE_TEXT = {
     "running": "in progress",
@@ -39,6 +40,12 @@ class Summary(NamedTuple):
     unlabelled: int
     command: str
     peak_disk_mb: float | None
+    n_validation: int
+    n_test: int
+    best_ci: tuple[float, float] | None
+    baseline_ci: tuple[float, float] | None
+    evidence: dict[str, Any] | None  # summary.json: the confirmed verdict, when the run has one
+    confirm_planned: int  # --confirm: seeds per candidate (0: no confirmation)
 
 
 def run_state(run: RunData) -> str:
@@ -76,7 +83,70 @@ def summarize(run: RunData) -> Summary:
         unlabelled=len(run.rejects.get("unlabelled", [])),
         command=str(run.config.get("command", "")),
         peak_disk_mb=run.status.get("peak_disk_mb"),
+        n_validation=run.split_size("validation"),
+        n_test=run.split_size("test"),
+        best_ci=_ci(score, run.split_size("validation")),
+        baseline_ci=_ci(base, run.split_size("validation")),
+        evidence=run.summary,
+        confirm_planned=int(options.get("confirm", 0) or 0),
     )
+
+
+def _ci(accuracy: float | None, n: int) -> tuple[float, float] | None:
+    return accuracy_ci(accuracy, n) if accuracy is not None and n > 0 else None
+
+
+def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[dict[str, Any]]:
+    """One row per confirmation run, grouped by candidate, then each candidate's mean."""
+    rows: list[dict[str, Any]] = []
+    order = sorted(set(confirm["candidate"]), key=lambda c: (c == BASELINE_ID, c))
+    for cand in order:
+        runs = confirm[confirm["candidate"] == cand].sort_values("seed_index")
+        for r in runs.to_dict("records"):
+            val, test = _num(r.get("val_accuracy")), _num(r.get("test_accuracy"))
+            rows.append(
+                {
+                    "candidate": str(cand),
+                    "trial_id": str(r["trial_id"]),
+                    "seed": int(r["seed_index"]),
+                    "status": str(r["status"]),
+                    "search_val": _num(r.get("search_val_accuracy")),
+                    "val": val,
+                    "val_ci": _ci(val, n_validation),
+                    "test": test,
+                    "test_ci": _ci(test, n_test),
+                    "best_epoch": _cell(r.get("best_epoch")),
+                    "seconds": _cell(r.get("seconds")),
+                    "error": _cell(r.get("error")),
+                    "mean": False,
+                }
+            )
+        done = runs[runs["status"] == "completed"]
+        if len(done):
+            rows.append(
+                {
+                    "candidate": str(cand),
+                    "trial_id": str(runs["trial_id"].iloc[0]),
+                    "seed": f"mean of {len(done)}",
+                    "status": "",
+                    "search_val": _num(runs["search_val_accuracy"].iloc[0]),
+                    "val": float(done["val_accuracy"].mean()),
+                    "val_ci": None,
+                    "test": float(done["test_accuracy"].mean()),
+                    "test_ci": None,
+                    "best_epoch": "",
+                    "seconds": float(done["seconds"].sum()),
+                    "error": "",
+                    "mean": True,
+                }
+            )
+    return rows
+
+
+def _num(value: Any) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
 
 
 def _cell(value: Any) -> Any:
@@ -85,8 +155,9 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def results_rows(trials: pd.DataFrame) -> list[dict[str, Any]]:
-    """Every trial (failed and pruned too), best first; the baseline is marked, not dropped."""
+def results_rows(trials: pd.DataFrame, n_validation: int = 0) -> list[dict[str, Any]]:
+    """Every trial (failed and pruned too), best first; the baseline is marked, not dropped.
+    ``val_ci95`` is the 95% interval of its validation accuracy on ``n_validation`` images."""
     frame = trials.copy()
     frame["_order"] = frame["val_accuracy"].fillna(-1.0)
     frame = frame.sort_values(["_order", "trial_id"], ascending=[False, True])
@@ -99,6 +170,7 @@ def results_rows(trials: pd.DataFrame) -> list[dict[str, Any]]:
                 "status": str(r["status"]),
                 **{k: _cell(r.get(k)) for k in SEARCHED},
                 "val_accuracy": _cell(r.get("val_accuracy")),
+                "val_ci95": _ci(_num(r.get("val_accuracy")), n_validation),
                 "best_epoch": _cell(r.get("best_epoch")),
                 "epochs": _cell(r.get("epochs")),
                 "seconds": _cell(r.get("seconds")),

@@ -22,12 +22,24 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from data_pipeline.files import write_text_atomic
 from reports import figures as fig
 from reports.rundata import RunData, load_run
-from reports.tables import confusion, grid_sample, results_rows, run_state, summarize
+from reports.tables import (
+    confirm_rows,
+    confusion,
+    grid_sample,
+    results_rows,
+    run_state,
+    summarize,
+)
 from search.results import TRIAL_COLUMNS, baseline_score, best_trial, search_trials
 from search.rundir import format_seconds, now_iso
 
-# the user-facing columns of trials.csv, in its order
-COLUMNS = list(TRIAL_COLUMNS[: TRIAL_COLUMNS.index("error") + 1])
+# the user-facing columns of trials.csv, in its order, with the interval beside the score
+_SHOWN = list(TRIAL_COLUMNS[: TRIAL_COLUMNS.index("error") + 1])
+COLUMNS = [
+    *_SHOWN[: _SHOWN.index("val_accuracy") + 1],
+    "val_ci95",
+    *_SHOWN[_SHOWN.index("val_accuracy") + 1 :],
+]
 
 
 @dataclass(frozen=True)
@@ -58,9 +70,15 @@ def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | Non
     """All figures of a report, plus edge-of-range warnings and the importance note."""
     trials, space = run.trials, run.config.get("space", [])
     base = baseline_score(trials)
+    n_val = run.split_size("validation")
     blocks = [
-        FigureBlock("fig-history", figure_json(fig.history_plot(fig.history_info(trials, base)))),
+        FigureBlock(
+            "fig-history", figure_json(fig.history_plot(fig.history_info(trials, base, n_val)))
+        ),
     ]
+    if (run.confirm["status"] == "completed").any():
+        confirmed = fig.confirm_info(run.confirm, n_val, run.split_size("test"))
+        blocks.insert(0, FigureBlock("fig-confirm", figure_json(fig.confirm_plot(confirmed))))
     warnings: list[str] = []
     importance_note = None
     if len(trials):
@@ -74,7 +92,7 @@ def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | Non
             FigureBlock("fig-parallel", figure_json(fig.parallel_plot(fig.parallel_info(trials))))
         )
     if len(search_trials(trials)):
-        sl = fig.slice_info(trials, space)
+        sl = fig.slice_info(trials, space, n_validation=n_val)
         warnings = list(sl.edge_flags.values())
         blocks.append(FigureBlock("fig-slice", figure_json(fig.slice_plot(sl))))
         imp = fig.importance_info(trials, space)
@@ -138,7 +156,8 @@ def render_report(
             s=summary,
             options=run.config.get("options", {}),
             classes=classes,
-            rows=results_rows(run.trials),
+            rows=results_rows(run.trials, summary.n_validation),
+            confirm_rows=confirm_rows(run.confirm, summary.n_validation, summary.n_test),
             columns=COLUMNS,
             figures=blocks,
             warnings=warnings,
@@ -160,8 +179,13 @@ def index_rows(runs: list[tuple[str, RunData]]) -> list[dict[str, Any]]:
         base = baseline_score(run.trials)
         score = float(best["val_accuracy"]) if best is not None else None
         wall = float(run.status.get("wall_seconds", 0.0))
+        ev = run.summary or {}
         rows.append(
             {
+                "verdict": ev.get("verdict"),
+                "delta": ev.get("delta_points"),
+                "delta_ci": ev.get("delta_ci95"),
+                "test_n": ev.get("test_n"),
                 "name": run.name,
                 "link": link,
                 "created": run.config.get("created_at", ""),

@@ -1,12 +1,14 @@
-"""``python -m search.export RUN_DIR``: export the best trial as a SavedModel, and prove it.
+"""``python -m search.export RUN_DIR``: export the best model as a SavedModel, and prove it.
 
-The best trial's checkpoint (the weights that earned its score) is loaded into a fresh model,
-evaluated on the validation set, exported with ``model.export`` to ``RUN_DIR/best_model/``
+The model is the confirmed winner's run with the best validation accuracy (``confirm.csv``), or,
+for a run without confirmation, the best search trial. Its checkpoint (the weights of its best
+validation epoch) is loaded into a fresh model, scored on the validation and test sets,
+exported with ``model.export`` to ``RUN_DIR/best_model/``
 (serving signature ``serve``: uint8 RGB images, shape ``(None, S, S, 3)``; the model scales
 them to [0, 1] itself) and saved
 as ``RUN_DIR/best_model.keras``. A fresh process then loads the SavedModel with
-``tf.saved_model.load`` and scores the same images; ``RUN_DIR/export.json`` records both
-accuracies, which must be equal.
+``tf.saved_model.load`` and scores the same images; ``RUN_DIR/export.json`` records the
+accuracies of both, which must be equal on both sets.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from data_pipeline.files import file_digest
 from data_pipeline.pipeline import DataConfig, PreparedData, prepare
 from search import results as res
+from search.confirm import load_confirm, winner
 from search.rundir import checkpoint_path, now_iso, read_json, write_json_atomic
 from search.space import SEARCHED, resolve
 
@@ -38,17 +41,12 @@ def _data(run_dir: Path) -> tuple[dict[str, Any], PreparedData]:
     config = read_json(run_dir / "config.json")
     if config is None:
         raise ExportError(f"{str(run_dir)!r} has no config.json: not a search run directory.")
-    o = config["options"]
-    data = prepare(
-        DataConfig(
-            data_dir=Path(config["identity"]["data_dir"]),
-            image_size=o["image_size"],
-            seed=o["seed"],
-            val_fraction=o["val_fraction"],
-            subset=o["subset"],
-            cache_root=Path(o["cache_dir"]) if o["cache_dir"] else None,
+    if "data_config" not in config:
+        raise ExportError(
+            f"{str(run_dir)!r} was made by an older alexnet-tuner (its config.json has no "
+            "data_config); run its search again with this version."
         )
-    )
+    data = prepare(DataConfig.from_dict(config["data_config"]))
     return config, data
 
 
@@ -74,6 +72,32 @@ def _write_predictions(path: Path, data: PreparedData, probs: np.ndarray) -> Non
     frame.to_csv(path, index=False)
 
 
+def _source(run_dir: Path) -> dict[str, Any]:
+    """What to export: the confirmed winner's best validation run, else the best trial."""
+    pick = winner(load_confirm(run_dir))
+    if pick is not None:
+        _, row = pick
+        return {
+            "what": f"confirmation run {row['run_id']}",
+            "run_id": str(row["run_id"]),
+            "trial_id": str(row["trial_id"]),
+            "seed": int(row["seed"]),
+            "values": {k: row[k].item() if hasattr(row[k], "item") else row[k] for k in SEARCHED},
+            "val_accuracy": float(row["val_accuracy"]),
+        }
+    best = res.best_trial(res.load_trials(run_dir))
+    if best is None:
+        raise ExportError(f"{str(run_dir)!r} has no completed trial to export.")
+    return {
+        "what": f"the best trial {best['trial_id']}",
+        "run_id": None,
+        "trial_id": str(best["trial_id"]),
+        "seed": None,
+        "values": {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in SEARCHED},
+        "val_accuracy": float(best["val_accuracy"]),
+    }
+
+
 def export_run(run_dir: Path) -> dict[str, Any]:
     import keras
 
@@ -81,16 +105,13 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     from models.checkpoint import load_weights
 
     config, data = _data(run_dir)
-    best = res.best_trial(res.load_trials(run_dir))
-    if best is None:
-        raise ExportError(f"{str(run_dir)!r} has no completed trial to export.")
-    trial_id = str(best["trial_id"])
-    ckpt = checkpoint_path(run_dir, trial_id)
+    source = _source(run_dir)
+    ckpt = checkpoint_path(run_dir, source["run_id"] or source["trial_id"])
     if not ckpt.exists():
-        raise ExportError(f"the checkpoint of the best trial {trial_id} is missing ({ckpt}).")
+        raise ExportError(f"the checkpoint of {source['what']} is missing ({ckpt}).")
     o = config["options"]
     params = resolve(
-        {k: best[k] for k in SEARCHED},
+        source["values"],
         image_size=o["image_size"],
         width=o["width"],
         num_classes=len(data.classes),
@@ -99,10 +120,13 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     model = build_alexnet(params)
     load_weights(model, ckpt)
     compile_alexnet(model, params, jit_compile=False)
-    x_val, y_val = data.arrays("validation")
-    probs = np.concatenate([model.predict_on_batch(b) for b in _batches(x_val, o["batch_size"])])
-    acc_memory = float(np.mean(np.argmax(probs, axis=1) == y_val))
-    _write_predictions(run_dir / "validation_predictions.csv", data, probs)
+    scores = {}
+    for split in ("validation", "test"):
+        x, y = data.arrays(split)
+        probs = np.concatenate([model.predict_on_batch(b) for b in _batches(x, o["batch_size"])])
+        scores[split] = (probs, float(np.mean(np.argmax(probs, axis=1) == y)), len(y))
+    _write_predictions(run_dir / "validation_predictions.csv", data, scores["validation"][0])
+    trial_id = source["trial_id"]
 
     out = run_dir / "best_model"
     shutil.rmtree(out, ignore_errors=True)
@@ -120,7 +144,8 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     )
     keras_path = run_dir / "best_model.keras"
     model.save(keras_path)
-    np.save(run_dir / ".probs-in-memory.npy", probs)
+    np.save(run_dir / ".probs-in-memory.npy", scores["validation"][0])
+    np.save(run_dir / ".probs-in-memory-test.npy", scores["test"][0])
 
     verify = subprocess.run(
         [sys.executable, "-m", "search.export", "--verify", str(run_dir)],
@@ -132,17 +157,25 @@ def export_run(run_dir: Path) -> dict[str, Any]:
         raise ExportError(f"reloading the export failed:\n{verify.stderr[-2000:]}")
     reloaded = json.loads(verify.stdout.strip().splitlines()[-1])
     (run_dir / ".probs-in-memory.npy").unlink(missing_ok=True)
+    (run_dir / ".probs-in-memory-test.npy").unlink(missing_ok=True)
     files = [*sorted(p for p in out.rglob("*") if p.is_file()), keras_path]
+    val_memory, test_memory = scores["validation"][1], scores["test"][1]
     record = {
         "source_trial": trial_id,
+        "source_run": source["run_id"],
+        "source_seed": source["seed"],
         "params": params.to_dict(),
-        "val_accuracy_trial": float(best["val_accuracy"]),
-        "val_accuracy_in_memory": acc_memory,
+        "val_accuracy_trial": source["val_accuracy"],
+        "val_accuracy_in_memory": val_memory,
         "val_accuracy_reloaded": reloaded["val_accuracy_reloaded"],
         "val_accuracy_keras_reloaded": reloaded["val_accuracy_keras_reloaded"],
+        "test_accuracy_in_memory": test_memory,
+        "test_accuracy_reloaded": reloaded["test_accuracy_reloaded"],
         "max_probability_difference": reloaded["max_probability_difference"],
-        "equal": acc_memory == reloaded["val_accuracy_reloaded"],
-        "n_validation": len(y_val),
+        "equal": val_memory == reloaded["val_accuracy_reloaded"]
+        and test_memory == reloaded["test_accuracy_reloaded"],
+        "n_validation": scores["validation"][2],
+        "n_test": scores["test"][2],
         "classes": list(data.classes),
         "latency_ms_per_image": reloaded["latency_ms_per_image"],
         "saved_model": str(out),
@@ -163,11 +196,18 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
     config, data = _data(run_dir)
     batch = config["options"]["batch_size"]
     x_val, y_val = data.arrays("validation")
+    x_test, y_test = data.arrays("test")
     loaded = tf.saved_model.load(str(run_dir / "best_model"))
     serve = loaded.signatures["serve"]
     out_key = next(iter(serve.structured_outputs))
-    probs = np.concatenate([serve(tf.constant(b))[out_key].numpy() for b in _batches(x_val, batch)])
+
+    def served(x: np.ndarray) -> np.ndarray:
+        return np.concatenate([serve(tf.constant(b))[out_key].numpy() for b in _batches(x, batch)])
+
+    probs = served(x_val)
     acc = float(np.mean(np.argmax(probs, axis=1) == y_val))
+    test_probs = served(x_test)
+    test_acc = float(np.mean(np.argmax(test_probs, axis=1) == y_test))
     from models.lrn import LocalResponseNormalization
 
     keras_model = keras.saving.load_model(  # safe_mode stays on
@@ -176,6 +216,7 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
     )
     kprobs = np.concatenate([keras_model.predict_on_batch(b) for b in _batches(x_val, batch)])
     memory = np.load(run_dir / ".probs-in-memory.npy")
+    memory_test = np.load(run_dir / ".probs-in-memory-test.npy")
     one = next(_batches(x_val[:1], 1))
     serve(tf.constant(one))
     t0 = time.perf_counter()
@@ -183,8 +224,11 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
         serve(tf.constant(one))
     return {
         "val_accuracy_reloaded": acc,
+        "test_accuracy_reloaded": test_acc,
         "val_accuracy_keras_reloaded": float(np.mean(np.argmax(kprobs, axis=1) == y_val)),
-        "max_probability_difference": float(np.max(np.abs(probs - memory))),
+        "max_probability_difference": float(
+            max(np.max(np.abs(probs - memory)), np.max(np.abs(test_probs - memory_test)))
+        ),
         "latency_ms_per_image": (time.perf_counter() - t0) / 20 * 1000,
     }
 
@@ -207,10 +251,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     verdict = "passed" if record["equal"] else "FAILED"
+    source = record["source_run"] or f"trial {record['source_trial']}"
     print(
-        f"export check {verdict}: trial {record['source_trial']} val_accuracy in memory "
-        f"{record['val_accuracy_in_memory']:.4f}, reloaded SavedModel "
-        f"{record['val_accuracy_reloaded']:.4f} ({record['n_validation']} images); "
+        f"export check {verdict}: {source}; in memory / reloaded SavedModel: validation "
+        f"{record['val_accuracy_in_memory']:.4f} / {record['val_accuracy_reloaded']:.4f} "
+        f"({record['n_validation']} images), test {record['test_accuracy_in_memory']:.4f} / "
+        f"{record['test_accuracy_reloaded']:.4f} ({record['n_test']} images); "
         f"{record['saved_model']}"
     )
     return 0 if record["equal"] else 1

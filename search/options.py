@@ -7,7 +7,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from data_pipeline.discover import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from data_pipeline.discover import (
+    DEFAULT_SEED,
+    DEFAULT_TEST_FRACTION,
+    DEFAULT_VAL_FRACTION,
+    check_fractions,
+)
+from data_pipeline.errors import DataError
+from data_pipeline.pipeline import DataConfig
 from models.alexnet import AlexNetParams, validate
 from search.engines import ENGINES
 from search.rundir import identity_hash
@@ -45,6 +52,9 @@ class SearchOptions:
     subset: int | None = None
     seed: int = DEFAULT_SEED
     val_fraction: float = DEFAULT_VAL_FRACTION
+    test_fraction: float = DEFAULT_TEST_FRACTION
+    confirm: int = 3  # seeds per confirmed candidate (0: no confirmation)
+    confirm_top: int = 1  # search configurations confirmed against the baseline
     augment: bool = False
     space: Path | None = None
     baseline: bool = True
@@ -99,6 +109,22 @@ class SearchOptions:
             )
         if self.oracle and not re.fullmatch(r"[^:\s]+:\d{1,5}", self.oracle):
             raise OptionError(f"--oracle must look like HOST:PORT, but got {self.oracle!r}.")
+        if not 0 <= self.confirm <= 50:
+            raise OptionError(
+                f"--confirm must be a number of seeds from 0 (no confirmation) to 50, but got "
+                f"{self.confirm}; 3 is the default."
+            )
+        if self.confirm == 1:
+            raise OptionError(
+                "--confirm 1 cannot tell seed-to-seed noise from a real difference; use 2 or "
+                "more seeds (default 3), or --confirm 0 to skip the confirmation."
+            )
+        if not 1 <= self.confirm_top <= 10:
+            raise OptionError(f"--confirm-top must be from 1 to 10, but got {self.confirm_top}.")
+        try:
+            check_fractions(self.val_fraction, self.test_fraction)
+        except DataError as exc:
+            raise OptionError(str(exc)) from None
         if self.max_failures < 1:
             raise OptionError(f"--max-failures must be at least 1, but got {self.max_failures}.")
         try:
@@ -120,6 +146,9 @@ class SearchOptions:
             "subset",
             "seed",
             "val_fraction",
+            "test_fraction",
+            "confirm",
+            "confirm_top",
             "augment",
             "baseline",
             "precision",
@@ -135,6 +164,18 @@ class SearchOptions:
             Path(self.space).read_text() if self.space and Path(self.space).exists() else None
         )
         return out
+
+    def data_config(self) -> DataConfig:
+        """The one place that turns search options into the data a run sees."""
+        return DataConfig(
+            data_dir=self.data_dir,
+            image_size=self.image_size,
+            seed=self.seed,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            subset=self.subset,
+            cache_root=self.cache_dir,
+        )
 
     def resolved_run_dir(self) -> Path:
         if self.run_dir is not None:

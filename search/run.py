@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from data_pipeline.discover import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+from data_pipeline.discover import DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION
 from data_pipeline.errors import DataError
 from search.engines import ENGINES
 from search.options import OptionError, SearchOptions, parse_duration
@@ -72,7 +72,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--val-fraction",
         type=float,
         default=DEFAULT_VAL_FRACTION,
-        help="validation share when the data has no test folder",
+        help="validation share of train/ (of all images where there is no test/ folder); "
+        "validation chooses trials, epochs and the winner (default %(default)s)",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=DEFAULT_TEST_FRACTION,
+        help="test share where the data has no test/ folder; test is read only after the "
+        "search, to judge (default %(default)s)",
+    )
+    p.add_argument(
+        "--confirm",
+        type=int,
+        default=3,
+        metavar="K",
+        help="after the search, train the top configuration(s) and the baseline again with K "
+        "new seeds each and score them on test (default %(default)s; 0 skips it)",
+    )
+    p.add_argument(
+        "--confirm-top",
+        type=int,
+        default=1,
+        metavar="M",
+        help="how many of the best search configurations to confirm (default %(default)s)",
     )
     p.add_argument("--augment", action="store_true", help="random flips and crops in training")
     p.add_argument("--space", type=Path, default=None, help="TOML file overriding the space")

@@ -21,11 +21,21 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from data_pipeline.pipeline import DataConfig, PreparedData, prepare
+from data_pipeline.discover import SPLITS
+from data_pipeline.pipeline import PreparedData, prepare
 from data_pipeline.progress import progress_bars
 from models.alexnet import build_alexnet
 from search import results as res
 from search import rundir
+from search.confirm import (
+    candidate_name,
+    candidates,
+    evidence,
+    finished_runs,
+    load_confirm,
+    run_id,
+    unconfirmed,
+)
 from search.engines import (
     WAIT,
     EngineSettings,
@@ -39,6 +49,7 @@ from search.engines import (
 from search.options import SearchOptions
 from search.rundir import format_seconds
 from search.space import Param, baseline_values, describe, load_space, resolve, to_dict
+from search.stats import format_accuracy
 from search.storage import resolve_storage
 from search.trials import Estimator, TrialRunner
 from search.workers import WorkerClient
@@ -69,27 +80,9 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _data_config(opts: SearchOptions) -> DataConfig:
-    return DataConfig(
-        data_dir=opts.data_dir,
-        image_size=opts.image_size,
-        seed=opts.seed,
-        val_fraction=opts.val_fraction,
-        subset=opts.subset,
-        cache_root=opts.cache_dir,
-    )
-
-
 def _worker_setup(opts: SearchOptions, run_dir: Path) -> dict[str, Any]:
     return {
-        "data": {
-            "data_dir": str(Path(opts.data_dir).resolve()),
-            "image_size": opts.image_size,
-            "seed": opts.seed,
-            "val_fraction": opts.val_fraction,
-            "subset": opts.subset,
-            "cache_root": str(opts.cache_dir.resolve()) if opts.cache_dir else None,
-        },
+        "data": opts.data_config().to_dict(),
         "batch_size": opts.batch_size,
         "augment": opts.augment,
         "precision": opts.precision,
@@ -110,7 +103,7 @@ class Search:
     # ----------------------------------------------------------------------------- plan
     def _prepare_data(self) -> PreparedData:
         with progress_bars(enabled=self.console.is_terminal) as bars:
-            data = prepare(_data_config(self.opts), progress=bars)
+            data = prepare(self.opts.data_config(), progress=bars)
         return data
 
     def _plan_lines(
@@ -123,7 +116,7 @@ class Search:
     ) -> list[str]:
         o = self.opts
         counts = data.counts()
-        n_train, n_val = (sum(counts[s].values()) for s in ("train", "validation"))
+        n_train, n_val, n_test = (sum(counts[s].values()) for s in SPLITS)
         per_class = "; ".join(
             f"{s}: " + ", ".join(f"{c} {n:,}" for c, n in sorted(v.items()))
             for s, v in counts.items()
@@ -132,11 +125,18 @@ class Search:
         plan = engine.schedule(o.trials)
         search_epochs = sum(s.epochs - s.initial_epoch for s in plan[done:])
         baseline_epochs = o.max_epochs if o.baseline and not self._baseline_done() else 0
-        eta = est.trial_s(0) * (o.trials - done) + (search_epochs + baseline_epochs) * est.epoch_s()
+        runs_left = self._confirm_runs_left()
+        confirm_epochs = runs_left * o.max_epochs
+        eta = (
+            est.trial_s(0) * (o.trials - done + runs_left)
+            + (search_epochs + baseline_epochs + confirm_epochs) * est.epoch_s()
+        )
         lines = [
             f"run directory: {self.run_dir}",
             f"data: {o.data_dir} ({data.discovery.layout} layout) - {n_train:,} train, "
-            f"{n_val:,} validation ({per_class}); {data.skipped_summary()}",
+            f"{n_val:,} validation (chooses), {n_test:,} test (judges, read only after the "
+            f"search) ({per_class}); {data.skipped_summary()}",
+            *[f"  note: {note}" for note in data.discovery.notes],
             f"images: {o.image_size}px, batch {o.batch_size}, width x{o.width:g}, "
             f"augment {'on' if o.augment else 'off'}, seed {o.seed}",
             "search space:",
@@ -155,12 +155,35 @@ class Search:
                 if o.strategy == "mirrored"
                 else []
             ),
+            self._confirm_plan_line(runs_left),
             f"to run: {o.trials - done} trials ({done} done), {search_epochs + baseline_epochs} "
-            f"epochs, ETA {format_seconds(eta)}"
+            f"epochs + {confirm_epochs} confirmation epochs, ETA {format_seconds(eta)}"
             + (f" (time budget {format_seconds(o.time_budget)})" if o.time_budget else ""),
         ]
         del blog
         return lines
+
+    def _confirm_runs_total(self) -> int:
+        o = self.opts
+        return o.confirm * (o.confirm_top + (1 if o.baseline else 0)) if o.role == "chief" else 0
+
+    def _confirm_runs_left(self) -> int:
+        return max(0, self._confirm_runs_total() - len(finished_runs(load_confirm(self.run_dir))))
+
+    def _confirm_plan_line(self, runs_left: int) -> str:
+        o = self.opts
+        if o.confirm == 0:
+            return (
+                "confirmation: off (--confirm 0): the comparison with the baseline will be "
+                "unconfirmed and selection-biased (validation chose and scored the winner)"
+            )
+        who = f"the top {o.confirm_top}" if o.confirm_top > 1 else "the best"
+        base = " and the baseline" if o.baseline else ""
+        return (
+            f"confirmation: {who} configuration{base}, {o.confirm} new seeds each, "
+            f"{o.max_epochs} epochs, scored once on test ({runs_left} of "
+            f"{self._confirm_runs_total()} runs to go)"
+        )
 
     def _params(self, values: dict[str, Any], data: PreparedData):
         return resolve(
@@ -274,7 +297,7 @@ class Search:
 
     def _epoch_s(self, warm: dict[str, Any], data: PreparedData) -> float:
         counts = data.counts()
-        n_train, n_val = (sum(counts[s].values()) for s in ("train", "validation"))
+        n_train, n_val, _ = (sum(counts[s].values()) for s in SPLITS)
         return n_train / warm["train_img_s"] + n_val / warm["eval_img_s"]
 
     def _write_config(self, data: PreparedData, resumed: bool) -> None:
@@ -288,6 +311,7 @@ class Search:
                 "space": to_dict(self.space),
                 "baseline": baseline_values(self.space),
                 "seed": self.opts.seed,
+                "data_config": self.opts.data_config().to_dict(),
                 "classes": list(data.classes),
                 "data": {
                     "layout": data.discovery.layout,
@@ -335,8 +359,10 @@ class Search:
             self.console.print(line, markup=False, highlight=False)
         started = time.monotonic()
         plan = engine.schedule(o.trials)
-        total_epochs = sum(s.epochs - s.initial_epoch for s in plan) + (
-            o.max_epochs if o.baseline else 0
+        total_epochs = (
+            sum(s.epochs - s.initial_epoch for s in plan)
+            + (o.max_epochs if o.baseline else 0)
+            + self._confirm_runs_total() * o.max_epochs
         )
         progress = Progress(
             TextColumn("{task.description}"),
@@ -348,8 +374,10 @@ class Search:
             console=self.console,
             transient=False,
         )
-        done_epochs = sum(s.epochs - s.initial_epoch for s in plan[:done]) + (
-            o.max_epochs if self._baseline_done() else 0
+        done_epochs = (
+            sum(s.epochs - s.initial_epoch for s in plan[:done])
+            + (o.max_epochs if self._baseline_done() else 0)
+            + (self._confirm_runs_total() - self._confirm_runs_left()) * o.max_epochs
         )
         with progress:
             overall = progress.add_task(
@@ -364,10 +392,11 @@ class Search:
                 progress,
                 overall,
                 est,
+                n_validation=sum(data.counts()["validation"].values()),
             )
             if o.role == "chief" and o.baseline and not self._baseline_done():
                 if self._over_budget(est.trial_s(o.max_epochs), started, "the baseline", done):
-                    return self._finish(status, started)
+                    return self._finish(data, status, started)
                 runner.run(
                     TrialSpec(res.BASELINE_ID, baseline_values(self.space), o.max_epochs),
                     engine=None,
@@ -379,6 +408,8 @@ class Search:
                 if code is not None:
                     return code
             progress.update(overall, note=self._note())
+            if o.role == "chief" and o.confirm and self._search_complete():
+                self._confirm(data, runner, started)
         worker.close()
         if o.role == "worker":
             self.console.print(
@@ -386,7 +417,63 @@ class Search:
                 "exports the best model and writes the report."
             )
             return 0
-        return self._finish(status, started)
+        return self._finish(data, status, started)
+
+    def _search_complete(self) -> bool:
+        return len(res.search_trials(res.load_trials(self.run_dir))) >= self.opts.trials
+
+    def _confirm(self, data: PreparedData, runner: TrialRunner, started: float) -> None:
+        """Train the candidates again with new seeds and score them once on test.
+
+        Seed-major order (every candidate's seed 1, then seed 2, ...): a run stopped by the time
+        budget still has complete pairs of seeds to compare.
+        """
+        o = self.opts
+        trials = res.load_trials(self.run_dir)
+        cands = candidates(
+            trials, top=o.confirm_top, baseline=baseline_values(self.space) if o.baseline else None
+        )
+        if not any(not c.is_baseline for c in cands):
+            self.console.print("confirmation: no search trial has a score to confirm.")
+            return
+        counts = data.counts()
+        n_val, n_test = (sum(counts[s].values()) for s in ("validation", "test"))
+        self.console.print(
+            "confirmation: "
+            + ", ".join(f"{candidate_name(cands, c)} (trial {c.trial_id})" for c in cands)
+            + f"; {o.confirm} seeds each, {o.max_epochs} epochs, then {n_test:,} test images",
+            markup=False,
+            highlight=False,
+        )
+        for index in range(o.confirm):
+            for cand in cands:
+                done = finished_runs(load_confirm(self.run_dir))
+                if run_id(cand, index) in done:
+                    continue
+                need = runner.est.trial_s(o.max_epochs)
+                if self._over_budget(need, started, "the next confirmation run", None):
+                    return
+                runner.confirm(
+                    cand, candidate_name(cands, cand), index, n_validation=n_val, n_test=n_test
+                )
+                self._prune_confirm_checkpoints()
+
+    def _prune_confirm_checkpoints(self) -> None:
+        """Keep the checkpoint of each candidate's best validation run (the export comes from
+        the winner's); the baseline's and every other run's weights are not needed."""
+        table = load_confirm(self.run_dir)
+        done = table[table["status"] == "completed"]
+        keep = set()
+        for name, runs in done.groupby("candidate"):
+            if name != res.BASELINE_ID:
+                keep.add(
+                    str(
+                        runs.sort_values(
+                            ["val_accuracy", "seed_index"], ascending=[False, True]
+                        ).iloc[0]["run_id"]
+                    )
+                )
+        rundir.prune_checkpoints(self.run_dir, keep, set(table["run_id"].astype(str)))
 
     def _run_trials(
         self,
@@ -410,7 +497,10 @@ class Search:
                     return None
                 spec = WAIT
                 if done + engine.in_flight(recorded_all) < o.trials:
-                    need = est.trial_s(plan[done].epochs - plan[done].initial_epoch)
+                    # keep time for the confirmation: a search without it has no verdict
+                    need = est.trial_s(
+                        plan[done].epochs - plan[done].initial_epoch
+                    ) + self._confirm_runs_left() * est.trial_s(o.max_epochs)
                     if self._over_budget(need, started, "the next trial", done):
                         return None
                     asked = engine.next_trial()
@@ -467,7 +557,7 @@ class Search:
         finally:
             engine.close()
 
-    def _over_budget(self, need: float, started: float, what: str, done: int) -> bool:
+    def _over_budget(self, need: float, started: float, what: str, done: int | None) -> bool:
         """True (and says so) when ``what`` cannot finish within --time-budget."""
         budget = self.opts.time_budget
         if budget is None:
@@ -477,8 +567,9 @@ class Search:
             return False
         self.console.print(
             f"time budget {format_seconds(budget)}: {what} needs ~{format_seconds(need)} and "
-            f"{format_seconds(max(left, 0))} are left; stopping after {done} of "
-            f"{self.opts.trials} trials (rerun with a larger --time-budget to continue)."
+            f"{format_seconds(max(left, 0))} are left; stopping"
+            + (f" after {done} of {self.opts.trials} trials" if done is not None else "")
+            + " (rerun with a larger --time-budget to continue)."
         )
         return True
 
@@ -510,7 +601,7 @@ class Search:
         rundir.prune_checkpoints(self.run_dir, keep, set(trials["trial_id"].astype(str)))
         status.update(disk_mb=rundir.disk_usage_mb(self.run_dir))
 
-    def _finish(self, status: rundir.Status, started: float) -> int:
+    def _finish(self, data: PreparedData, status: rundir.Status, started: float) -> int:
         trials = res.load_trials(self.run_dir)
         best = res.best_trial(trials)
         base = res.baseline_score(trials)
@@ -527,13 +618,19 @@ class Search:
             self.console.print("no trial completed: nothing to export.")
             status.update(state="finished")
             return 1
+        n_val = sum(data.counts()["validation"].values())
         gain = (
-            f", {100 * (best['val_accuracy'] - base):+.2f} points vs baseline {base:.4f}"
+            f"; baseline {format_accuracy(base, n_val)}, "
+            f"{100 * (best['val_accuracy'] - base):+.2f} points"
             if base is not None
             else ""
         )
         self.console.print(
-            f"best trial {best['trial_id']}: val_accuracy {best['val_accuracy']:.4f}{gain}"
+            f"best search trial {best['trial_id']}: validation "
+            f"{format_accuracy(float(best['val_accuracy']), n_val)}{gain} (selected on "
+            "validation, so optimistic)",
+            markup=False,
+            highlight=False,
         )
         self.console.print("exporting the best model and checking it in a fresh process ...")
         export = subprocess.run(
@@ -542,12 +639,37 @@ class Search:
         if export.returncode != 0:
             self.console.print("export check failed; see above. Results are kept.")
             code = 1
+        summary = self._write_summary(data)
         status.update(state="finished", disk_mb=rundir.disk_usage_mb(self.run_dir))
         self.console.print(
             f"done in {format_seconds(time.monotonic() - started)}; results in "
             f"{self.run_dir} (peak disk {status.data['peak_disk_mb']:.0f} MB)"
         )
+        self.console.print(summary["sentence"], markup=False, highlight=False)
+        exported = summary.get("exported")
+        if exported and exported.get("test_accuracy") is not None:
+            lo, hi = exported["test_ci95"]
+            source = exported.get("run_id") or f"trial {exported['trial_id']}"
+            self.console.print(
+                f"exported model ({source}): "
+                f"test accuracy {exported['test_accuracy']:.4f} (95% CI {lo:.3f}-{hi:.3f}, "
+                f"n={summary['test_n']:,})",
+                markup=False,
+                highlight=False,
+            )
         return code
+
+    def _write_summary(self, data: PreparedData) -> dict[str, Any]:
+        """``summary.json``: the run's answer, confirmed on test or said to be unconfirmed."""
+        _, test_labels = data.cached.split("test")
+        export = rundir.read_json(self.run_dir / "export.json")
+        table = load_confirm(self.run_dir)
+        if self.opts.confirm and len(table):
+            summary = evidence(self.run_dir, table, test_labels, export)
+        else:
+            summary = unconfirmed(res.load_trials(self.run_dir), export, len(test_labels))
+        rundir.write_json_atomic(self.run_dir / "summary.json", summary)
+        return summary
 
 
 def _isnan(value: Any) -> bool:

@@ -15,9 +15,19 @@ from rich.progress import Progress, TaskID
 from models.alexnet import AlexNetParams
 from search import results as res
 from search import rundir
+from search.confirm import (
+    Candidate,
+    ConfirmRow,
+    confirm_seed,
+    predictions_path,
+    record_confirm,
+    run_id,
+)
 from search.engines import SearchEngine, TrialOutcome, TrialSpec
 from search.options import SearchOptions
 from search.rundir import format_seconds
+from search.space import SEARCHED
+from search.stats import format_accuracy
 from search.workers import WorkerClient, failed_result
 
 
@@ -53,18 +63,30 @@ class TrialRunner:
         progress: Progress,
         overall: TaskID,
         est: Estimator,
+        *,
+        n_validation: int,
     ) -> None:
         self.run_dir, self.opts, self.params, self.worker = run_dir, opts, params, worker
+        self.n_validation = n_validation
         self.status, self.progress, self.overall, self.est = status, progress, overall, est
 
-    def run(self, spec: TrialSpec, engine: SearchEngine | None) -> TrialOutcome:
-        run_dir = self.run_dir
-        params = self.params(spec.values)
-        trial_dir = run_dir / "trials" / spec.trial_id
-        stop_file = trial_dir / "STOP"
+    def _train(
+        self,
+        trial_id: str,
+        params: AlexNetParams,
+        *,
+        epochs: int,
+        seed: int,
+        initial_epoch: int = 0,
+        warm_start: Path | None = None,
+        prune: Callable[[int, float], bool] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Train one model on the worker with a progress bar: its ``done`` event and history."""
+        stop_file = self.run_dir / "trials" / trial_id / "STOP"
         rundir.clear_stop_file(stop_file)
         task = self.progress.add_task(
-            f"trial {spec.trial_id}", total=spec.epochs, completed=spec.initial_epoch, note=""
+            f"trial {trial_id}", total=epochs, completed=initial_epoch, note=""
         )
         history: list[dict[str, Any]] = []
 
@@ -74,41 +96,47 @@ class TrialRunner:
             val = event["metrics"].get("val_accuracy", float("nan"))
             self.progress.update(task, completed=event["epoch"], note=f"val_accuracy {val:.4f}")
             self.progress.advance(self.overall)
-            self.status.update(disk_mb=event.get("disk_mb", 0.0), current_trial=spec.trial_id)
-            if (
-                engine is not None
-                and math.isfinite(val)
-                and engine.should_prune(spec, event["epoch"], val)
-            ):
+            self.status.update(disk_mb=event.get("disk_mb", 0.0), current_trial=trial_id)
+            if prune is not None and math.isfinite(val) and prune(event["epoch"], val):
                 stop_file.parent.mkdir(parents=True, exist_ok=True)
                 stop_file.touch()
 
-        warm_start = None
-        if spec.parent_id:
-            warm_start = rundir.checkpoint_path(run_dir, spec.parent_id)
         if warm_start is not None and not warm_start.exists():
-            done = failed_result(
-                spec.trial_id, f"checkpoint of parent trial {spec.parent_id} is missing"
-            )
+            done = failed_result(trial_id, f"checkpoint {warm_start} of its parent is missing")
         else:
             done = self.worker.run_trial(
                 {
-                    "trial_id": spec.trial_id,
+                    "trial_id": trial_id,
                     "params": params.to_dict(),
-                    "epochs": spec.epochs,
-                    "initial_epoch": spec.initial_epoch,
+                    "epochs": epochs,
+                    "initial_epoch": initial_epoch,
                     "warm_start": str(warm_start) if warm_start else None,
-                    "checkpoint": str(rundir.checkpoint_path(run_dir, spec.trial_id)),
+                    "checkpoint": str(rundir.checkpoint_path(self.run_dir, trial_id)),
                     "stop_file": str(stop_file),
-                    "seed": trial_seed(self.opts.seed, spec.trial_id),
+                    "seed": seed,
+                    **(extra or {}),
                 },
                 on_epoch,
             )
         rundir.clear_stop_file(stop_file)
         self.progress.remove_task(task)
-        skipped = spec.epochs - spec.initial_epoch - len(history)
+        skipped = epochs - initial_epoch - len(history)
         if skipped > 0:  # pruned or failed early: the plan's epochs will not be trained
             self.progress.advance(self.overall, skipped)
+        return done, history
+
+    def run(self, spec: TrialSpec, engine: SearchEngine | None) -> TrialOutcome:
+        run_dir = self.run_dir
+        params = self.params(spec.values)
+        done, history = self._train(
+            spec.trial_id,
+            params,
+            epochs=spec.epochs,
+            seed=trial_seed(self.opts.seed, spec.trial_id),
+            initial_epoch=spec.initial_epoch,
+            warm_start=rundir.checkpoint_path(run_dir, spec.parent_id) if spec.parent_id else None,
+            prune=(lambda epoch, val: engine.should_prune(spec, epoch, val)) if engine else None,
+        )
         row = res.TrialRow(
             trial_id=spec.trial_id,
             status=done["status"],
@@ -146,7 +174,7 @@ class TrialRunner:
             engine.finish(spec, outcome)
         else:  # the baseline's weights are not needed after its score is recorded
             rundir.checkpoint_path(run_dir, spec.trial_id).unlink(missing_ok=True)
-        acc = f"{row.val_accuracy:.4f}" if row.val_accuracy is not None else "-"
+        acc = format_accuracy(row.val_accuracy, self.n_validation)
         err = f" - {row.error}" if row.error else ""
         note = res.progress_note(res.load_trials(run_dir))
         self.progress.update(self.overall, note=note)
@@ -161,3 +189,54 @@ class TrialRunner:
             highlight=False,
         )
         return outcome
+
+    def confirm(
+        self, cand: Candidate, name: str, index: int, *, n_validation: int, n_test: int
+    ) -> ConfirmRow:
+        """One confirmation run: ``cand`` from scratch with confirmation seed ``index``, best
+        epoch on validation, then scored once on test; its row is recorded last."""
+        seed = confirm_seed(self.opts.seed, index)
+        rid = run_id(cand, index)
+        preds = predictions_path(self.run_dir, rid)
+        done, _ = self._train(
+            rid,
+            self.params(cand.values),
+            epochs=self.opts.max_epochs,
+            seed=seed,
+            extra={"shuffle_seed": seed, "test_predictions": str(preds)},
+        )
+        status = done["status"]
+        if status == "completed" and (done.get("test_accuracy") is None or not preds.exists()):
+            status = "failed"
+        row = ConfirmRow(
+            run_id=rid,
+            candidate=name,
+            trial_id=cand.trial_id,
+            seed_index=index + 1,
+            seed=seed,
+            **{k: cand.values[k] for k in SEARCHED},
+            search_val_accuracy=cand.search_val_accuracy,
+            val_accuracy=done["val_accuracy"],
+            best_epoch=done["best_epoch"],
+            test_accuracy=done.get("test_accuracy"),
+            n_validation=n_validation,
+            n_test=n_test,
+            epochs=int(done["epochs"]),
+            seconds=round(float(done["seconds"]), 3),
+            peak_rss_mb=done["peak_rss_mb"],
+            status=status,
+            error=done["error"],
+            ended_at=rundir.now_iso(),
+        )
+        record_confirm(self.run_dir, row)
+        val = format_accuracy(row.val_accuracy, n_validation)
+        test = format_accuracy(row.test_accuracy, n_test)
+        err = f" - {row.error}" if row.error else ""
+        self.progress.console.print(
+            f"confirm {name} (trial {cand.trial_id}) seed {index + 1}: {row.status}, "
+            f"validation {val}, test {test}, best epoch {row.best_epoch}, "
+            f"{format_seconds(row.seconds)}{err}",
+            markup=False,
+            highlight=False,
+        )
+        return row

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import json
 import math
 import os
@@ -103,17 +104,7 @@ class Worker:
         strategy, self.replicas = make_strategy(setup.get("strategy", "none"))
         self.scope = strategy.scope if strategy is not None else contextlib.nullcontext
         self.policy, self.jit = configure_devices(setup["precision"], setup["xla"])
-        d = setup["data"]
-        self.data = prepare(
-            DataConfig(
-                data_dir=Path(d["data_dir"]),
-                image_size=d["image_size"],
-                seed=d["seed"],
-                val_fraction=d["val_fraction"],
-                subset=d["subset"],
-                cache_root=Path(d["cache_root"]) if d["cache_root"] else None,
-            )
-        )
+        self.data = prepare(DataConfig.from_dict(setup["data"]))
         # Mirrored: each replica gets --batch-size, so the global batch grows with the replicas.
         self.batch_size = setup["batch_size"] * self.replicas
         self.train, self.val = self.data.datasets(self.batch_size, augment=setup["augment"])
@@ -223,6 +214,7 @@ class Worker:
         started = time.perf_counter()
         fit_seconds = 0.0
         n_params = 0
+        test_accuracy = None
         try:
             keras.utils.set_random_seed(int(msg["seed"]))
             params = AlexNetParams(**msg["params"])
@@ -232,9 +224,14 @@ class Worker:
                 if msg.get("warm_start"):
                     load_weights(model, Path(msg["warm_start"]))
                 compile_alexnet(model, params, jit_compile=self.jit)
+            train = self.train
+            if msg.get("shuffle_seed") is not None:  # a confirmation run: its own data order
+                train = self.data.datasets(
+                    self.batch_size, augment=self.setup["augment"], seed=int(msg["shuffle_seed"])
+                )[0]
             t0 = time.perf_counter()
             model.fit(
-                self.train,
+                train,
                 validation_data=self.val,
                 epochs=int(msg["epochs"]),
                 initial_epoch=int(msg.get("initial_epoch", 0)),
@@ -246,6 +243,11 @@ class Worker:
             error = state["error"]
             if status != "failed" and state["best_epoch"] is None:
                 status, error = "failed", "no finite validation accuracy"
+            if status == "completed" and msg.get("test_predictions"):
+                # Confirmation runs only: the weights of the best validation epoch, scored
+                # once on the test set the search never saw.
+                load_weights(model, checkpoint)
+                test_accuracy = self._score_test(model, Path(msg["test_predictions"]))
         except Exception as exc:  # a failed trial is recorded; the search goes on
             status, error = "failed", f"{type(exc).__name__}: {str(exc)[:800]}"
         finally:
@@ -266,8 +268,23 @@ class Worker:
                 "params": n_params,
                 "peak_rss_mb": _read_peak_rss_mb(),
                 "disk_mb": state["disk_mb"],
+                "test_accuracy": test_accuracy,
             }
         )
+
+    def _score_test(self, model: Any, path: Path) -> float:
+        """Predicted class of every test image, saved (atomically) in file order; accuracy."""
+        import numpy as np
+
+        from data_pipeline.files import write_bytes_atomic
+
+        probs = model.predict(self.data.evaluation_dataset("test", self.batch_size), verbose=0)
+        predicted = np.argmax(probs, axis=1).astype(np.int16)
+        _, labels = self.data.cached.split("test")
+        buf = io.BytesIO()
+        np.save(buf, predicted)
+        write_bytes_atomic(path, buf.getvalue())
+        return float(np.mean(predicted == labels))
 
 
 def main() -> int:

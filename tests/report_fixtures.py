@@ -9,7 +9,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from search.confirm import (
+    Candidate,
+    ConfirmRow,
+    confirm_seed,
+    evidence,
+    predictions_path,
+    record_confirm,
+    run_id,
+)
 from search.results import TrialRow, record_trial
+from search.rundir import write_json_atomic
 from search.space import DEFAULT_SPACE, baseline_values, to_dict
 
 XSS_FILE = "dog.<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">.jpg"
@@ -78,6 +88,7 @@ def make_run(
     classes: tuple[str, str] = ("cat", "dog"),
     failed: bool = True,
     exported: bool = True,
+    confirmed: bool = True,
     pid: int | None = None,
 ) -> Path:
     run_dir.mkdir(parents=True)
@@ -102,6 +113,7 @@ def make_run(
                     "image_size": 67,
                     "width": 0.125,
                     "batch_size": 8,
+                    "confirm": 3 if confirmed else 0,
                 },
                 "space": to_dict(DEFAULT_SPACE),
                 "baseline": baseline_values(),
@@ -112,6 +124,7 @@ def make_run(
                     "counts": {
                         "train": {classes[0]: 10, classes[1]: 11},
                         "validation": {classes[0]: 3, classes[1]: 4},
+                        "test": {classes[0]: N_TEST // 2, classes[1]: N_TEST // 2},
                     },
                 },
                 "command": "python -m search.run --trials 6 --data-dir 'data dir'",
@@ -187,4 +200,65 @@ def make_run(
         pd.DataFrame(
             {"path": val_paths, "label": labels, "predicted": predicted, "probability": [0.9] * 7}
         ).to_csv(run_dir / "validation_predictions.csv", index=False)
+    if confirmed:
+        write_confirmation(run_dir)
     return run_dir
+
+
+N_TEST = 40
+
+
+def write_confirmation(run_dir: Path, *, seeds: int = 3) -> dict:
+    """Confirmation runs of trial 0003 and the baseline, with test predictions, through the
+    same writers the search uses; then ``summary.json`` from ``search.confirm.evidence``."""
+    labels = np.array([i % 2 for i in range(N_TEST)])
+    rng = np.random.default_rng(5)
+    cands = [
+        (
+            "top-1",
+            Candidate(
+                "0003",
+                {"dropout": 0.1, "lrn": True, "dense_units": 512, "learning_rate": 9.5e-4},
+                0.72,
+            ),
+            0.75,
+            0.66,
+        ),
+        ("baseline", Candidate("baseline", baseline_values(), 0.60), 0.62, 0.58),
+    ]
+    for index in range(seeds):
+        for name, cand, p_right, val in cands:
+            rid = run_id(cand, index)
+            right = rng.random(N_TEST) < p_right
+            predicted = np.where(right, labels, 1 - labels).astype(np.int16)
+            path = predictions_path(run_dir, rid)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, predicted)
+            record_confirm(
+                run_dir,
+                ConfirmRow(
+                    run_id=rid,
+                    candidate=name,
+                    trial_id=cand.trial_id,
+                    seed_index=index + 1,
+                    seed=confirm_seed(1337, index),
+                    **cand.values,
+                    search_val_accuracy=cand.search_val_accuracy,
+                    val_accuracy=val + 0.01 * index,
+                    best_epoch=3,
+                    test_accuracy=float(np.mean(predicted == labels)),
+                    n_validation=7,
+                    n_test=N_TEST,
+                    epochs=3,
+                    seconds=2.0,
+                    peak_rss_mb=800.0,
+                    status="completed",
+                    error=None,
+                    ended_at=f"2026-11-26T00:01:{index:02d}+00:00",
+                ),
+            )
+    from search.confirm import load_confirm
+
+    summary = evidence(run_dir, load_confirm(run_dir), labels, None)
+    write_json_atomic(run_dir / "summary.json", summary)
+    return summary

@@ -62,7 +62,8 @@ def test_report_and_index_render_offline(tmp_path: Path) -> None:
     assert not re.search(r'(src|href)="(https?:)?//', markup), "the page must not fetch anything"
     assert html.count("plotly.js v") == 1  # included once, not per figure
     n_figures = html.count('data-figure="1"')
-    assert n_figures == 7
+    assert n_figures == 8  # the confirmation's figure included
+    assert 'id="fig-confirm"' in html and 'id="confirm-table"' in html
 
     dom = chromium(tmp_path, report.as_uri(), "--dump-dom")
     assert 'data-errors="0"' in dom, re.findall(r'<pre id="js-errors"[^>]*>(.*?)</pre>', dom, re.S)
@@ -70,6 +71,11 @@ def test_report_and_index_render_offline(tmp_path: Path) -> None:
     assert dom.count('class="main-svg"') >= n_figures
     body = re.search(r"<body[^>]*>", dom).group(0)
     assert "data-pwned" not in body  # the payloads in file names and errors never ran
+    verdict = re.search(r'<div class="verdict (\w+)" id="verdict">(.*?)</div>', dom, re.S)
+    assert verdict is not None and "untouched test images, 3 seeds each" in verdict.group(2)
+    table = re.search(r'<table id="confirm-table">(.*?)</table>', dom, re.S).group(1)
+    assert table.count("<tr") == 1 + 2 * (3 + 1)  # header, 3 seeds + a mean per candidate
+    assert "baseline (blog)" in table and "mean of 3" in table
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report.png"
@@ -79,6 +85,7 @@ def test_report_and_index_render_offline(tmp_path: Path) -> None:
     index = run_dir.parent / "index.html"
     dom = chromium(tmp_path, index.as_uri(), "--dump-dom")
     assert 'data-errors="0"' in dom and 'href="browser/report.html"' in dom
+    assert re.search(r"(better|worse|indistinguishable)</span>", dom)  # the run's verdict
     chromium(
         tmp_path,
         index.as_uri(),

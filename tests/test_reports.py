@@ -109,11 +109,17 @@ def test_report_of_a_run_in_progress_and_of_a_crashed_run(tmp_path: Path) -> Non
 
 def test_index_lists_every_run(tmp_path: Path) -> None:
     make_run(tmp_path / "runs" / "a")
-    make_run(tmp_path / "runs" / "b", state="running", exported=False)
+    make_run(tmp_path / "runs" / "b", state="running", exported=False, confirmed=False)
     (tmp_path / "runs" / "not-a-run").mkdir()
     html = write_index(tmp_path / "runs").read_text()
     assert html.count('href="a/report.html"') == 1 and 'href="b/report.html"' in html
-    assert "+12.00" in html and "not-a-run" not in html
+    assert "not-a-run" not in html
+    summary = json.loads((tmp_path / "runs" / "a" / "summary.json").read_text())
+    lo, hi = summary["delta_ci95"]
+    # the confirmed verdict and the test-set difference with its interval, not the
+    # selection-biased validation gain
+    assert f"{summary['delta_points']:+.1f} ({lo:+.1f} to {hi:+.1f}, n=40)" in html
+    assert f">{summary['verdict']}</span>" in html and "not finished" in html
 
 
 def test_build_cli(run_dir: Path, tmp_path: Path) -> None:

@@ -51,6 +51,8 @@ def search_args(tiny: dict[str, Path], run_dir: Path, *extra: str) -> list[str]:
         str(tiny["cache"]),
         "--run-dir",
         str(run_dir),
+        "--confirm",  # most tests are about the search; the confirmation has its own tests
+        "0",
         *extra,
     ]
 
@@ -126,7 +128,11 @@ def test_export_reloads_exactly_and_predicts(tiny: dict[str, Path], tmp_path: Pa
     export = json.loads((run_dir / "export.json").read_text())
     assert export["val_accuracy_in_memory"] == export["val_accuracy_reloaded"]
     assert export["max_probability_difference"] < 1e-5
-    assert export["n_validation"] == 8
+    assert export["n_validation"] == 4  # a fifth of train/ (8 per class)
+    assert export["n_test"] == 8  # the blog layout's test/ folder
+    assert export["test_accuracy_in_memory"] == export["test_accuracy_reloaded"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["verdict"] == "unconfirmed" and summary["confirmed"] is False
     assert set(export["files"]) >= {"best_model/saved_model.pb", "best_model.keras"}
     again = run([sys.executable, "-m", "search.export", str(run_dir)])
     assert again.returncode == 0 and "export check passed" in again.stdout
@@ -178,6 +184,44 @@ def test_kill_9_and_resume(tiny: dict[str, Path], tmp_path: Path) -> None:
     kept = after.set_index("trial_id").loc[before["trial_id"], "ended_at"]
     assert list(kept) == list(before["ended_at"])  # finished trials were not run again
     assert json.loads((run_dir / "export.json").read_text())["equal"]
+
+
+def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    args = search_args(
+        tiny, run_dir, "--trials", "2", "--max-epochs", "2", "--engine", "random", "--confirm", "2"
+    )
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_rows(run_dir / "confirm.csv", 1, proc)  # inside the confirmation phase
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = pd.read_csv(run_dir / "confirm.csv")
+    out = run(args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    after = pd.read_csv(run_dir / "confirm.csv")
+    assert len(after) == 4 and after["run_id"].is_unique  # 2 candidates x 2 seeds
+    assert set(after["candidate"]) == {"top-1", "baseline"}
+    kept = after.set_index("run_id").loc[before["run_id"], "ended_at"]
+    assert list(kept) == list(before["ended_at"])  # finished runs were not run again
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 3  # the search was not repeated either (2 trials + baseline)
+    assert (after["n_test"] == 8).all() and (after["n_validation"] == 4).all()
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["confirm_seeds"] == 2 and summary["test_n"] == 8
+    assert summary["verdict"] in ("better", "worse", "indistinguishable")
+    w = after[after["candidate"] == "top-1"]
+    assert summary["winner"]["test_accuracy_seeds"] == pytest.approx(list(w["test_accuracy"]))
+    export = json.loads((run_dir / "export.json").read_text())
+    assert export["equal"] and export["source_run"] == summary["exported"]["run_id"]
+    best_run = w.sort_values(["val_accuracy", "seed_index"], ascending=[False, True]).iloc[0]
+    assert export["source_run"] == best_run["run_id"]  # the winner's best validation run
+    assert export["test_accuracy_in_memory"] == pytest.approx(best_run["test_accuracy"])
+    assert summary["sentence"] in out.stdout  # the console's last lines say the same
+    report = (run_dir / "report.html").read_text()
+    assert summary["verdict"] in report and "confirm-table" in report
 
 
 def test_failed_trial_is_recorded_and_search_goes_on(tiny: dict[str, Path], tmp_path: Path) -> None:
