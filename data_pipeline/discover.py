@@ -261,7 +261,10 @@ def discover(
         raise DataError(f"data folder {str(root)!r} is not a folder (or a .zip archive).")
     base = _descend(root)
     files, dirs = _visible_children(base)
-    split_dirs = {SPLIT_DIRS[d.name.lower()]: d for d in dirs if d.name.lower() in SPLIT_DIRS}
+    split_dirs: dict[str, Path] = {}
+    for d in dirs:  # sorted: test/ is preferred to test1/, as val/ to validation/
+        if d.name.lower() in SPLIT_DIRS:
+            split_dirs.setdefault(SPLIT_DIRS[d.name.lower()], d)
     notes: list[str] = []
     unlabelled: list[str] = []
     if not files and "train" in split_dirs:

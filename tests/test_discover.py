@@ -267,3 +267,17 @@ def test_train_val_and_test_folders_are_used_as_given(tmp_path: Path) -> None:
         "val/cat.9.jpg",
         "val/dog.9.jpg",
     }
+
+
+def test_a_labelled_test_folder_wins_over_kaggles_unlabelled_test1(tmp_path: Path) -> None:
+    root = make_blog_layout(tmp_path / "d", train=5, test=2)
+    for i in range(3):
+        write_image(root / "test1" / f"{i + 1}.jpg", seed=60 + i)
+    found = discover(root)
+    assert found.layout == "train-test"
+    assert {f.path for f in found.files if f.split == "test"} == {
+        "test/cat.0.jpg",
+        "test/cat.1.jpg",
+        "test/dog.0.jpg",
+        "test/dog.1.jpg",
+    }
