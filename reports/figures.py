@@ -147,9 +147,12 @@ def history_plot(info: HistoryInfo) -> go.Figure:
 # ------------------------------------------------------------------------------- curves
 class CurvesInfo(NamedTuple):
     series: dict[str, dict[str, list[float]]]  # trial -> {"epoch", "val_accuracy", "val_loss"}
+    n_validation: int = 0  # images behind each accuracy: the error bars' n
 
 
-def curves_info(trials: pd.DataFrame, history: pd.DataFrame, top: int = 3) -> CurvesInfo:
+def curves_info(
+    trials: pd.DataFrame, history: pd.DataFrame, top: int = 3, n_validation: int = 0
+) -> CurvesInfo:
     ranked = (
         search_trials(trials)
         .dropna(subset=["val_accuracy"])
@@ -167,7 +170,7 @@ def curves_info(trials: pd.DataFrame, history: pd.DataFrame, top: int = 3) -> Cu
             "val_accuracy": [float(v) for v in per["val_accuracy"]["value"]],
             "val_loss": [float(v) for v in per["val_loss"]["value"]],
         }
-    return CurvesInfo(series=series)
+    return CurvesInfo(series=series, n_validation=n_validation)
 
 
 def curves_plot(info: CurvesInfo) -> go.Figure:
@@ -181,6 +184,9 @@ def curves_plot(info: CurvesInfo) -> go.Figure:
                 go.Scatter(
                     x=s["epoch"],
                     y=s[metric],
+                    error_y=error_bars(list(s[metric]), info.n_validation)
+                    if metric == "val_accuracy"
+                    else None,
                     mode="lines+markers",
                     name=esc(tid),
                     legendgroup=esc(tid),

@@ -84,7 +84,10 @@ def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | Non
     if len(trials):
         blocks.append(
             FigureBlock(
-                "fig-curves", figure_json(fig.curves_plot(fig.curves_info(trials, run.history)))
+                "fig-curves",
+                figure_json(
+                    fig.curves_plot(fig.curves_info(trials, run.history, n_validation=n_val))
+                ),
             )
         )
     if len(search_trials(trials).dropna(subset=["val_accuracy"])) >= 2:

@@ -109,3 +109,14 @@ def test_verdict_words_and_sentence() -> None:
 def test_shapes_must_match() -> None:
     with pytest.raises(ValueError, match="seeds, images"):
         paired_difference(np.ones((3, 4), bool), np.ones((2, 4), bool))
+
+
+def test_plotted_accuracies_carry_their_wilson_interval() -> None:
+    from reports.figures import error_bars
+
+    bars = error_bars([0.75, None, 0.5], 320)
+    lo, hi = wilson(240, 320)
+    assert bars is not None and bars["array"][0] == pytest.approx(hi - 0.75)
+    assert bars["arrayminus"][0] == pytest.approx(0.75 - lo)
+    assert bars["array"][1] == 0.0  # no score, no bar
+    assert error_bars([0.5], 0) is None  # unknown n: no bars rather than wrong ones
