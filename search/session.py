@@ -381,7 +381,10 @@ class Search:
         )
         with progress:
             overall = progress.add_task(
-                "search epochs", total=total_epochs, completed=done_epochs, note=self._note()
+                "epochs (search + confirmation)",
+                total=total_epochs,
+                completed=done_epochs,
+                note=self._note(),
             )
             runner = TrialRunner(
                 self.run_dir,
