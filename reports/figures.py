@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from reports.budgets import EqualBudget, cumulative_epochs, trial_path
 from search.results import BASELINE_ID, search_trials
 from search.space import SEARCHED
 from search.stats import accuracy_ci
@@ -66,6 +67,7 @@ class HistoryInfo(NamedTuple):
     baseline: float | None
     errors: list[str]
     n_validation: int  # images behind each score: the error bars' n
+    epochs_so_far: list[int]  # cumulative epochs trained when each trial ended (compute axis)
 
 
 def history_info(
@@ -92,17 +94,23 @@ def history_info(
             "" if _num(e) is None and not isinstance(e, str) else str(e) for e in frame["error"]
         ],
         n_validation=n_validation,
+        epochs_so_far=cumulative_epochs(trials),
     )
 
 
 def history_plot(info: HistoryInfo) -> go.Figure:
+    """Best so far against the epochs spent (the compute axis: a 3-epoch trial costs less than
+    a 20-epoch one); a button switches the x-axis to the trial order."""
     fig = go.Figure()
-    x = list(range(1, len(info.trial_ids) + 1))
+    order = list(range(1, len(info.trial_ids) + 1))
+    x = info.epochs_so_far if len(info.epochs_so_far) == len(order) else order
+    by_trace: list[tuple[list[Any], list[Any]]] = []
     floor = min([s for s in info.scores if s is not None] + [info.baseline or 1.0, 0.5])
     for status in ("completed", "pruned", "failed"):
         idx = [i for i, s in enumerate(info.statuses) if s == status]
         if not idx:
             continue
+        by_trace.append(([x[i] for i in idx], [order[i] for i in idx]))
         fig.add_trace(
             go.Scatter(
                 x=[x[i] for i in idx],
@@ -119,6 +127,7 @@ def history_plot(info: HistoryInfo) -> go.Figure:
                 hovertemplate="%{text}<br>val_accuracy %{y:.4f}<extra></extra>",
             )
         )
+    by_trace.append((x, order))
     fig.add_trace(
         go.Scatter(
             x=x,
@@ -127,6 +136,35 @@ def history_plot(info: HistoryInfo) -> go.Figure:
             name="best so far",
             line={"shape": "hv", "color": "#2ca02c"},
         )
+    )
+    compute_title = "epochs trained so far (search trials, in order of completion)"
+    fig.update_layout(
+        updatemenus=[
+            {
+                "type": "buttons",
+                "direction": "right",
+                "x": 1.0,
+                "y": 1.15,
+                "buttons": [
+                    {
+                        "label": "x: epochs spent",
+                        "method": "update",
+                        "args": [
+                            {"x": [t[0] for t in by_trace]},
+                            {"xaxis.title.text": compute_title},
+                        ],
+                    },
+                    {
+                        "label": "x: trial order",
+                        "method": "update",
+                        "args": [
+                            {"x": [t[1] for t in by_trace]},
+                            {"xaxis.title.text": "trial (in order of completion)"},
+                        ],
+                    },
+                ],
+            }
+        ]
     )
     if info.baseline is not None:
         fig.add_hline(
@@ -138,7 +176,7 @@ def history_plot(info: HistoryInfo) -> go.Figure:
     fig.update_layout(
         title="Best validation accuracy so far (failed trials as X; bars: 95% interval on "
         f"{info.n_validation:,} validation images)",
-        xaxis_title="trial (in order of completion)",
+        xaxis_title=compute_title if x is info.epochs_so_far else "trial (in order of completion)",
         yaxis_title="best validation accuracy",
     )
     return fig
@@ -162,13 +200,15 @@ def curves_info(
     if (trials["trial_id"] == BASELINE_ID).any():
         ids.append(BASELINE_ID)
     series: dict[str, dict[str, list[float]]] = {}
+    loss = history[history["metric"] == "val_loss"].rename(columns={"metric": "_m"})
     for tid in ids:
-        h = history[history["trial_id"] == tid]
-        per = {m: h[h["metric"] == m].sort_values("epoch") for m in ("val_accuracy", "val_loss")}
+        # a promoted trial's curve starts with its parents' epochs: the full path to its score
+        acc = trial_path(trials, history, tid)
+        losses = trial_path(trials, loss.assign(metric="val_accuracy"), tid)
         series[tid] = {
-            "epoch": [float(e) for e in per["val_accuracy"]["epoch"]],
-            "val_accuracy": [float(v) for v in per["val_accuracy"]["value"]],
-            "val_loss": [float(v) for v in per["val_loss"]["value"]],
+            "epoch": [float(e) for e in acc["epoch"]],
+            "val_accuracy": [float(v) for v in acc["value"]],
+            "val_loss": [float(v) for v in losses["value"]],
         }
     return CurvesInfo(series=series, n_validation=n_validation)
 
@@ -205,17 +245,20 @@ def curves_plot(info: CurvesInfo) -> go.Figure:
 class ParallelInfo(NamedTuple):
     dimensions: dict[str, list[float]]
     score: list[float]
+    budget: str  # which scores: every trial at one budget, or the first rung's
 
 
-def parallel_info(trials: pd.DataFrame) -> ParallelInfo:
-    done = search_trials(trials).dropna(subset=["val_accuracy"])
+def parallel_info(trials: pd.DataFrame, budgets: EqualBudget | None = None) -> ParallelInfo:
+    """Every configuration at one budget: the first rung when budgets differ."""
+    label, frame = next(iter(budget_views(trials, budgets).items()))
+    done = frame.dropna(subset=["val_accuracy"])
     dims = {
         "dropout": [float(v) for v in done["dropout"]],
         "lrn": [1.0 if str(v) in ("True", "1", "1.0") else 0.0 for v in done["lrn"]],
         "dense_units": [float(v) for v in done["dense_units"]],
         "log10(learning_rate)": [math.log10(float(v)) for v in done["learning_rate"]],
     }
-    return ParallelInfo(dimensions=dims, score=[float(v) for v in done["val_accuracy"]])
+    return ParallelInfo(dims, [float(v) for v in done["val_accuracy"]], label)
 
 
 def parallel_plot(info: ParallelInfo) -> go.Figure:
@@ -226,36 +269,64 @@ def parallel_plot(info: ParallelInfo) -> go.Figure:
             line={"color": info.score, "colorscale": "Viridis", "showscale": True}, dimensions=dims
         )
     )
-    fig.update_layout(title="Parallel coordinates (completed and pruned trials)")
+    fig.update_layout(title=f"Parallel coordinates: {esc(info.budget)}")
     return fig
 
 
 # ------------------------------------------------------------------ objective per parameter
 class SliceInfo(NamedTuple):
-    params: dict[str, dict[str, list[Any]]]  # param -> {"x", "y", "status", "id"}
+    # view label -> parameter -> {"x", "y", "status", "id"}; one view per budget
+    views: dict[str, dict[str, dict[str, list[Any]]]]
     ranges: dict[str, tuple[float, float] | None]
     edge_flags: dict[str, str]  # param -> warning text when the best trials sit at an edge
     n_validation: int = 0  # images behind each score: the error bars' n
 
 
+def budget_views(trials: pd.DataFrame, budgets: EqualBudget | None) -> dict[str, pd.DataFrame]:
+    """The score tables the per-parameter views and the importance compare, each at one
+    budget: every trial when all share one budget (random, Bayesian), else the first rung and
+    the full budget (Hyperband, Optuna's pruning)."""
+    if budgets is None or not budgets.mixed:
+        return {"all trials (one budget)": search_trials(trials)}
+    views = {
+        f"best of epochs 1-{budgets.rung_epoch} ({len(budgets.at_rung)} configurations)": (
+            budgets.at_rung.assign(status="completed")
+        ),
+    }
+    if len(budgets.at_full):
+        label = f"full budget, {budgets.max_epochs} epochs ({len(budgets.at_full)} trials)"
+        views[label] = budgets.at_full.assign(status="completed")
+    return views
+
+
 def slice_info(
-    trials: pd.DataFrame, space: list[dict[str, Any]], top: int = 3, n_validation: int = 0
+    trials: pd.DataFrame,
+    space: list[dict[str, Any]],
+    top: int = 3,
+    n_validation: int = 0,
+    budgets: EqualBudget | None = None,
 ) -> SliceInfo:
-    frame = search_trials(trials)
     ranges: dict[str, tuple[float, float] | None] = {}
     for p in space:
         ranges[p["name"]] = (float(p["low"]), float(p["high"])) if "low" in p else None
-    params: dict[str, dict[str, list[Any]]] = {}
-    flags: dict[str, str] = {}
-    scored = frame.dropna(subset=["val_accuracy"]).sort_values("val_accuracy", ascending=False)
-    best = scored.head(top)
-    for name in SEARCHED:
-        params[name] = {
-            "x": list(frame[name]),
-            "id": [str(t) for t in frame["trial_id"]],
-            "y": [_num(v) for v in frame["val_accuracy"]],
-            "status": [str(s) for s in frame["status"]],
+    views: dict[str, dict[str, dict[str, list[Any]]]] = {}
+    tables = budget_views(trials, budgets)
+    for label, frame in tables.items():
+        views[label] = {
+            name: {
+                "x": list(frame[name]),
+                "id": [str(t) for t in frame["trial_id"]],
+                "y": [_num(v) for v in frame["val_accuracy"]],
+                "status": [str(s) for s in frame["status"]],
+            }
+            for name in SEARCHED
         }
+    # the edge of a range is judged at the largest budget: short runs favour fast learners
+    judged = list(tables.values())[-1]
+    best = judged.dropna(subset=["val_accuracy"]).sort_values("val_accuracy", ascending=False)
+    best = best.head(top)
+    flags: dict[str, str] = {}
+    for name in SEARCHED:
         rng = ranges.get(name)
         if rng is None or len(best) == 0:
             continue
@@ -274,77 +345,81 @@ def slice_info(
                 f"the best {len(values)} trials sit at the high edge of {name}'s "
                 f"range ({hi:g}): consider widening it"
             )
-    return SliceInfo(params=params, ranges=ranges, edge_flags=flags, n_validation=n_validation)
+    return SliceInfo(views=views, ranges=ranges, edge_flags=flags, n_validation=n_validation)
 
 
 def slice_plot(info: SliceInfo) -> go.Figure:
-    names = list(info.params)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True)
-    for col, name in enumerate(names, start=1):
-        d = info.params[name]
-        for status in ("completed", "pruned", "failed"):
-            idx = [i for i, s in enumerate(d["status"]) if s == status]
-            if not idx:
-                continue
-            ys = [d["y"][i] for i in idx]
+    labels = list(info.views)
+    names = list(SEARCHED)
+    fig = make_subplots(
+        rows=len(labels),
+        cols=len(names),
+        subplot_titles=[f"{n}" for _ in labels for n in names],
+        shared_yaxes=True,
+        row_titles=[esc(label) for label in labels] if len(labels) > 1 else None,
+        vertical_spacing=0.18,
+    )
+    shown: set[str] = set()
+    for row, label in enumerate(labels, start=1):
+        for col, name in enumerate(names, start=1):
+            d = info.views[label][name]
             floor = min([y for y in d["y"] if y is not None] + [0.5])
-            fig.add_trace(
-                go.Scatter(
-                    x=[
-                        d["x"][i] if not isinstance(d["x"][i], bool) else str(d["x"][i])
-                        for i in idx
-                    ],
-                    y=[y if y is not None else floor for y in ys],
-                    error_y=error_bars(ys, info.n_validation),
-                    mode="markers",
-                    marker={"symbol": MARKERS[status], "color": COLORS[status], "size": 8},
-                    name=status,
-                    legendgroup=status,
-                    showlegend=col == 1,
-                    text=[f"trial {esc(d['id'][i])}" for i in idx],
-                    hovertemplate="%{text}<br>%{x}<br>val_accuracy %{y:.4f}<extra></extra>",
-                ),
-                row=1,
-                col=col,
-            )
-        if name == "learning_rate":
-            fig.update_xaxes(type="log", row=1, col=col)
+            for status in ("completed", "pruned", "failed"):
+                idx = [i for i, s in enumerate(d["status"]) if s == status]
+                if not idx:
+                    continue
+                ys = [d["y"][i] for i in idx]
+                fig.add_trace(
+                    go.Scatter(
+                        x=[
+                            d["x"][i] if not isinstance(d["x"][i], bool) else str(d["x"][i])
+                            for i in idx
+                        ],
+                        y=[y if y is not None else floor for y in ys],
+                        error_y=error_bars(ys, info.n_validation),
+                        mode="markers",
+                        marker={"symbol": MARKERS[status], "color": COLORS[status], "size": 8},
+                        name=status,
+                        legendgroup=status,
+                        showlegend=status not in shown,
+                        text=[f"trial {esc(d['id'][i])}" for i in idx],
+                        hovertemplate="%{text}<br>%{x}<br>val_accuracy %{y:.4f}<extra></extra>",
+                    ),
+                    row=row,
+                    col=col,
+                )
+                shown.add(status)
+            if name == "learning_rate":
+                fig.update_xaxes(type="log", row=row, col=col)
+    for col, name in enumerate(names):
         if name in info.edge_flags:
-            fig.layout.annotations[col - 1].text = f"{name} (best at edge)"
-    fig.update_layout(title="Validation accuracy against each hyperparameter")
+            fig.layout.annotations[col].text = f"{name} (best at edge)"
+    title = "Validation accuracy against each hyperparameter"
+    if len(labels) > 1:
+        title += " at equal budget (rows: first rung, full budget)"
+    fig.update_layout(title=title, height=380 * len(labels))
     return fig
 
 
 # ------------------------------------------------------------------------------ importance
+MIN_IMPORTANCE_TRIALS = 10  # fANOVA over 4 parameters on fewer trials is noise, not a ranking
+
+
 class ImportanceInfo(NamedTuple):
-    importances: dict[str, float]
+    importances: dict[str, float]  # the first view's point estimates (all trials, or rung)
     message: str | None
+    # view label -> parameter -> (estimate, 10th, 90th percentile over bootstrap resamples)
+    views: dict[str, dict[str, tuple[float, float, float]]]
+    trials: dict[str, int]  # view label -> trials it rests on
+    resamples: int
 
 
-def importance_info(trials: pd.DataFrame, space: list[dict[str, Any]]) -> ImportanceInfo:
-    """Optuna's default importance evaluator over the completed trials."""
+def _fanova(rows: pd.DataFrame, dists: dict[str, Any], seed: int) -> dict[str, float]:
     import optuna
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
+    from optuna.distributions import CategoricalDistribution, IntDistribution
 
-    dists: dict[str, Any] = {}
-    for p in space:
-        if p["type"] == "FloatParam":
-            dists[p["name"]] = FloatDistribution(p["low"], p["high"], log=bool(p["log"]))
-        elif p["type"] == "IntParam":
-            dists[p["name"]] = IntDistribution(p["low"], p["high"], step=p["step"])
-        elif p["type"] == "BoolParam":
-            dists[p["name"]] = CategoricalDistribution([True, False])
-    done = search_trials(trials)
-    done = done[(done["status"] == "completed") & done["val_accuracy"].notna()]
-    if len(done) < 3 or not dists:
-        return ImportanceInfo({}, "needs at least 3 completed trials over a searched parameter")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize")
-    for r in done.to_dict("records"):
+    for r in rows.to_dict("records"):
         params = {}
         for name, dist in dists.items():
             v = r[name]
@@ -360,25 +435,108 @@ def importance_info(trials: pd.DataFrame, space: list[dict[str, Any]]) -> Import
                 params=params, distributions=dists, value=float(r["val_accuracy"])
             )
         )
-    try:
-        imp = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+    evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=32, seed=seed)
+    return {
+        k: float(v)
+        for k, v in optuna.importance.get_param_importances(study, evaluator=evaluator).items()
+    }
+
+
+def importance_info(
+    trials: pd.DataFrame,
+    space: list[dict[str, Any]],
+    budgets: EqualBudget | None = None,
+    resamples: int = 10,
+) -> ImportanceInfo:
+    """Optuna's fANOVA importance on scores that share a budget, with its spread over
+    bootstrap resamples of the trials (how much the ranking depends on which trials ran)."""
+    import optuna
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    dists: dict[str, Any] = {}
+    for p in space:
+        if p["type"] == "FloatParam":
+            dists[p["name"]] = FloatDistribution(p["low"], p["high"], log=bool(p["log"]))
+        elif p["type"] == "IntParam":
+            dists[p["name"]] = IntDistribution(p["low"], p["high"], step=p["step"])
+        elif p["type"] == "BoolParam":
+            dists[p["name"]] = CategoricalDistribution([True, False])
+    if not dists:
+        return ImportanceInfo({}, "no searched parameter: nothing to rank", {}, {}, 0)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    views: dict[str, dict[str, tuple[float, float, float]]] = {}
+    counts: dict[str, int] = {}
+    for label, frame in budget_views(trials, budgets).items():
+        done = frame[(frame["status"] == "completed") & frame["val_accuracy"].notna()]
+        counts[label] = len(done)
+        if len(done) < MIN_IMPORTANCE_TRIALS:
+            continue
+        try:
+            point = _fanova(done, dists, seed=0)
+            rng = np.random.default_rng(0)
+            boot = [
+                _fanova(done.iloc[rng.integers(0, len(done), len(done))], dists, seed=b)
+                for b in range(resamples)
+            ]
+        except (RuntimeError, ValueError) as exc:
+            return ImportanceInfo({}, f"importance could not be computed: {exc}", {}, counts, 0)
+        views[label] = {
+            k: (
+                v,
+                float(np.percentile([b.get(k, 0.0) for b in boot], 10)),
+                float(np.percentile([b.get(k, 0.0) for b in boot], 90)),
+            )
+            for k, v in point.items()
+        }
+    rests = "; ".join(f"{label}: {n} trials" for label, n in counts.items())
+    if not views:
+        return ImportanceInfo(
+            {},
+            f"not informative: it needs at least {MIN_IMPORTANCE_TRIALS} trials at one budget "
+            f"({rests})",
+            {},
+            counts,
+            0,
         )
-    except (RuntimeError, ValueError) as exc:
-        return ImportanceInfo({}, f"importance could not be computed: {exc}")
-    return ImportanceInfo({k: float(v) for k, v in imp.items()}, None)
+    first = next(iter(views.values()))
+    message = (
+        f"fANOVA on scores at equal budget ({rests}); bars: 10th-90th percentile over "
+        f"{resamples} bootstrap resamples of the trials. Overlapping bars do not rank."
+    )
+    return ImportanceInfo({k: v[0] for k, v in first.items()}, message, views, counts, resamples)
 
 
 def importance_plot(info: ImportanceInfo) -> go.Figure:
-    items = sorted(info.importances.items(), key=lambda kv: kv[1])
-    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h"))
+    fig = go.Figure()
+    order = sorted(info.importances, key=lambda k: info.importances[k])
+    for label, imp in info.views.items():
+        values = [imp.get(k, (0.0, 0.0, 0.0)) for k in order]
+        fig.add_trace(
+            go.Bar(
+                x=[v[0] for v in values],
+                y=order,
+                orientation="h",
+                name=esc(label),
+                error_x={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [max(v[2] - v[0], 0.0) for v in values],
+                    "arrayminus": [max(v[0] - v[1], 0.0) for v in values],
+                },
+            )
+        )
     fig.update_layout(
-        title="Hyperparameter importance (Optuna, completed trials)", xaxis_title="importance"
+        title="Hyperparameter importance (Optuna fANOVA) at equal budget",
+        xaxis_title="importance",
+        barmode="group",
     )
     return fig
 
 
-# ------------------------------------------------------------------------------- budget
 class BudgetInfo(NamedTuple):
     trial_ids: list[str]
     epochs: list[int]  # epochs trained in each trial

@@ -21,6 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from data_pipeline.files import write_text_atomic
 from reports import figures as fig
+from reports.budgets import equal_budget
 from reports.rundata import RunData, load_run
 from reports.tables import (
     confirm_rows,
@@ -90,15 +91,17 @@ def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | Non
                 ),
             )
         )
+    budgets = equal_budget(
+        trials, run.history, int(run.config.get("options", {}).get("max_epochs", 0))
+    )
     if len(search_trials(trials).dropna(subset=["val_accuracy"])) >= 2:
-        blocks.append(
-            FigureBlock("fig-parallel", figure_json(fig.parallel_plot(fig.parallel_info(trials))))
-        )
+        parallel = fig.parallel_info(trials, budgets)
+        blocks.append(FigureBlock("fig-parallel", figure_json(fig.parallel_plot(parallel))))
     if len(search_trials(trials)):
-        sl = fig.slice_info(trials, space, n_validation=n_val)
+        sl = fig.slice_info(trials, space, n_validation=n_val, budgets=budgets)
         warnings = list(sl.edge_flags.values())
         blocks.append(FigureBlock("fig-slice", figure_json(fig.slice_plot(sl))))
-        imp = fig.importance_info(trials, space)
+        imp = fig.importance_info(trials, space, budgets=budgets)
         importance_note = imp.message
         if imp.importances:
             blocks.append(FigureBlock("fig-importance", figure_json(fig.importance_plot(imp))))

@@ -90,6 +90,7 @@ def make_run(
     exported: bool = True,
     confirmed: bool = True,
     pid: int | None = None,
+    max_epochs: int = 3,
 ) -> Path:
     run_dir.mkdir(parents=True)
     cache = run_dir / "fake-cache"
@@ -109,7 +110,7 @@ def make_run(
                 "options": {
                     "engine": "hyperband",
                     "trials": 6,
-                    "max_epochs": 3,
+                    "max_epochs": max_epochs,
                     "image_size": 67,
                     "width": 0.125,
                     "batch_size": 8,
@@ -262,3 +263,35 @@ def write_confirmation(run_dir: Path, *, seeds: int = 3) -> dict:
     summary = evidence(run_dir, load_confirm(run_dir), labels, None)
     write_json_atomic(run_dir / "summary.json", summary)
     return summary
+
+
+def add_budget_confounded_trials(run_dir: Path, *, n: int = 24, seed: int = 0) -> None:
+    """Hyperband-like trials where ``lrn`` has no effect but every LRN-on trial got only 3
+    epochs and every LRN-off one 20, while ``dense_units`` really helps; with the history
+    of each epoch, as the search records it."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        lrn = i % 2 == 0
+        epochs = 3 if lrn else 20
+        dense = int(rng.choice([512, 1024, 2048, 3072, 4096]))
+        effect = 0.12 * (dense - 512) / 3584
+        curve = [
+            0.5 + 0.25 * (1 - np.exp(-e / 6)) + effect + rng.normal(0, 0.004)
+            for e in range(1, epochs + 1)
+        ]
+        history = [
+            {"epoch": e, "metrics": {"val_accuracy": float(v), "val_loss": 1 - float(v)}}
+            for e, v in enumerate(curve, start=1)
+        ]
+        row = _row(
+            f"c{i:02d}",
+            "completed",
+            float(max(curve)),
+            lr=float(10 ** rng.uniform(-5, -3)),
+            dense=dense,
+            dropout=float(rng.uniform(0, 0.6)),
+            lrn=lrn,
+            epochs=epochs,
+            at=10 + i,
+        )
+        record_trial(run_dir, row, history)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from reports.writer import write_report
-from tests.report_fixtures import XSS_CLASS, make_run
+from tests.report_fixtures import XSS_CLASS, add_budget_confounded_trials, make_run
 
 CHROMIUM = (
     shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -62,7 +62,7 @@ def test_report_and_index_render_offline(tmp_path: Path) -> None:
     assert not re.search(r'(src|href)="(https?:)?//', markup), "the page must not fetch anything"
     assert html.count("plotly.js v") == 1  # included once, not per figure
     n_figures = html.count('data-figure="1"')
-    assert n_figures == 8  # the confirmation's figure included
+    assert n_figures == 7  # the confirmation's included; importance needs 10 trials
     assert 'id="fig-confirm"' in html and 'id="confirm-table"' in html
 
     dom = chromium(tmp_path, report.as_uri(), "--dump-dom")
@@ -93,3 +93,26 @@ def test_report_and_index_render_offline(tmp_path: Path) -> None:
         f"--screenshot={ARTIFACTS / 'index.png'}",
     )
     assert (ARTIFACTS / "index.png").exists()
+
+
+def test_equal_budget_figures_render(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "runs" / "budgets", failed=False, max_epochs=20)
+    add_budget_confounded_trials(run_dir)
+    html = write_report(run_dir).read_text()
+    for fid in ("fig-slice", "fig-importance", "fig-history", "fig-parallel", "fig-confirm"):
+        assert f'id="{fid}"' in html
+    assert "best of epochs 1-3" in html and "full budget, 20 epochs" in html
+    assert "x: epochs spent" in html and "bootstrap resamples" in html
+    dom = chromium(tmp_path, (run_dir / "report.html").as_uri(), "--dump-dom")
+    assert 'data-errors="0"' in dom, re.findall(r'<pre id="js-errors"[^>]*>(.*?)</pre>', dom, re.S)
+    n_figures = html.count('data-figure="1"')
+    assert dom.count('data-drawn="1"') == n_figures
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "report-equal-budget.png"
+    chromium(
+        tmp_path,
+        (run_dir / "report.html").as_uri(),
+        "--window-size=1300,6500",
+        f"--screenshot={shot}",
+    )
+    assert shot.stat().st_size > 50_000

@@ -8,14 +8,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from reports import figures as fig
+from reports.budgets import equal_budget, trial_path
 from reports.rundata import load_run
 from reports.tables import confusion, grid_sample, results_rows, summarize
 from reports.writer import figure_json, write_index, write_report
 from search.results import load_trials
-from tests.report_fixtures import XSS_CLASS, XSS_ERROR, XSS_FILE, make_run
+from tests.report_fixtures import (
+    XSS_CLASS,
+    XSS_ERROR,
+    XSS_FILE,
+    add_budget_confounded_trials,
+    make_run,
+)
 
 
 @pytest.fixture
@@ -54,8 +62,8 @@ def test_figure_infos(run_dir: Path) -> None:
     assert "learning_rate" in sl.edge_flags and "high edge" in sl.edge_flags["learning_rate"]
     assert "dropout" not in sl.edge_flags
     imp = fig.importance_info(trials, run.config["space"])
-    assert set(imp.importances) == {"dropout", "lrn", "dense_units", "learning_rate"}
-    assert sum(imp.importances.values()) == pytest.approx(1.0)
+    assert imp.importances == {} and imp.message.startswith("not informative")
+    assert "4 trials" in imp.message  # says what it would rest on
     b = fig.budget_info(trials)
     assert b.epochs == [3, 3, 3, 3, 0]
     assert b.groups[3] == "bracket 1, round 1"
@@ -67,7 +75,63 @@ def test_figure_infos(run_dir: Path) -> None:
 def test_importance_needs_completed_trials(run_dir: Path) -> None:
     trials = load_trials(run_dir).head(2)
     info = fig.importance_info(trials, load_run(run_dir).config["space"])
-    assert info.importances == {} and "at least 3" in info.message
+    assert info.importances == {} and "at least 10 trials" in info.message
+
+
+def _confounded(tmp_path: Path):
+    run_dir = make_run(tmp_path / "conf", failed=False, confirmed=False, max_epochs=20)
+    add_budget_confounded_trials(run_dir)
+    run = load_run(run_dir)
+    return run, equal_budget(run.trials, run.history, 20)
+
+
+def test_equal_budget_importance_is_not_fooled_by_the_budget_a_parameter_was_dealt(
+    tmp_path: Path,
+) -> None:
+    run, budgets = _confounded(tmp_path)
+    space = run.config["space"]
+    mixed = fig.importance_info(run.trials, space)  # every score as if budgets were equal
+    assert max(mixed.importances, key=mixed.importances.get) == "lrn"
+    fair = fig.importance_info(run.trials, space, budgets=budgets)
+    rung = next(iter(fair.views))
+    assert rung.startswith("best of epochs 1-3")
+    ranking = sorted(fair.views[rung], key=lambda k: -fair.views[rung][k][0])
+    assert ranking[0] == "dense_units" and ranking[0] != "lrn"
+    spreads = [hi - lo for _, lo, hi in fair.views[rung].values()]
+    assert all(s >= 0 for s in spreads) and max(spreads) > 0  # a spread over resamples
+    assert fair.resamples == 10 and "bootstrap" in fair.message
+
+
+def test_equal_budget_views_and_full_paths(tmp_path: Path) -> None:
+    run, budgets = _confounded(tmp_path)
+    assert budgets.mixed and budgets.rung_epoch == 3
+    assert len(budgets.at_rung) == 24 + 4  # every configuration, the fixture's 4 included
+    assert set(budgets.at_full["trial_id"]) == {f"c{i:02d}" for i in range(1, 24, 2)}
+    sl = fig.slice_info(run.trials, run.config["space"], n_validation=7, budgets=budgets)
+    assert len(sl.views) == 2  # first rung, full budget: never one axis of mixed budgets
+    h = fig.history_info(run.trials, None)
+    assert h.epochs_so_far[-1] == sum(3 if i % 2 == 0 else 20 for i in range(24)) + 4 * 3
+    # a promoted trial's curve starts at epoch 1, with its parent's epochs
+    trials = run.trials.copy()
+    child = _promoted(run.trials.iloc[1], "p1", parent="c01")
+    hist = pd.concat(
+        [
+            run.history,
+            pd.DataFrame(
+                [
+                    {"trial_id": "p1", "epoch": e, "metric": "val_accuracy", "value": 0.9}
+                    for e in (21, 22)
+                ]
+            ),
+        ]
+    )
+    trials = pd.concat([trials, child], ignore_index=True)
+    path = trial_path(trials, hist, "p1")
+    assert list(path["epoch"]) == list(range(1, 23)) and path["value"].iloc[-1] == 0.9
+
+
+def _promoted(row: pd.Series, trial_id: str, *, parent: str) -> pd.DataFrame:
+    return pd.DataFrame([{**row.to_dict(), "trial_id": trial_id, "parent_id": parent}])
 
 
 def test_everything_from_data_is_escaped(tmp_path: Path) -> None:
