@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from data_pipeline.errors import DataError
@@ -13,11 +16,14 @@ from data_pipeline.files import file_digest
 # The Microsoft Cats-and-Dogs archive unpacks to ~0.85 GB; anything past this is not a photo set.
 MAX_UNCOMPRESSED_BYTES = 64 * 2**30
 MAX_RATIO = 200  # compression ratio past which a member is treated as a zip bomb
+# Below this, the whole archive is not checked for its ratio: a few small text files compress
+# well and are harmless. JPEGs barely compress (ratio ~1), so photo sets are far from it.
+RATIO_FLOOR_BYTES = 16 * 2**20
 
 
 def check_members(zf: zipfile.ZipFile, *, max_bytes: int = MAX_UNCOMPRESSED_BYTES) -> None:
     """Refuse members that escape the target folder and archives whose size is absurd."""
-    total = 0
+    total = compressed = 0
     for info in zf.infolist():
         name = info.filename
         parts = PurePosixPath(name.replace("\\", "/")).parts
@@ -29,6 +35,7 @@ def check_members(zf: zipfile.ZipFile, *, max_bytes: int = MAX_UNCOMPRESSED_BYTE
         if (info.external_attr >> 16) & 0o170000 == 0o120000:
             raise DataError(f"archive member {name!r} is a symbolic link; refusing to extract.")
         total += info.file_size
+        compressed += info.compress_size
         if (
             info.compress_size
             and info.file_size / info.compress_size > MAX_RATIO
@@ -43,6 +50,42 @@ def check_members(zf: zipfile.ZipFile, *, max_bytes: int = MAX_UNCOMPRESSED_BYTE
             f"archive would expand to {total:,} bytes, over the {max_bytes:,} byte "
             "limit; refusing to extract."
         )
+    # many small members can add up to a bomb that no single member reveals
+    if total > RATIO_FLOOR_BYTES and total / max(compressed, 1) > MAX_RATIO:
+        raise DataError(
+            f"archive expands {total / max(compressed, 1):.0f}x in all ({total:,} bytes from "
+            f"{compressed:,}; over {MAX_RATIO}x): refusing a likely zip bomb."
+        )
+
+
+def extract_checked(archive: Path, into: Path) -> None:
+    """Extract ``archive`` into the new folder ``into``, or leave nothing behind: a corrupt
+    archive (bad CRC, truncated) is a ``DataError`` and its partial extraction is removed."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            check_members(zf)
+            zf.extractall(into)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+        shutil.rmtree(into, ignore_errors=True)
+        raise DataError(
+            f"{str(archive)!r} is corrupt or unreadable ({type(exc).__name__}: {exc}); "
+            "download it again."
+        ) from None
+    except BaseException:
+        shutil.rmtree(into, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One process at a time (``flock``; released by the kernel if the holder dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def extract_once(archive: Path, cache_root: Path) -> Path:
@@ -52,13 +95,16 @@ def extract_once(archive: Path, cache_root: Path) -> Path:
     target = Path(cache_root) / "extracted" / file_digest(archive)[:24]
     if (target / ".complete").exists():
         return target
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with zipfile.ZipFile(archive) as zf:
-        check_members(zf)
-        zf.extractall(tmp)
-    (tmp / ".complete").touch()
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    # Two processes extracting the same archive for the first time: the second waits, then
+    # finds the first one's result instead of deleting it.
+    with _locked(target.with_name(f"{target.name}.lock")):
+        if (target / ".complete").exists():
+            return target
+        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        extract_checked(archive, tmp)
+        (tmp / ".complete").touch()
+        if target.exists():  # an incomplete extraction of a crashed process: never complete
+            shutil.rmtree(target)
+        os.replace(tmp, target)
     return target

@@ -14,11 +14,10 @@ import shutil
 import sys
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_pipeline.archive import check_members
+from data_pipeline.archive import extract_checked
 from data_pipeline.errors import DataError
 from data_pipeline.progress import progress_bars
 
@@ -68,17 +67,23 @@ def fetch(
 
 
 def prepare_archive(archive: Path, dest: Path) -> Path:
-    """Extract ``archive`` into ``dest`` (checked for unsafe members first); return ``dest``."""
-    with zipfile.ZipFile(archive) as zf:
-        check_members(zf)
-        tmp = dest / ".extracting"
+    """Extract ``archive`` into ``dest`` (checked for unsafe members first); return ``dest``.
+
+    Nothing of the user's is replaced: if a top-level name of the archive already exists in
+    ``dest``, nothing is extracted and the error says which.
+    """
+    tmp = dest / f".extracting-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    extract_checked(archive, tmp)
+    clashes = sorted(child.name for child in tmp.iterdir() if (dest / child.name).exists())
+    if clashes:
         shutil.rmtree(tmp, ignore_errors=True)
-        zf.extractall(tmp)
+        raise DataError(
+            f"{dest / clashes[0]} already exists; remove it or choose another --dest "
+            "(nothing was extracted or replaced)."
+        )
     for child in tmp.iterdir():
-        final = dest / child.name
-        if final.exists():
-            shutil.rmtree(final) if final.is_dir() else final.unlink()
-        os.replace(child, final)
+        os.replace(child, dest / child.name)
     tmp.rmdir()
     return dest
 
@@ -91,15 +96,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--keep-archive", action="store_true", help="keep the .zip after extracting")
     args = p.parse_args(argv)
     args.dest.mkdir(parents=True, exist_ok=True)
-    archive = args.dest / Path(args.url.split("?")[0]).name
+    name = Path(args.url.split("?")[0]).name or "archive.zip"
+    # Downloaded under a name of our own: --url file://DEST/mydata.zip must not overwrite or
+    # delete the user's mydata.zip, which is an input.
+    archive = args.dest / f".alexnet-tuner-download-{os.getpid()}-{name}"
     try:
         fetch(args.url, archive, expected_sha256=args.sha256, show_progress=sys.stderr.isatty())
         prepare_archive(archive, args.dest)
-    except (DataError, zipfile.BadZipFile) as exc:
+        if args.keep_archive and not (args.dest / name).exists():
+            os.replace(archive, args.dest / name)
+    except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if not args.keep_archive:
-        archive.unlink()
+    finally:
+        archive.unlink(missing_ok=True)
     print(f"ready: {args.dest} (try: python -m data_pipeline.inspect {args.dest})")
     return 0
 

@@ -281,3 +281,58 @@ def test_a_labelled_test_folder_wins_over_kaggles_unlabelled_test1(tmp_path: Pat
         "test/dog.0.jpg",
         "test/dog.1.jpg",
     }
+
+
+def test_many_small_members_that_add_up_to_a_bomb_are_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "small-bomb.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for i in range(400):  # each member well under 1 MiB, 100 MB in all
+            zf.writestr(f"train/cat.{i}.jpg", b"\0" * 250_000)
+    assert archive.stat().st_size < 2**20
+    with zipfile.ZipFile(archive) as zf, pytest.raises(DataError, match="in all"):
+        check_members(zf)
+
+
+def test_a_corrupt_zip_is_a_clean_error_and_leaves_no_folder(tmp_path: Path) -> None:
+    src = make_blog_layout(tmp_path / "src", train=2, test=1)
+    archive = tmp_path / "bad.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(src.rglob("*.jpg")):
+            zf.write(p, p.relative_to(src).as_posix())
+    data = bytearray(archive.read_bytes())
+    start = data.find(b"\xff\xd8\xff")
+    data[start + 200 : start + 260] = b"\0" * 60
+    archive.write_bytes(bytes(data))
+    cache = tmp_path / "cache"
+    for _ in range(2):  # and again: no partial folder left by the first try
+        with pytest.raises(DataError, match="corrupt"):
+            extract_once(archive, cache)
+        assert not [p for p in (cache / "extracted").iterdir() if not p.name.endswith(".lock")]
+
+
+def test_two_processes_extracting_the_same_archive_first_time(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = make_blog_layout(tmp_path / "src", train=20, test=10)
+    archive = tmp_path / "dogs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(src.rglob("*.jpg")):
+            zf.write(p, p.relative_to(src).as_posix())
+    code = (
+        "import sys; from pathlib import Path; from data_pipeline.archive import extract_once; "
+        "from data_pipeline.discover import discover; "
+        "t = extract_once(Path(sys.argv[1]), Path(sys.argv[2])); print(len(discover(t).files))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(archive), str(tmp_path / "cache")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
+    assert [o[0].strip() for o in outs] == ["60"] * 3

@@ -48,3 +48,40 @@ def test_offline_fails_at_once_with_advice(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert code == 1
     assert "could not download" in err and "--data-dir" in err
+
+
+def test_the_users_archive_in_dest_is_neither_overwritten_nor_deleted(tmp_path: Path) -> None:
+    archive, sha = _pet_archive(tmp_path)
+    dest = tmp_path / "data"
+    dest.mkdir()
+    mine = dest / "mydata.zip"
+    mine.write_bytes(archive.read_bytes())
+    before = mine.read_bytes()
+    assert main(["--dest", str(dest), "--url", mine.as_uri(), "--sha256", sha]) == 0
+    assert mine.exists() and mine.read_bytes() == before
+    assert len(discover(dest / "PetImages").files) == 6
+    assert not [p for p in dest.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_an_existing_folder_in_dest_is_not_replaced(tmp_path: Path, capsys) -> None:
+    archive, sha = _pet_archive(tmp_path)
+    dest = tmp_path / "data"
+    (dest / "PetImages").mkdir(parents=True)
+    (dest / "PetImages" / "notes.txt").write_text("the user's own")
+    assert main(["--dest", str(dest), "--url", archive.as_uri(), "--sha256", sha]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert (dest / "PetImages" / "notes.txt").read_text() == "the user's own"
+    assert sorted(p.name for p in dest.iterdir()) == ["PetImages"]
+
+
+def test_a_corrupt_archive_is_an_error_and_leaves_nothing(tmp_path: Path, capsys) -> None:
+    archive, _ = _pet_archive(tmp_path)
+    data = bytearray(archive.read_bytes())
+    start = data.find(b"\xff\xd8\xff")  # inside the first JPEG member: its CRC will not match
+    data[start + 200 : start + 260] = b"\0" * 60
+    archive.write_bytes(bytes(data))
+    sha = hashlib.sha256(bytes(data)).hexdigest()
+    dest = tmp_path / "data"
+    assert main(["--dest", str(dest), "--url", archive.as_uri(), "--sha256", sha]) == 1
+    assert "corrupt" in capsys.readouterr().err
+    assert list(dest.iterdir()) == []
