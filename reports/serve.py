@@ -6,11 +6,24 @@ import argparse
 import contextlib
 import functools
 import http.server
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from reports.writer import write_index
+
+
+class InsideOnly(http.server.SimpleHTTPRequestHandler):
+    """Serves files of the runs folder only: a symbolic link that leads out of it is a 404."""
+
+    def translate_path(self, path: str) -> str:
+        local = super().translate_path(path)
+        root = os.path.realpath(self.directory)
+        real = os.path.realpath(local)
+        if real != root and not real.startswith(root + os.sep):
+            return os.path.join(root, ".alexnet-tuner-outside-the-runs-folder")  # never exists
+        return local
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,11 +34,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.runs_dir.is_dir():
         print(f"error: {str(args.runs_dir)!r} is not a folder of runs.", file=sys.stderr)
         return 2
-    write_index(args.runs_dir)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(args.runs_dir))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler) as server:
+    if not 0 <= args.port <= 65535:
         print(
-            f"serving {args.runs_dir} at http://127.0.0.1:{server.server_address[1]}/ "
+            f"error: --port must be 0-65535 (0 picks a free one), but got {args.port}.",
+            file=sys.stderr,
+        )
+        return 2
+    index = write_index(args.runs_dir)
+    handler = functools.partial(InsideOnly, directory=str(args.runs_dir))
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
+    except OSError as exc:
+        print(
+            f"error: cannot serve on port {args.port} ({exc.strerror}); choose another with "
+            "--port, or --port 0 for a free one.",
+            file=sys.stderr,
+        )
+        return 2
+    with server:
+        page = "" if index.name == "index.html" else index.name
+        print(
+            f"serving {args.runs_dir} at http://127.0.0.1:{server.server_address[1]}/{page} "
             "(Ctrl-C to stop)",
             flush=True,
         )

@@ -207,8 +207,30 @@ def index_rows(runs: list[tuple[str, RunData]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["created"], reverse=True)
 
 
+GENERATOR = '<meta name="generator" content="alexnet-tuner">'
+OWN_INDEX = "alexnet-tuner-index.html"
+
+
+def index_path(runs_dir: Path) -> Path:
+    """``RUNS_DIR/index.html``, unless a file of that name is not ours (a user's own page
+    beside their run folders): then ``RUNS_DIR/alexnet-tuner-index.html``, never theirs."""
+    path = Path(runs_dir) / "index.html"
+    if not path.exists() and not path.is_symlink():
+        return path
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return path.with_name(OWN_INDEX)
+    return (
+        path
+        if path.is_file() and not path.is_symlink() and GENERATOR in head
+        else (path.with_name(OWN_INDEX))
+    )
+
+
 def write_index(runs_dir: Path) -> Path:
-    """``RUNS_DIR/index.html``: every run below ``runs_dir`` with a link to its report."""
+    """The runs index (``index_path``): every run below ``runs_dir`` with a link to its report."""
     runs_dir = Path(runs_dir)
     runs = []
     for config in sorted(runs_dir.glob("*/config.json")):
@@ -217,7 +239,7 @@ def write_index(runs_dir: Path) -> Path:
         except (FileNotFoundError, ValueError, KeyError):
             continue
     html = _env().get_template("index.html").render(root=str(runs_dir), runs=index_rows(runs))
-    path = runs_dir / "index.html"
+    path = index_path(runs_dir)
     write_text_atomic(path, html)
     return path
 

@@ -580,7 +580,7 @@ class Search:
         """The HTML report, whatever the outcome; a report error never costs results."""
         if self.opts.role != "chief":
             return
-        from reports.writer import write_report
+        from reports.writer import index_path, write_report
 
         try:
             path = write_report(self.run_dir)
@@ -590,7 +590,7 @@ class Search:
                 f"with python -m reports.build {self.run_dir}"
             )
             return
-        self.console.print(f"report: {path} (index: {self.run_dir.parent / 'index.html'})")
+        self.console.print(f"report: {path} (index: {index_path(self.run_dir.parent)})")
 
     def _note(self) -> str:
         return res.progress_note(res.load_trials(self.run_dir))

@@ -220,3 +220,61 @@ def test_serve_prints_the_address_and_serves_the_index(run_dir: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_serve_keeps_to_the_runs_folder(run_dir: Path, tmp_path: Path) -> None:
+    import urllib.error
+    import urllib.request
+
+    secret = tmp_path / "outside.txt"
+    secret.write_text("not for the web")
+    (run_dir.parent / "leak.txt").symlink_to(secret)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reports.serve", str(run_dir.parent), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        base = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(base + "leak.txt", timeout=10)
+        assert err.value.code == 404
+        with urllib.request.urlopen(base + "hb-1/config.json", timeout=10) as response:
+            assert response.status == 200
+        port = int(base.rsplit(":", 1)[1].strip("/"))
+        busy = subprocess.run(
+            [sys.executable, "-m", "reports.serve", str(run_dir.parent), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert busy.returncode == 2 and "--port" in busy.stderr and "Traceback" not in busy.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    bad = subprocess.run(
+        [sys.executable, "-m", "reports.serve", str(run_dir.parent), "--port", "70000"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "0-65535" in bad.stderr
+
+
+def test_a_users_own_index_html_is_left_alone(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    make_run(runs / "a")
+    mine = runs / "index.html"
+    mine.write_text("<html><body>my own page</body></html>")
+    written = write_index(runs)
+    assert mine.read_text() == "<html><body>my own page</body></html>"
+    assert written.name == "alexnet-tuner-index.html" and "a/report.html" in written.read_text()
+    write_report(runs / "a")  # rebuilding a report (which rewrites the index) leaves it too
+    assert mine.read_text() == "<html><body>my own page</body></html>"
+    ours = tmp_path / "runs2"
+    make_run(ours / "b")
+    assert write_index(ours).name == "index.html"
+    assert write_index(ours).name == "index.html"  # our own index is ours to rewrite
