@@ -18,9 +18,16 @@ from data_pipeline.pipeline import DataConfig
 from models.alexnet import AlexNetParams, validate
 from search.engines import ENGINES
 from search.rundir import identity_hash
+from search.space import read_space_file
 from search.storage import mask_url, resolve_storage
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+# Past these, a value exhausts memory before it trains anything: 1024px images cache at 3 MiB
+# each (25,000 photos: 74 GiB); AlexNet was designed for 227px.
+MAX_IMAGE_SIZE = 1024
+MAX_WIDTH = 4.0
 
 
 class OptionError(ValueError):
@@ -127,6 +134,17 @@ class SearchOptions:
             raise OptionError(str(exc)) from None
         if self.max_failures < 1:
             raise OptionError(f"--max-failures must be at least 1, but got {self.max_failures}.")
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise OptionError(
+                f"--image-size must be at most {MAX_IMAGE_SIZE} (the blog's is 227), but got "
+                f"{self.image_size}: the cache would hold {3 * self.image_size**2 / 2**20:.0f} "
+                "MiB per image."
+            )
+        if self.width > MAX_WIDTH:
+            raise OptionError(
+                f"--width must be at most {MAX_WIDTH:g} (1.0 = the blog's filters), but got "
+                f"{self.width:g}."
+            )
         try:
             validate(AlexNetParams(image_size=self.image_size, width=self.width))
         except ValueError as exc:
@@ -160,9 +178,7 @@ class SearchOptions:
             url = resolve_storage(self.storage)
             out["storage"] = mask_url(url) if url else "journal file in the run directory"
             out["study"] = self.study
-        out["space"] = (
-            Path(self.space).read_text() if self.space and Path(self.space).exists() else None
-        )
+        out["space"] = read_space_file(self.space) if self.space else None
         return out
 
     def data_config(self) -> DataConfig:

@@ -161,10 +161,33 @@ def load_space(path: Path | None) -> tuple[Param, ...]:
     """
     if path is None:
         return DEFAULT_SPACE
+    return parse_space(read_space_file(path), source=str(path))
+
+
+def read_space_file(path: Path) -> str:
+    """The text of a --space file, or a ``SpaceError`` that says what is wrong with it."""
+    path = Path(path)
+    if not path.exists():
+        raise SpaceError(f"--space file {str(path)!r} does not exist.")
+    if not path.is_file():
+        raise SpaceError(f"--space {str(path)!r} is not a file; give a TOML file like space.toml.")
+    if path.stat().st_size > 1 << 20:
+        raise SpaceError(f"--space file {str(path)!r} is over 1 MiB: not a search space.")
     try:
-        doc = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise SpaceError(f"--space file {str(path)!r} does not exist.") from None
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpaceError(
+            f"--space file {str(path)!r} is not UTF-8 text; save it as a UTF-8 TOML file."
+        ) from None
+    except OSError as exc:
+        raise SpaceError(f"--space file {str(path)!r} cannot be read: {exc.strerror}.") from None
+
+
+def parse_space(text: str, *, source: str = "--space") -> tuple[Param, ...]:
+    """The default space with the overrides of a TOML document (see ``load_space``)."""
+    path = source
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpaceError(f"--space file {str(path)!r} is not valid TOML: {exc}.") from None
     unknown = set(doc) - set(SEARCHED)

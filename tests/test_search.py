@@ -376,6 +376,14 @@ def test_refusals(tiny: dict[str, Path], tmp_path: Path) -> None:
         (["--image-size", "50"], "image_size must be at least 67"),
         (["--time-budget", "soon"], "--time-budget must look like"),
         (["--data-dir", "/nonexistent/data"], "python -m data_pipeline.download"),
+        (["--image-size", "100000"], "--image-size must be at most 1024"),
+        (["--width", "50"], "--width must be at most 4"),
+        (["--confirm", "1"], "--confirm 1 cannot tell"),
+        (["--confirm", "-2"], "--confirm must be a number of seeds"),
+        (["--confirm-top", "0"], "--confirm-top must be from 1 to 10"),
+        (["--val-fraction", "0.6", "--test-fraction", "0.5"], "must leave images to train on"),
+        (["--test-fraction", "1.5"], "--test-fraction must be in [0, 1)"),
+        (["--space", "/"], "is not a file"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
