@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reports.writer import write_index, write_report
+from search.rundir import RunDirError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(write_index(args.run_dir))
         else:
             print(write_report(args.run_dir))
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, RunDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

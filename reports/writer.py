@@ -32,7 +32,7 @@ from reports.tables import (
     summarize,
 )
 from search.results import TRIAL_COLUMNS, baseline_score, best_trial, search_trials
-from search.rundir import format_seconds, now_iso
+from search.rundir import RunDirError, format_seconds, now_iso
 
 # the user-facing columns of trials.csv, in its order, with the interval beside the score
 _SHOWN = list(TRIAL_COLUMNS[: TRIAL_COLUMNS.index("error") + 1])
@@ -236,7 +236,7 @@ def write_index(runs_dir: Path) -> Path:
     for config in sorted(runs_dir.glob("*/config.json")):
         try:
             runs.append((f"{config.parent.name}/report.html", load_run(config.parent)))
-        except (FileNotFoundError, ValueError, KeyError):
+        except (FileNotFoundError, ValueError, KeyError, RunDirError):  # a damaged run is left out
             continue
     html = _env().get_template("index.html").render(root=str(runs_dir), runs=index_rows(runs))
     path = index_path(runs_dir)

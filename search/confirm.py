@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from data_pipeline.files import write_text_atomic
-from search.results import BASELINE_ID, locked_results, search_trials
+from search.results import BASELINE_ID, locked_results, read_table, search_trials
 from search.space import SEARCHED
 from search.stats import accuracy_ci, paired_difference, sentence
 
@@ -139,10 +139,12 @@ def predictions_path(run_dir: Path, rid: str) -> Path:
 
 
 def load_confirm(run_dir: Path) -> pd.DataFrame:
-    path = Path(run_dir) / "confirm.csv"
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=list(CONFIRM_COLUMNS))
-    return pd.read_csv(path, dtype={"run_id": str, "trial_id": str, "error": str})
+    table = read_table(
+        Path(run_dir) / "confirm.csv",
+        CONFIRM_COLUMNS,
+        {"run_id": str, "trial_id": str, "error": str},
+    )
+    return table[table["run_id"].notna()].reset_index(drop=True)
 
 
 def record_confirm(run_dir: Path, row: ConfirmRow) -> None:

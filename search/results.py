@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from data_pipeline.files import write_text_atomic
+from search.rundir import RunDirError
 from search.space import SEARCHED
 
 BASELINE_ID = "baseline"
@@ -75,19 +77,54 @@ def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
     write_text_atomic(path, frame.to_csv(index=False))
 
 
-def load_trials(run_dir: Path) -> pd.DataFrame:
-    path = Path(run_dir) / "trials.csv"
+class ResultsError(RunDirError):
+    """A results file is damaged beyond what can be recovered: message and exit code 2."""
+
+
+def read_table(path: Path, columns: tuple[str, ...], dtype: dict[str, Any]) -> pd.DataFrame:
+    """A results CSV, whole: a missing file is an empty table; a torn last line (a crash in
+    the middle of a write that was not atomic, or a file cut short by hand) is dropped, so no
+    partial row is ever read as a finished one; an empty or unreadable file is refused with a
+    message that names it."""
+    path = Path(path)
     if not path.exists():
-        return pd.DataFrame(columns=list(TRIAL_COLUMNS))
-    frame = pd.read_csv(path, dtype={"trial_id": str, "parent_id": str, "error": str})
+        return pd.DataFrame(columns=list(columns))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path} cannot be read ({exc}); restore it from a backup.") from None
+    lines = text.splitlines(keepends=True)
+    if not lines or not lines[0].strip():
+        raise ResultsError(
+            f"{path} is empty (cut short by a crash or by hand): its results are lost. Restore "
+            "it from a backup, or delete it to run the search's trials again."
+        )
+    if lines[0].rstrip("\r\n").split(",") != list(columns):
+        raise ResultsError(
+            f"{path} does not start with the expected header ({','.join(columns[:4])},...): "
+            "not a results file of this version of alexnet-tuner."
+        )
+    if not lines[-1].endswith("\n"):
+        lines = lines[:-1]  # torn: the row that was being written is not a result
+    try:
+        frame = pd.read_csv(io.StringIO("".join(lines)), dtype=dtype)
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise ResultsError(f"{path} is damaged ({exc}); restore it from a backup.") from None
     return frame
 
 
+def load_trials(run_dir: Path) -> pd.DataFrame:
+    frame = read_table(
+        Path(run_dir) / "trials.csv",
+        TRIAL_COLUMNS,
+        {"trial_id": str, "parent_id": str, "error": str},
+    )
+    valid = frame["status"].isin(STATUSES) & frame["trial_id"].notna()
+    return frame[valid].reset_index(drop=True)
+
+
 def load_history(run_dir: Path) -> pd.DataFrame:
-    path = Path(run_dir) / "history.csv"
-    if not path.exists():
-        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
-    return pd.read_csv(path, dtype={"trial_id": str})
+    return read_table(Path(run_dir) / "history.csv", HISTORY_COLUMNS, {"trial_id": str})
 
 
 @contextlib.contextmanager

@@ -1,0 +1,46 @@
+"""Results files cut short (a crash, a power loss, a hand edit): never read as if whole."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reports.writer import write_index
+from search.results import ResultsError, load_history, load_trials
+from tests.report_fixtures import make_run
+
+
+def test_a_torn_last_row_is_dropped_not_read_as_a_finished_trial(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "runs" / "a")
+    whole = load_trials(run_dir)
+    text = (run_dir / "trials.csv").read_text()
+    cut = text.rstrip("\n").rsplit("\n", 1)
+    torn = cut[0] + "\n" + cut[1][: len(cut[1]) // 3]  # the last row half written
+    (run_dir / "trials.csv").write_text(torn)
+    trials = load_trials(run_dir)
+    assert list(trials["trial_id"]) == list(whole["trial_id"])[:-1]
+    assert trials["status"].isin(["completed", "failed", "pruned"]).all()
+
+
+def test_an_empty_results_file_is_refused_with_a_message(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "runs" / "a")
+    make_run(tmp_path / "runs" / "b")
+    (run_dir / "trials.csv").write_text("")
+    with pytest.raises(ResultsError, match="is empty"):
+        load_trials(run_dir)
+    (run_dir / "history.csv").write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(ResultsError, match=r"cannot be read|header"):
+        load_history(run_dir)
+    out = subprocess.run(
+        [sys.executable, "-m", "reports.build", str(run_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "is empty" in out.stderr and "Traceback" not in out.stderr
+    index = write_index(tmp_path / "runs").read_text()  # the damaged run does not stop the index
+    assert 'href="b/report.html"' in index and 'href="a/report.html"' not in index
