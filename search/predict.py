@@ -18,40 +18,77 @@ import numpy as np
 from data_pipeline.images import decode_files
 
 
-def predict(model_dir: Path, paths: Sequence[Path]) -> list[dict[str, Any]]:
+class ModelError(ValueError):
+    """MODEL_DIR is not a readable exported model: message and exit code 2."""
+
+
+BATCH = 64  # images decoded and scored at a time: memory stays flat in the number of images
+
+
+def load_model(model_dir: Path) -> tuple[dict[str, Any], Any]:
+    """The export's ``labels.json`` and its ``serve`` signature, or a ``ModelError`` that says
+    what is wrong with the folder."""
     import tensorflow as tf
 
     if (model_dir / "best_model" / "labels.json").exists():
         model_dir = model_dir / "best_model"
     meta_path = model_dir / "labels.json"
     if not meta_path.exists():
-        raise FileNotFoundError(
+        raise ModelError(
             f"{str(model_dir)!r} is not an exported model (no labels.json); "
             "pass RUN_DIR/best_model."
         )
-    meta = json.loads(meta_path.read_text())
-    size = int(meta["image_size"])
-    pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    metas = decode_files(list(paths), size, out=pixels)
-    serve = tf.saved_model.load(str(model_dir)).signatures["serve"]
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        size, classes = int(meta["image_size"]), list(meta["classes"])
+        if not 1 <= size <= 4096 or len(classes) < 2:
+            raise ValueError(f"image_size {size}, {len(classes)} classes")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(
+            f"{meta_path} is damaged ({type(exc).__name__}: {exc}); export the model again "
+            "with python -m search.export RUN_DIR."
+        ) from None
+    try:
+        serve = tf.saved_model.load(str(model_dir)).signatures["serve"]
+    except Exception as exc:  # TensorFlow raises many types for a damaged SavedModel
+        raise ModelError(
+            f"{str(model_dir)!r} holds no loadable SavedModel with a 'serve' signature "
+            f"({type(exc).__name__}: {str(exc)[:200]}); export it again with "
+            "python -m search.export RUN_DIR."
+        ) from None
+    return {**meta, "image_size": size, "classes": classes}, serve
+
+
+def predict(model_dir: Path, paths: Sequence[Path], *, batch: int = BATCH) -> list[dict[str, Any]]:
+    """Label and probability for each image (or its decoding error), ``batch`` at a time."""
+    import tensorflow as tf
+
+    meta, serve = load_model(model_dir)
+    size = meta["image_size"]
     out: list[dict[str, Any]] = []
-    ok = [i for i, m in enumerate(metas) if m.error is None]
-    probs: dict[int, np.ndarray] = {}
-    if ok:
-        batch = pixels[ok]  # uint8: the model scales its input itself
-        result = serve(tf.constant(batch))
-        values = next(iter(result.values())).numpy()
-        probs = dict(zip(ok, values, strict=True))
-    for i, path in enumerate(paths):
-        if i in probs:
-            k = int(np.argmax(probs[i]))
-            out.append(
-                {"path": str(path), "label": meta["classes"][k], "probability": float(probs[i][k])}
-            )
-        else:
-            out.append(
-                {"path": str(path), "label": None, "probability": None, "error": metas[i].error}
-            )
+    pixels = np.empty((batch, size, size, 3), dtype=np.uint8)
+    for start in range(0, len(paths), batch):
+        chunk = list(paths[start : start + batch])
+        metas = decode_files(chunk, size, out=pixels[: len(chunk)])
+        ok = [i for i, m in enumerate(metas) if m.error is None]
+        probs: dict[int, np.ndarray] = {}
+        if ok:
+            result = serve(tf.constant(pixels[ok]))  # uint8: the model scales its input itself
+            probs = dict(zip(ok, next(iter(result.values())).numpy(), strict=True))
+        for i, path in enumerate(chunk):
+            if i in probs:
+                k = int(np.argmax(probs[i]))
+                out.append(
+                    {
+                        "path": str(path),
+                        "label": meta["classes"][k],
+                        "probability": float(probs[i][k]),
+                    }
+                )
+            else:
+                out.append(
+                    {"path": str(path), "label": None, "probability": None, "error": metas[i].error}
+                )
     return out
 
 
@@ -60,14 +97,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("model_dir", type=Path)
     p.add_argument("images", type=Path, nargs="+")
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument(
+        "--batch-size", type=int, default=BATCH, help="images per batch (default %(default)s)"
+    )
     args = p.parse_args(argv)
+    if not 1 <= args.batch_size <= 4096:
+        print(f"error: --batch-size must be 1-4096, but got {args.batch_size}.", file=sys.stderr)
+        return 2
     missing = [str(i) for i in args.images if not i.is_file()]
     if missing:
         print(f"error: image(s) not found: {', '.join(missing)}", file=sys.stderr)
         return 2
     try:
-        rows = predict(args.model_dir, args.images)
-    except FileNotFoundError as exc:
+        rows = predict(args.model_dir, args.images, batch=args.batch_size)
+    except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:

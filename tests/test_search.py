@@ -136,21 +136,26 @@ def test_export_reloads_exactly_and_predicts(tiny: dict[str, Path], tmp_path: Pa
     assert set(export["files"]) >= {"best_model/saved_model.pb", "best_model.keras"}
     again = run([sys.executable, "-m", "search.export", str(run_dir)])
     assert again.returncode == 0 and "export check passed" in again.stdout
-    images = sorted((tiny["data"] / "test").glob("*.jpg"))[:3]
-    pred = run(
-        [
-            sys.executable,
-            "-m",
-            "search.predict",
-            str(run_dir / "best_model"),
-            *map(str, images),
-            "--json",
-        ]
-    )
+    images = sorted((tiny["data"] / "test").glob("*.jpg"))[:5]
+    predict = [sys.executable, "-m", "search.predict", "--json"]
+    pred = run([*predict, str(run_dir / "best_model"), *map(str, images)])
     assert pred.returncode == 0, pred.stderr
     rows = json.loads(pred.stdout)
     assert [r["path"] for r in rows] == [str(p) for p in images]
     assert all(r["label"] in ("cat", "dog") and 0.5 <= r["probability"] <= 1.0 for r in rows)
+    # in batches of 2 (3 batches, the last one short): the very same answers
+    small = run([*predict, "--batch-size", "2", str(run_dir / "best_model"), *map(str, images)])
+    assert small.returncode == 0 and json.loads(small.stdout) == rows
+    # a damaged export is a message and exit 2, never a traceback
+    import shutil
+
+    for damage in ("saved_model.pb", "labels.json"):
+        broken = tmp_path / f"broken-{damage}"
+        shutil.copytree(run_dir / "best_model", broken)
+        (broken / damage).write_bytes(b"\x00garbage")
+        bad = run([*predict, str(broken), str(images[0])])
+        assert bad.returncode == 2, bad.stderr[-1000:]
+        assert "python -m search.export" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def _wait_for_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 300) -> None:
