@@ -14,7 +14,10 @@ accuracies of both, which must be equal on both sets.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,11 +28,19 @@ from typing import Any
 
 import numpy as np
 
+from data_pipeline.errors import DataError
 from data_pipeline.files import file_digest
 from data_pipeline.pipeline import DataConfig, PreparedData, prepare
 from search import results as res
 from search.confirm import load_confirm, winner
-from search.rundir import checkpoint_path, now_iso, read_json, write_json_atomic
+from search.rundir import (
+    RunDirError,
+    checkpoint_path,
+    locked,
+    now_iso,
+    read_json,
+    write_json_atomic,
+)
 from search.space import SEARCHED, resolve
 
 
@@ -46,7 +57,14 @@ def _data(run_dir: Path) -> tuple[dict[str, Any], PreparedData]:
             f"{str(run_dir)!r} was made by an older alexnet-tuner (its config.json has no "
             "data_config); run its search again with this version."
         )
-    data = prepare(DataConfig.from_dict(config["data_config"]))
+    data_config = DataConfig.from_dict(config["data_config"])
+    if not Path(data_config.data_dir).exists():
+        raise DataError(
+            f"the images this run was trained on are gone from {str(data_config.data_dir)!r}; "
+            "the export scores the model on them: put the data set back at that path (or a "
+            "symbolic link to it) and run python -m search.export again."
+        )
+    data = prepare(data_config)
     return config, data
 
 
@@ -125,11 +143,15 @@ def export_run(run_dir: Path) -> dict[str, Any]:
         x, y = data.arrays(split)
         probs = np.concatenate([model.predict_on_batch(b) for b in _batches(x, o["batch_size"])])
         scores[split] = (probs, float(np.mean(np.argmax(probs, axis=1) == y)), len(y))
-    _write_predictions(run_dir / "validation_predictions.csv", data, scores["validation"][0])
     trial_id = source["trial_id"]
 
-    out = run_dir / "best_model"
-    shutil.rmtree(out, ignore_errors=True)
+    # Built beside the current export, verified, then swapped in: a kill at any moment leaves
+    # the previous verified export or the new one, never none and never an unverified one.
+    for old in run_dir.glob(".export-*"):
+        shutil.rmtree(old, ignore_errors=True)  # a killed export's (we hold the run's lock)
+    stage = run_dir / f".export-{os.getpid()}"
+    stage.mkdir()
+    out = stage / "best_model"
     model.export(str(out), format="tf_saved_model", verbose=False)
     (out / "labels.json").write_text(
         json.dumps(
@@ -142,22 +164,22 @@ def export_run(run_dir: Path) -> dict[str, Any]:
             indent=2,
         )
     )
-    keras_path = run_dir / "best_model.keras"
+    keras_path = stage / "best_model.keras"
     model.save(keras_path)
-    np.save(run_dir / ".probs-in-memory.npy", scores["validation"][0])
-    np.save(run_dir / ".probs-in-memory-test.npy", scores["test"][0])
+    np.save(stage / "probs-in-memory.npy", scores["validation"][0])
+    np.save(stage / "probs-in-memory-test.npy", scores["test"][0])
+    _write_predictions(stage / "validation_predictions.csv", data, scores["validation"][0])
 
     verify = subprocess.run(
-        [sys.executable, "-m", "search.export", "--verify", str(run_dir)],
+        [sys.executable, "-m", "search.export", "--verify", str(run_dir), "--stage", str(stage)],
         capture_output=True,
         text=True,
         check=False,
     )
     if verify.returncode != 0:
+        shutil.rmtree(stage, ignore_errors=True)
         raise ExportError(f"reloading the export failed:\n{verify.stderr[-2000:]}")
     reloaded = json.loads(verify.stdout.strip().splitlines()[-1])
-    (run_dir / ".probs-in-memory.npy").unlink(missing_ok=True)
-    (run_dir / ".probs-in-memory-test.npy").unlink(missing_ok=True)
     files = [*sorted(p for p in out.rglob("*") if p.is_file()), keras_path]
     val_memory, test_memory = scores["validation"][1], scores["test"][1]
     record = {
@@ -178,18 +200,54 @@ def export_run(run_dir: Path) -> dict[str, Any]:
         "n_test": scores["test"][2],
         "classes": list(data.classes),
         "latency_ms_per_image": reloaded["latency_ms_per_image"],
-        "saved_model": str(out),
-        "keras_file": str(keras_path),
+        "saved_model": str(run_dir / "best_model"),
+        "keras_file": str(run_dir / "best_model.keras"),
         "size_bytes": sum(p.stat().st_size for p in files),
-        "files": {str(p.relative_to(run_dir)): file_digest(p, algorithm="sha256") for p in files},
+        "files": {str(p.relative_to(stage)): file_digest(p, algorithm="sha256") for p in files},
         "created_at": now_iso(),
     }
-    write_json_atomic(run_dir / "export.json", record)
+    _install(stage, run_dir, record)
     return record
 
 
-def verify_run(run_dir: Path) -> dict[str, Any]:
-    """In a fresh process: score the SavedModel (and the .keras copy) on the validation set."""
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where
+    the system has no such call."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def _install(stage: Path, run_dir: Path, record: dict[str, Any]) -> None:
+    """Put a verified export in place. ``export.json`` goes first (so it never vouches for a
+    model it did not check) and comes back last; the model folder is exchanged atomically."""
+    (run_dir / "export.json").unlink(missing_ok=True)
+    final = run_dir / "best_model"
+    if not final.exists():
+        os.replace(stage / "best_model", final)
+    elif not _exchange(stage / "best_model", final):  # the new one in, the old one staged
+        os.replace(final, stage / "previous_model")
+        os.replace(stage / "best_model", final)
+    os.replace(stage / "best_model.keras", run_dir / "best_model.keras")
+    os.replace(stage / "validation_predictions.csv", run_dir / "validation_predictions.csv")
+    write_json_atomic(run_dir / "export.json", record)
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def verify_run(run_dir: Path, stage: Path) -> dict[str, Any]:
+    """In a fresh process: score the staged SavedModel (and its .keras copy) on validation and
+    test."""
     import keras
     import tensorflow as tf
 
@@ -197,7 +255,7 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
     batch = config["options"]["batch_size"]
     x_val, y_val = data.arrays("validation")
     x_test, y_test = data.arrays("test")
-    loaded = tf.saved_model.load(str(run_dir / "best_model"))
+    loaded = tf.saved_model.load(str(stage / "best_model"))
     serve = loaded.signatures["serve"]
     out_key = next(iter(serve.structured_outputs))
 
@@ -211,12 +269,12 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
     from models.lrn import LocalResponseNormalization
 
     keras_model = keras.saving.load_model(  # safe_mode stays on
-        run_dir / "best_model.keras",
+        stage / "best_model.keras",
         custom_objects={"alexnet_tuner>LocalResponseNormalization": LocalResponseNormalization},
     )
     kprobs = np.concatenate([keras_model.predict_on_batch(b) for b in _batches(x_val, batch)])
-    memory = np.load(run_dir / ".probs-in-memory.npy")
-    memory_test = np.load(run_dir / ".probs-in-memory-test.npy")
+    memory = np.load(stage / "probs-in-memory.npy")
+    memory_test = np.load(stage / "probs-in-memory-test.npy")
     one = next(_batches(x_val[:1], 1))
     serve(tf.constant(one))
     t0 = time.perf_counter()
@@ -241,15 +299,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("run_dir", type=Path)
     p.add_argument("--verify", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--stage", type=Path, help=argparse.SUPPRESS)
+    # the search that runs this export holds the run's lock already
+    p.add_argument("--locked", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.verify:
-        print(json.dumps(verify_run(args.run_dir)))
+        print(json.dumps(verify_run(args.run_dir, args.stage)))
         return 0
+    if not (args.run_dir / "config.json").is_file():
+        print(
+            f"error: {str(args.run_dir)!r} is not a search run directory (no config.json); "
+            "pass the folder that search.run printed as its run directory.",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        record = export_run(args.run_dir)
+        with contextlib.nullcontext() if args.locked else locked(args.run_dir):
+            record = export_run(args.run_dir)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (RunDirError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     verdict = "passed" if record["equal"] else "FAILED"
     source = record["source_run"] or f"trial {record['source_trial']}"
     print(

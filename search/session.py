@@ -637,7 +637,7 @@ class Search:
         )
         self.console.print("exporting the best model and checking it in a fresh process ...")
         export = subprocess.run(
-            [sys.executable, "-m", "search.export", str(self.run_dir)], check=False
+            [sys.executable, "-m", "search.export", "--locked", str(self.run_dir)], check=False
         )
         if export.returncode != 0:
             self.console.print("export check failed; see above. Results are kept.")

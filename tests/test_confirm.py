@@ -104,3 +104,22 @@ def test_a_run_without_confirmation_says_it_is_unconfirmed(tmp_path: Path) -> No
     assert summary["verdict"] == "unconfirmed" and summary["delta_ci95"] is None
     assert "optimistic" in summary["sentence"]
     assert summary["winner"]["trial_id"] == "0003"
+
+
+def test_an_export_is_swapped_in_whole(tmp_path: Path) -> None:
+    from search.export import _install
+
+    run_dir = tmp_path / "run"
+    (run_dir / "best_model").mkdir(parents=True)
+    (run_dir / "best_model" / "saved_model.pb").write_text("old")
+    (run_dir / "export.json").write_text('{"old": true}')
+    stage = run_dir / ".export-1"
+    (stage / "best_model").mkdir(parents=True)
+    (stage / "best_model" / "saved_model.pb").write_text("new")
+    (stage / "best_model.keras").write_text("new keras")
+    (stage / "validation_predictions.csv").write_text("path\n")
+    _install(stage, run_dir, {"new": True})
+    assert (run_dir / "best_model" / "saved_model.pb").read_text() == "new"
+    assert (run_dir / "best_model.keras").read_text() == "new keras"
+    assert json.loads((run_dir / "export.json").read_text()) == {"new": True}
+    assert not stage.exists()

@@ -134,8 +134,28 @@ def test_export_reloads_exactly_and_predicts(tiny: dict[str, Path], tmp_path: Pa
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["verdict"] == "unconfirmed" and summary["confirmed"] is False
     assert set(export["files"]) >= {"best_model/saved_model.pb", "best_model.keras"}
+    (run_dir / ".export-99999").mkdir()  # left by an export killed mid-way
+    first_files = export["files"]
     again = run([sys.executable, "-m", "search.export", str(run_dir)])
     assert again.returncode == 0 and "export check passed" in again.stdout
+    assert not list(run_dir.glob(".export-*"))  # staging folders never stay behind
+    redone = json.loads((run_dir / "export.json").read_text())
+    assert set(redone["files"]) == set(first_files)
+    assert redone["val_accuracy_in_memory"] == export["val_accuracy_in_memory"]
+    with locked(run_dir):  # a search (or another export) holds the run: refused, untouched
+        busy = run([sys.executable, "-m", "search.export", str(run_dir)])
+    assert busy.returncode == 2 and "in use" in busy.stderr
+    assert json.loads((run_dir / "export.json").read_text()) == redone
+    moved = tmp_path / "moved-data-run"
+    moved.mkdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    config["data_config"]["data_dir"] = str(tmp_path / "gone")
+    (moved / "config.json").write_text(json.dumps(config))
+    gone = run([sys.executable, "-m", "search.export", str(moved)])
+    assert gone.returncode == 2 and "put the data set back" in gone.stderr
+    assert "Traceback" not in gone.stderr
+    nothing = run([sys.executable, "-m", "search.export", str(tmp_path / "no-such-run")])
+    assert nothing.returncode == 2 and not (tmp_path / "no-such-run").exists()
     images = sorted((tiny["data"] / "test").glob("*.jpg"))[:5]
     predict = [sys.executable, "-m", "search.predict", "--json"]
     pred = run([*predict, str(run_dir / "best_model"), *map(str, images)])
