@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from search.space import SEARCHED, Param, suggest_optuna, to_keras_tuner
+from search.storage import StorageError, mask_url
 
 ENGINES = ("hyperband", "random", "bayesian", "optuna")
 HEARTBEAT_S = 20  # Optuna database heartbeat; a trial silent for 3x this is stale
@@ -313,6 +314,26 @@ def _hyperband_trials_per_iteration(max_epochs: int, factor: int) -> int:
     )
 
 
+def _connect(make: Any, url: str) -> Any:
+    """The database storage, or a ``StorageError`` (exit 2) that names the masked URL and says
+    what the driver reported, with any password taken out of its words."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return make()
+    except (SQLAlchemyError, ImportError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        password = make_url(url).password
+        if password:
+            reason = reason.replace(str(password), "***")
+        raise StorageError(
+            f"cannot use the study storage {mask_url(url)}: {reason}. Check that the server "
+            "runs and is reachable, the database exists, and the password is in $PGPASSWORD "
+            "(pip install -e '.[postgres]' provides the driver)."
+        ) from None
+
+
 class OptunaEngine(SearchEngine):
     """Optuna's TPE sampler with its Hyperband pruner, fed per-epoch validation accuracy.
 
@@ -334,11 +355,14 @@ class OptunaEngine(SearchEngine):
         self.max_epochs = settings.max_epochs
         self.storage: Any
         if settings.storage_url:
-            self.storage = RDBStorage(
+            self.storage = _connect(
+                lambda: RDBStorage(
+                    settings.storage_url,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=3 * HEARTBEAT_S,
+                    failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
+                ),
                 settings.storage_url,
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=3 * HEARTBEAT_S,
-                failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
             )
         else:
             self.storage = JournalStorage(

@@ -4,6 +4,7 @@ command line, a malformed URL an error that names the option (never a traceback)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,36 @@ def test_search_run_exits_2_without_echoing_the_password(tmp_path: Path) -> None
     assert out.returncode == 2 and "must not contain a password" in out.stderr
     assert SECRET not in out.stdout + out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_an_unreachable_database_exits_2_with_the_masked_url(tmp_path: Path) -> None:
+    from tests.conftest import make_blog_layout
+
+    data = make_blog_layout(tmp_path / "data", train=5, test=2)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search.run",
+            "--engine",
+            "optuna",
+            "--storage",
+            "postgresql://tuner@127.0.0.1:1/tuner",
+            "--data-dir",
+            str(data),
+            "--image-size",
+            "67",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={**os.environ, "PGPASSWORD": SECRET},
+    )
+    assert out.returncode == 2, out.stderr[-1500:]
+    assert "cannot use the study storage postgresql://tuner@127.0.0.1:1/tuner" in out.stderr
+    assert "Traceback" not in out.stderr and SECRET not in out.stdout + out.stderr
