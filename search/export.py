@@ -33,6 +33,7 @@ from data_pipeline.files import file_digest
 from data_pipeline.pipeline import DataConfig, PreparedData, prepare
 from search import results as res
 from search.confirm import load_confirm, winner
+from search.quiet import import_tensorflow_quietly
 from search.rundir import (
     RunDirError,
     checkpoint_path,
@@ -303,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the search that runs this export holds the run's lock already
     p.add_argument("--locked", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    import_tensorflow_quietly()
     if args.verify:
         print(json.dumps(verify_run(args.run_dir, args.stage)))
         return 0

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from data_pipeline.default_data import default_archive_path
 from data_pipeline.discover import (
     DEFAULT_SEED,
     DEFAULT_TEST_FRACTION,
@@ -28,6 +29,22 @@ _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.
 # each (25,000 photos: 74 GiB); AlexNet was designed for 227px.
 MAX_IMAGE_SIZE = 1024
 MAX_WIDTH = 4.0
+
+
+# Settings that fit a small machine, applied only when asked (--preset) and only to what the
+# command line leaves unset. "cpu": a 30-trial search with its confirmation took 17 minutes on
+# 2 cores (bench/README.md, "Evidence").
+PRESETS: dict[str, dict[str, Any]] = {"cpu": {"subset": 2000, "image_size": 128, "width": 0.5}}
+DEFAULTS: dict[str, Any] = {"subset": None, "image_size": 227, "width": 1.0}
+
+
+def apply_preset(preset: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` (None where the command line left a value unset) completed by the preset,
+    then by the defaults; what the user set always wins."""
+    chosen = PRESETS.get(preset, {}) if preset else {}
+    return {
+        k: given[k] if given.get(k) is not None else chosen.get(k, v) for k, v in DEFAULTS.items()
+    }
 
 
 class OptionError(ValueError):
@@ -52,7 +69,7 @@ class SearchOptions:
     engine: str = "hyperband"
     max_epochs: int = 20
     factor: int = 3
-    data_dir: Path = Path("data")
+    data_dir: Path | None = None  # None: ./data if it exists, else the default data set
     image_size: int = 227
     batch_size: int = 125
     width: float = 1.0
@@ -80,6 +97,7 @@ class SearchOptions:
     max_failures: int = 3
     dry_run: bool = False
     debug: bool = False
+    preset: str | None = None  # recorded for the plan; its values are in the fields above
 
     def __post_init__(self) -> None:
         if self.trials < 1:
@@ -173,7 +191,7 @@ class SearchOptions:
             "strategy",
         )
         out: dict[str, Any] = {k: getattr(self, k) for k in keys}
-        out["data_dir"] = str(Path(self.data_dir).resolve())
+        out["data_dir"] = str(self.resolved_data_dir().resolve())
         if self.engine == "optuna":
             url = resolve_storage(self.storage)
             out["storage"] = mask_url(url) if url else "journal file in the run directory"
@@ -181,10 +199,19 @@ class SearchOptions:
         out["space"] = read_space_file(self.space) if self.space else None
         return out
 
+    def resolved_data_dir(self) -> Path:
+        """``--data-dir``; without it ``data/`` (the blog's layout) if there is one, else the
+        default data set's archive in the Keras cache (fetched on first use)."""
+        if self.data_dir is not None:
+            return Path(self.data_dir)
+        if Path("data").exists():
+            return Path("data")
+        return default_archive_path()
+
     def data_config(self) -> DataConfig:
         """The one place that turns search options into the data a run sees."""
         return DataConfig(
-            data_dir=self.data_dir,
+            data_dir=self.resolved_data_dir(),
             image_size=self.image_size,
             seed=self.seed,
             val_fraction=self.val_fraction,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from data_pipeline.images import decode_files
+from search.quiet import import_tensorflow_quietly
 
 
 class ModelError(ValueError):
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--batch-size", type=int, default=BATCH, help="images per batch (default %(default)s)"
     )
     args = p.parse_args(argv)
+    import_tensorflow_quietly()
     if not 1 <= args.batch_size <= 4096:
         print(f"error: --batch-size must be 1-4096, but got {args.batch_size}.", file=sys.stderr)
         return 2

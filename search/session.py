@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from data_pipeline.default_data import fetch_default, is_default
 from data_pipeline.discover import SPLITS
 from data_pipeline.pipeline import PreparedData, prepare
 from data_pipeline.progress import progress_bars
@@ -46,7 +47,9 @@ from search.engines import (
     TrialSpec,
     make_engine,
 )
+from search.hardware import advice, nvidia_gpus
 from search.options import SearchOptions
+from search.quiet import import_tensorflow_quietly
 from search.rundir import format_seconds
 from search.space import Param, baseline_values, describe, load_space, resolve, to_dict
 from search.stats import format_accuracy
@@ -102,8 +105,17 @@ class Search:
 
     # ----------------------------------------------------------------------------- plan
     def _prepare_data(self) -> PreparedData:
+        config = self.opts.data_config()
+        if is_default(config.data_dir) and not config.data_dir.exists():
+            self.console.print(
+                f"no --data-dir and no ./data: fetching the default data set (Microsoft's Cats "
+                f"and Dogs, 786 MiB, SHA-256 checked) into {config.data_dir.parent}, once",
+                markup=False,
+                highlight=False,
+            )
+            fetch_default()
         with progress_bars(enabled=self.console.is_terminal) as bars:
-            data = prepare(self.opts.data_config(), progress=bars)
+            data = prepare(config, progress=bars)
         return data
 
     def _plan_lines(
@@ -133,7 +145,7 @@ class Search:
         )
         lines = [
             f"run directory: {self.run_dir}",
-            f"data: {o.data_dir} ({data.discovery.layout} layout) - {n_train:,} train, "
+            f"data: {data.config.data_dir} ({data.discovery.layout} layout) - {n_train:,} train, "
             f"{n_val:,} validation (chooses), {n_test:,} test (judges, read only after the "
             f"search) ({per_class}); {data.skipped_summary()}",
             *[f"  note: {note}" for note in data.discovery.notes],
@@ -155,7 +167,21 @@ class Search:
                 if o.strategy == "mirrored"
                 else []
             ),
+            *(
+                [
+                    f"preset {o.preset}: --subset {o.subset} --image-size {o.image_size} "
+                    f"--width {o.width:g} (what the command line set wins)"
+                ]
+                if o.preset
+                else []
+            ),
             self._confirm_plan_line(runs_left),
+            *advice(
+                tf_gpus=int(warm.get("gpus", 0)),
+                driver_gpus=nvidia_gpus(),
+                eta_s=eta,
+                preset=o.preset,
+            ),
             f"to run: {o.trials - done} trials ({done} done), {search_epochs + baseline_epochs} "
             f"epochs + {confirm_epochs} confirmation epochs, ETA {format_seconds(eta)}"
             + (f" (time budget {format_seconds(o.time_budget)})" if o.time_budget else ""),
@@ -200,6 +226,7 @@ class Search:
     # ------------------------------------------------------------------------------ run
     def run(self) -> int:
         o = self.opts
+        import_tensorflow_quietly(enabled=not o.debug)
         if o.dry_run:
             return self._dry_run()
         chief = o.role == "chief"
@@ -637,8 +664,14 @@ class Search:
         )
         self.console.print("exporting the best model and checking it in a fresh process ...")
         export = subprocess.run(
-            [sys.executable, "-m", "search.export", "--locked", str(self.run_dir)], check=False
+            [sys.executable, "-m", "search.export", "--locked", str(self.run_dir)],
+            check=False,
+            capture_output=True,
+            text=True,
         )
+        self.console.print(export.stdout.strip(), markup=False, highlight=False)
+        if export.returncode != 0 or self.opts.debug:
+            sys.stderr.write(export.stderr[-4000:])
         if export.returncode != 0:
             self.console.print("export check failed; see above. Results are kept.")
             code = 1

@@ -287,6 +287,12 @@ class Worker:
         return float(np.mean(predicted == labels))
 
 
+def _visible_gpus() -> int:
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("GPU"))
+
+
 def main() -> int:
     out = _protocol_stream()
     setup = json.loads(sys.stdin.readline())
@@ -303,6 +309,7 @@ def main() -> int:
             "xla": worker.jit,
             "replicas": worker.replicas,
             "global_batch": worker.batch_size,
+            "gpus": _visible_gpus(),
         }
     )
     for line in sys.stdin:

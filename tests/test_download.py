@@ -85,3 +85,65 @@ def test_a_corrupt_archive_is_an_error_and_leaves_nothing(tmp_path: Path, capsys
     assert main(["--dest", str(dest), "--url", archive.as_uri(), "--sha256", sha]) == 1
     assert "corrupt" in capsys.readouterr().err
     assert list(dest.iterdir()) == []
+
+
+def _search(tmp_path: Path, env: dict[str, str], *extra: str):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "search.run", "--image-size", "67", "--width", "0.125", *extra],
+        cwd=tmp_path,  # no ./data here: the default data set is used
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "KERAS_HOME": str(tmp_path / "keras-home"),
+            "ALEXNET_TUNER_CACHE": str(tmp_path / "cache"),
+            **env,
+        },
+    )
+
+
+def test_without_data_dir_the_default_data_is_fetched_once_into_the_keras_cache(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "src"
+    for i in range(6):
+        write_image(src / "PetImages" / "Cat" / f"{i}.jpg", seed=i)
+        write_image(src / "PetImages" / "Dog" / f"{i}.jpg", seed=10 + i)
+    (src / "PetImages" / "Cat" / "666.jpg").write_bytes(b"")  # Microsoft's has empty files
+    archive = tmp_path / "mirror.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(src).as_posix())
+    env = {
+        "ALEXNET_TUNER_DATA_URL": archive.as_uri(),
+        "ALEXNET_TUNER_DATA_SHA256": hashlib.sha256(archive.read_bytes()).hexdigest(),
+    }
+    out = _search(tmp_path, env, "--dry-run")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    cached = tmp_path / "keras-home" / "datasets" / "kagglecatsanddogs_5340.zip"
+    assert cached.read_bytes() == archive.read_bytes()
+    assert "fetching the default data set" in out.stdout
+    assert "class-folders layout" in out.stdout and "skipped 1 of 13 files" in out.stdout
+    assert "PetImages/Cat/666.jpg" in out.stdout
+    archive.unlink()  # the second run uses the cache: no origin needed
+    again = _search(tmp_path, env, "--dry-run")
+    assert again.returncode == 0 and "fetching" not in again.stdout
+
+
+def test_default_data_offline_or_corrupt_is_one_clear_message(tmp_path: Path) -> None:
+    offline = _search(tmp_path, {"ALEXNET_TUNER_DATA_URL": "http://127.0.0.1:9/x.zip"})
+    assert offline.returncode == 2, offline.stderr[-2000:]
+    assert "Offline?" in offline.stderr and "keras-home/datasets" in offline.stderr
+    assert "Traceback" not in offline.stderr
+    archive, _ = _pet_archive(tmp_path)
+    wrong = _search(tmp_path, {"ALEXNET_TUNER_DATA_URL": archive.as_uri()})  # the real SHA
+    assert wrong.returncode == 2 and "SHA-256" in wrong.stderr, wrong.stderr[-2000:]
+    assert not (tmp_path / "keras-home" / "datasets" / "kagglecatsanddogs_5340.zip").exists()

@@ -432,3 +432,34 @@ def test_dry_run_prints_the_plan(tiny: dict[str, Path], tmp_path: Path) -> None:
     assert "12 x 3 ep, 4 x 7 ep, 2 x 20 ep" in out.stdout
     assert "ETA" in out.stdout
     assert not (tmp_path / "run").exists()
+    assert "Traceback" not in out.stderr and "oneDNN" not in out.stderr  # a quiet start-up
+    assert "train, 4 validation (chooses), 8 test (judges" in out.stdout  # the three splits
+    assert "confirmation: the best configuration and the baseline, 3 new seeds" not in out.stdout
+
+
+def test_the_plan_names_an_unused_gpu_and_the_preset(tiny: dict[str, Path], tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    smi = fake / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-1234)'\n")
+    smi.chmod(0o755)
+    args = search_args(tiny, tmp_path / "run", "--dry-run", "--preset", "cpu")
+    for flag in ("--image-size", "--width"):  # let the preset choose these
+        i = args.index(flag)
+        del args[i : i + 2]
+    out = run(args, env={"PATH": f"{fake}:{os.environ['PATH']}"})
+    assert out.returncode == 0, out.stderr
+    assert "nvidia-smi lists 1 GPU(s) but TensorFlow sees none" in out.stdout
+    assert "tensorflow[and-cuda]" in out.stdout
+    assert "preset cpu: --subset 2000 --image-size 128 --width 0.5" in out.stdout
+    assert "images: 128px" in out.stdout and "width x0.5" in out.stdout
+
+
+def test_a_preset_fills_only_what_the_command_line_left_unset() -> None:
+    from search.options import apply_preset
+
+    unset = {"subset": None, "image_size": None, "width": None}
+    assert apply_preset(None, unset) == {"subset": None, "image_size": 227, "width": 1.0}
+    assert apply_preset("cpu", unset) == {"subset": 2000, "image_size": 128, "width": 0.5}
+    mine = {"subset": None, "image_size": 96, "width": None}
+    assert apply_preset("cpu", mine) == {"subset": 2000, "image_size": 96, "width": 0.5}
