@@ -102,6 +102,9 @@ class SearchEngine(abc.ABC):
         ]
 
 
+KT_SEED_FOR_ZERO = 2**31 - 1
+
+
 class KerasTunerEngine(SearchEngine):
     """Keras Tuner's Hyperband, random search or Bayesian optimisation oracle, used directly."""
 
@@ -117,7 +120,9 @@ class KerasTunerEngine(SearchEngine):
         common: dict[str, Any] = {
             "objective": objective,
             "hyperparameters": to_keras_tuner(space),
-            "seed": settings.seed,
+            # Keras Tuner reads `seed or random.randint(...)`: 0 would silently become a
+            # random seed, so it gets a fixed stand-in (every other seed passes unchanged).
+            "seed": settings.seed if settings.seed != 0 else KT_SEED_FOR_ZERO,
             # Failure limits are enforced by the search loop, the same for every engine.
             "max_retries_per_trial": 0,
             "max_consecutive_failed_trials": 10**9,

@@ -150,6 +150,8 @@ class SearchOptions:
             check_fractions(self.val_fraction, self.test_fraction)
         except DataError as exc:
             raise OptionError(str(exc)) from None
+        if not 0 <= self.seed < 2**31:
+            raise OptionError(f"--seed must be from 0 to {2**31 - 1}, but got {self.seed}.")
         if self.max_failures < 1:
             raise OptionError(f"--max-failures must be at least 1, but got {self.max_failures}.")
         if self.image_size > MAX_IMAGE_SIZE:

@@ -93,3 +93,17 @@ def test_optuna_requeues_a_trial_left_running(tmp_path: Path) -> None:
     retried = again.next_trial()
     assert retried.values == pytest.approx(b.values)
     assert retried.trial_id != b.trial_id
+
+
+@pytest.mark.parametrize("kind", ["random", "hyperband"])
+def test_seed_zero_is_a_seed_like_any_other(tmp_path: Path, kind: str) -> None:
+    from dataclasses import replace
+
+    def first_values(folder: str, seed: int) -> list[dict]:
+        settings = replace(_settings(tmp_path / folder, 3, 4), seed=seed)
+        engine = make_engine(kind, DEFAULT_SPACE, settings)
+        specs = [engine.next_trial() for _ in range(2)]
+        return [s.values for s in specs if s is not None]
+
+    assert first_values("a", 0) == first_values("b", 0)  # not a random seed each time
+    assert first_values("c", 0) != first_values("d", 1)

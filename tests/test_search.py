@@ -409,6 +409,7 @@ def test_refusals(tiny: dict[str, Path], tmp_path: Path) -> None:
         (["--val-fraction", "0.6", "--test-fraction", "0.5"], "must leave images to train on"),
         (["--test-fraction", "1.5"], "--test-fraction must be in [0, 1)"),
         (["--space", "/"], "is not a file"),
+        (["--seed", "-1"], "--seed must be from 0"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
