@@ -90,6 +90,10 @@ class PreparedData:
             out[f.split][f.label] = out[f.split].get(f.label, 0) + 1
         return out
 
+    def split_size(self, split: str) -> int:
+        """Usable images in ``split`` (``train``, ``validation`` or ``test``)."""
+        return sum(self.counts()[split].values())
+
     def skipped_summary(self) -> str:
         total = len(self.discovery.files)
         rejects = self.cached.rejects

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from data_pipeline.files import write_text_atomic
-from search.results import BASELINE_ID, locked_results, read_table, search_trials
+from search.results import BASELINE_ID, best_trial, locked_results, ranked_trials, read_table
 from search.space import SEARCHED
 from search.stats import accuracy_ci, paired_difference, sentence
 
@@ -93,13 +93,10 @@ def candidates(
 ) -> list[Candidate]:
     """The ``top`` best distinct configurations of the search by validation accuracy, then
     the baseline (when the run has one). Ties go to the earlier trial id."""
-    scored = search_trials(trials)
-    scored = scored[scored["status"].isin(["completed", "pruned"]) & scored["val_accuracy"].notna()]
-    scored = scored.sort_values(["val_accuracy", "trial_id"], ascending=[False, True])
     out: list[Candidate] = []
     seen: set[tuple[Any, ...]] = set()
-    for row in scored.to_dict("records"):
-        values = {k: _plain(row[k]) for k in SEARCHED}
+    for row in ranked_trials(trials).to_dict("records"):
+        values = params_of(row)
         key = tuple(values[k] for k in SEARCHED)
         if key in seen:
             continue
@@ -112,6 +109,11 @@ def candidates(
         score = _float(base["val_accuracy"].iloc[0]) if len(base) else None
         out.append(Candidate(BASELINE_ID, dict(baseline), score))
     return out
+
+
+def params_of(row: Any) -> dict[str, Any]:
+    """A results row's parameter values as plain Python (JSON-ready, comparable)."""
+    return {k: _plain(row[k]) for k in SEARCHED}
 
 
 def _plain(value: Any) -> Any:
@@ -160,6 +162,14 @@ def finished_runs(table: pd.DataFrame) -> set[str]:
     return set(table.loc[table["status"] == "completed", "run_id"].astype(str))
 
 
+def best_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """Each non-baseline candidate's finished run with the best validation accuracy (ties: the
+    earlier seed), indexed by candidate: the runs whose weights may still be exported."""
+    done = table[(table["status"] == "completed") & (table["candidate"] != BASELINE_ID)]
+    ordered = done.sort_values(["val_accuracy", "seed_index"], ascending=[False, True])
+    return ordered.drop_duplicates("candidate").set_index("candidate", drop=False)
+
+
 def winner(table: pd.DataFrame) -> tuple[str, pd.Series] | None:
     """The confirmed winner: the non-baseline candidate with the best mean validation accuracy
     over its seeds (test is never used to choose), and its run with the best validation
@@ -169,10 +179,7 @@ def winner(table: pd.DataFrame) -> tuple[str, pd.Series] | None:
         return None
     means = done.groupby("candidate")["val_accuracy"].mean()
     best = sorted(means.index, key=lambda c: (-means[c], c))[0]
-    runs = done[done["candidate"] == best].sort_values(
-        ["val_accuracy", "seed_index"], ascending=[False, True]
-    )
-    return best, runs.iloc[0]
+    return best, best_runs(table).loc[best]
 
 
 def _correct(run_dir: Path, rid: str, labels: np.ndarray) -> np.ndarray:
@@ -204,7 +211,7 @@ def evidence(
     out["winner"] = _side(win, seeds) | {
         "candidate": name,
         "trial_id": str(best_run["trial_id"]),
-        "params": {k: _plain(best_run[k]) for k in SEARCHED},
+        "params": params_of(best_run),
         "search_val_accuracy": _float(best_run["search_val_accuracy"]),
     }
     if len(base):
@@ -255,8 +262,7 @@ def exported_summary(export: dict[str, Any]) -> dict[str, Any]:
 
 def unconfirmed(trials: pd.DataFrame, export: dict[str, Any] | None, n_test: int) -> dict[str, Any]:
     """``summary.json`` of a run with ``--confirm 0``: what the search chose, said plainly."""
-    scored = search_trials(trials).dropna(subset=["val_accuracy"])
-    best = scored.sort_values(["val_accuracy", "trial_id"], ascending=[False, True]).head(1)
+    best = best_trial(trials)
     base = trials[trials["trial_id"] == BASELINE_ID].dropna(subset=["val_accuracy"])
     out: dict[str, Any] = {
         "test_n": n_test,
@@ -269,12 +275,11 @@ def unconfirmed(trials: pd.DataFrame, export: dict[str, Any] | None, n_test: int
         "selected on the same images that scored it, so its gain over the baseline is "
         "optimistic; run with --confirm 3 for a verdict on the test set.",
     }
-    if len(best):
-        row = best.iloc[0]
+    if best is not None:
         out["winner"] = {
-            "trial_id": str(row["trial_id"]),
-            "params": {k: _plain(row[k]) for k in SEARCHED},
-            "search_val_accuracy": float(row["val_accuracy"]),
+            "trial_id": str(best["trial_id"]),
+            "params": params_of(best),
+            "search_val_accuracy": float(best["val_accuracy"]),
         }
     if len(base):
         out["baseline"] = {"search_val_accuracy": float(base["val_accuracy"].iloc[0])}

@@ -32,7 +32,7 @@ from data_pipeline.errors import DataError
 from data_pipeline.files import file_digest
 from data_pipeline.pipeline import DataConfig, PreparedData, prepare
 from search import results as res
-from search.confirm import load_confirm, winner
+from search.confirm import load_confirm, params_of, winner
 from search.quiet import import_tensorflow_quietly
 from search.rundir import (
     RunDirError,
@@ -42,7 +42,7 @@ from search.rundir import (
     read_json,
     write_json_atomic,
 )
-from search.space import SEARCHED, resolve
+from search.space import resolve
 
 
 class ExportError(RuntimeError):
@@ -101,7 +101,7 @@ def _source(run_dir: Path) -> dict[str, Any]:
             "run_id": str(row["run_id"]),
             "trial_id": str(row["trial_id"]),
             "seed": int(row["seed"]),
-            "values": {k: row[k].item() if hasattr(row[k], "item") else row[k] for k in SEARCHED},
+            "values": params_of(row),
             "val_accuracy": float(row["val_accuracy"]),
         }
     best = res.best_trial(res.load_trials(run_dir))
@@ -112,7 +112,7 @@ def _source(run_dir: Path) -> dict[str, Any]:
         "run_id": None,
         "trial_id": str(best["trial_id"]),
         "seed": None,
-        "values": {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in SEARCHED},
+        "values": params_of(best),
         "val_accuracy": float(best["val_accuracy"]),
     }
 

@@ -172,13 +172,18 @@ def search_trials(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[trials["trial_id"] != BASELINE_ID]
 
 
-def best_trial(trials: pd.DataFrame) -> pd.Series | None:
-    """The search trial with the best validation accuracy (completed or pruned), if any."""
+def ranked_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The scored search trials (completed or pruned), best validation accuracy first; ties go
+    to the earlier trial id."""
     scored = search_trials(trials)
     scored = scored[scored["status"].isin(["completed", "pruned"]) & scored["val_accuracy"].notna()]
-    if scored.empty:
-        return None
-    return scored.sort_values(["val_accuracy", "trial_id"], ascending=[False, True]).iloc[0]
+    return scored.sort_values(["val_accuracy", "trial_id"], ascending=[False, True])
+
+
+def best_trial(trials: pd.DataFrame) -> pd.Series | None:
+    """The search trial with the best validation accuracy (completed or pruned), if any."""
+    ranked = ranked_trials(trials)
+    return None if ranked.empty else ranked.iloc[0]
 
 
 def baseline_score(trials: pd.DataFrame) -> float | None:

@@ -29,6 +29,7 @@ from models.alexnet import build_alexnet
 from search import results as res
 from search import rundir
 from search.confirm import (
+    best_runs,
     candidate_name,
     candidates,
     evidence,
@@ -128,7 +129,7 @@ class Search:
     ) -> list[str]:
         o = self.opts
         counts = data.counts()
-        n_train, n_val, n_test = (sum(counts[s].values()) for s in SPLITS)
+        n_train, n_val, n_test = (data.split_size(s) for s in SPLITS)
         per_class = "; ".join(
             f"{s}: " + ", ".join(f"{c} {n:,}" for c, n in sorted(v.items()))
             for s, v in counts.items()
@@ -323,8 +324,7 @@ class Search:
         return {**warm, **worker.info}
 
     def _epoch_s(self, warm: dict[str, Any], data: PreparedData) -> float:
-        counts = data.counts()
-        n_train, n_val, _ = (sum(counts[s].values()) for s in SPLITS)
+        n_train, n_val = data.split_size("train"), data.split_size("validation")
         return n_train / warm["train_img_s"] + n_val / warm["eval_img_s"]
 
     def _write_config(self, data: PreparedData, resumed: bool) -> None:
@@ -422,7 +422,7 @@ class Search:
                 progress,
                 overall,
                 est,
-                n_validation=sum(data.counts()["validation"].values()),
+                n_validation=data.split_size("validation"),
             )
             if o.role == "chief" and o.baseline and not self._baseline_done():
                 if self._over_budget(est.trial_s(o.max_epochs), started, "the baseline", done):
@@ -466,8 +466,7 @@ class Search:
         if not any(not c.is_baseline for c in cands):
             self.console.print("confirmation: no search trial has a score to confirm.")
             return
-        counts = data.counts()
-        n_val, n_test = (sum(counts[s].values()) for s in ("validation", "test"))
+        n_test = data.split_size("test")
         self.console.print(
             "confirmation: "
             + ", ".join(f"{candidate_name(cands, c)} (trial {c.trial_id})" for c in cands)
@@ -483,26 +482,14 @@ class Search:
                 need = runner.est.trial_s(o.max_epochs)
                 if self._over_budget(need, started, "the next confirmation run", None):
                     return
-                runner.confirm(
-                    cand, candidate_name(cands, cand), index, n_validation=n_val, n_test=n_test
-                )
+                runner.confirm(cand, candidate_name(cands, cand), index, n_test=n_test)
                 self._prune_confirm_checkpoints()
 
     def _prune_confirm_checkpoints(self) -> None:
         """Keep the checkpoint of each candidate's best validation run (the export comes from
         the winner's); the baseline's and every other run's weights are not needed."""
         table = load_confirm(self.run_dir)
-        done = table[table["status"] == "completed"]
-        keep = set()
-        for name, runs in done.groupby("candidate"):
-            if name != res.BASELINE_ID:
-                keep.add(
-                    str(
-                        runs.sort_values(
-                            ["val_accuracy", "seed_index"], ascending=[False, True]
-                        ).iloc[0]["run_id"]
-                    )
-                )
+        keep = set(best_runs(table)["run_id"].astype(str))
         rundir.prune_checkpoints(self.run_dir, keep, set(table["run_id"].astype(str)))
 
     def _run_trials(
@@ -648,7 +635,7 @@ class Search:
             self.console.print("no trial completed: nothing to export.")
             status.update(state="finished")
             return 1
-        n_val = sum(data.counts()["validation"].values())
+        n_val = data.split_size("validation")
         gain = (
             f"; baseline {format_accuracy(base, n_val)}, "
             f"{100 * (best['val_accuracy'] - base):+.2f} points"

@@ -190,9 +190,7 @@ class TrialRunner:
         )
         return outcome
 
-    def confirm(
-        self, cand: Candidate, name: str, index: int, *, n_validation: int, n_test: int
-    ) -> ConfirmRow:
+    def confirm(self, cand: Candidate, name: str, index: int, *, n_test: int) -> ConfirmRow:
         """One confirmation run: ``cand`` from scratch with confirmation seed ``index``, best
         epoch on validation, then scored once on test; its row is recorded last."""
         seed = confirm_seed(self.opts.seed, index)
@@ -219,7 +217,7 @@ class TrialRunner:
             val_accuracy=done["val_accuracy"],
             best_epoch=done["best_epoch"],
             test_accuracy=done.get("test_accuracy"),
-            n_validation=n_validation,
+            n_validation=self.n_validation,
             n_test=n_test,
             epochs=int(done["epochs"]),
             seconds=round(float(done["seconds"]), 3),
@@ -229,7 +227,7 @@ class TrialRunner:
             ended_at=rundir.now_iso(),
         )
         record_confirm(self.run_dir, row)
-        val = format_accuracy(row.val_accuracy, n_validation)
+        val = format_accuracy(row.val_accuracy, self.n_validation)
         test = format_accuracy(row.test_accuracy, n_test)
         err = f" - {row.error}" if row.error else ""
         self.progress.console.print(
