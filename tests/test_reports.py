@@ -203,14 +203,18 @@ def test_build_cli(run_dir: Path, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "not a run directory" in bad.stderr
 
 
-def test_serve_prints_the_address_and_serves_the_index(run_dir: Path) -> None:
-    import urllib.request
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reports.serve", str(run_dir.parent), "--port", "0"],
+def _serve(runs_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "reports.serve", str(runs_dir), "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def test_serve_prints_the_address_and_serves_the_index(run_dir: Path) -> None:
+    import urllib.request
+
+    proc = _serve(run_dir.parent)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         url = re.search(r"http://127\.0\.0\.1:\d+/", line)
@@ -229,11 +233,7 @@ def test_serve_keeps_to_the_runs_folder(run_dir: Path, tmp_path: Path) -> None:
     secret = tmp_path / "outside.txt"
     secret.write_text("not for the web")
     (run_dir.parent / "leak.txt").symlink_to(secret)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "reports.serve", str(run_dir.parent), "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = _serve(run_dir.parent)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         base = re.search(r"http://127\.0\.0\.1:\d+/", line).group(0)

@@ -86,8 +86,8 @@ def test_the_url_from_the_environment_is_masked_in_the_identity(
     assert SECRET not in json.dumps(opts.to_dict())
 
 
-def test_search_run_exits_2_without_echoing_the_password(tmp_path: Path) -> None:
-    out = subprocess.run(
+def _optuna_search(storage: str, data: Path, run_dir: Path, *extra: str, env=None):
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -95,17 +95,24 @@ def test_search_run_exits_2_without_echoing_the_password(tmp_path: Path) -> None
             "--engine",
             "optuna",
             "--storage",
-            f"postgresql://tuner:pa/{SECRET}@db-host/tuner",
+            storage,
             "--data-dir",
-            str(tmp_path),
+            str(data),
             "--run-dir",
-            str(tmp_path / "run"),
+            str(run_dir),
+            *extra,
         ],
         capture_output=True,
         text=True,
         check=False,
-        timeout=120,
+        timeout=300,
+        env={**os.environ, **(env or {})},
     )
+
+
+def test_search_run_exits_2_without_echoing_the_password(tmp_path: Path) -> None:
+    url = f"postgresql://tuner:pa/{SECRET}@db-host/tuner"
+    out = _optuna_search(url, tmp_path, tmp_path / "run")
     assert out.returncode == 2 and "must not contain a password" in out.stderr
     assert SECRET not in out.stdout + out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "run" / "config.json").exists()
@@ -115,29 +122,15 @@ def test_an_unreachable_database_exits_2_with_the_masked_url(tmp_path: Path) -> 
     from tests.conftest import make_blog_layout
 
     data = make_blog_layout(tmp_path / "data", train=5, test=2)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "search.run",
-            "--engine",
-            "optuna",
-            "--storage",
-            "postgresql://tuner@127.0.0.1:1/tuner",
-            "--data-dir",
-            str(data),
-            "--image-size",
-            "67",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--run-dir",
-            str(tmp_path / "run"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-        env={**os.environ, "PGPASSWORD": SECRET},
+    out = _optuna_search(
+        "postgresql://tuner@127.0.0.1:1/tuner",
+        data,
+        tmp_path / "run",
+        "--image-size",
+        "67",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        env={"PGPASSWORD": SECRET},
     )
     assert out.returncode == 2, out.stderr[-1500:]
     assert "cannot use the study storage postgresql://tuner@127.0.0.1:1/tuner" in out.stderr
