@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from data_pipeline.errors import DataError
-from data_pipeline.files import file_digest
+from data_pipeline.files import file_digest, locked_file
 
 # The Microsoft Cats-and-Dogs archive unpacks to ~0.85 GB; anything past this is not a photo set.
 MAX_UNCOMPRESSED_BYTES = 64 * 2**30
@@ -76,18 +73,6 @@ def extract_checked(archive: Path, into: Path) -> None:
         raise
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One process at a time (``flock``; released by the kernel if the holder dies)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def extract_once(archive: Path, cache_root: Path) -> Path:
     """Extract ``archive`` into ``cache_root/extracted/<hash>/`` unless already done; return it."""
     if not zipfile.is_zipfile(archive):
@@ -97,7 +82,7 @@ def extract_once(archive: Path, cache_root: Path) -> Path:
         return target
     # Two processes extracting the same archive for the first time: the second waits, then
     # finds the first one's result instead of deleting it.
-    with _locked(target.with_name(f"{target.name}.lock")):
+    with locked_file(target.with_name(f"{target.name}.lock")):
         if (target / ".complete").exists():
             return target
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")

@@ -8,7 +8,6 @@ running when the process died has no row, so it is simply run again.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -17,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from data_pipeline.files import write_text_atomic
+from data_pipeline.files import locked_file, write_text_atomic
 from search.rundir import RunDirError
 from search.space import SEARCHED
 
@@ -130,12 +129,8 @@ def load_history(run_dir: Path) -> pd.DataFrame:
 @contextlib.contextmanager
 def locked_results(run_dir: Path) -> Iterator[None]:
     """Serialise the processes of one search around the results table (fcntl lock)."""
-    with (Path(run_dir) / ".results.lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with locked_file(Path(run_dir) / ".results.lock"):
+        yield
 
 
 def record_trial(run_dir: Path, row: TrialRow, history: list[dict[str, Any]]) -> None:
