@@ -114,9 +114,13 @@ class Search:
                 markup=False,
                 highlight=False,
             )
+            import_tensorflow_quietly(enabled=not self.opts.debug)  # get_file loads Keras
             fetch_default()
         with progress_bars(enabled=self.console.is_terminal) as bars:
             data = prepare(config, progress=bars)
+        # TensorFlow loads next (engines, the plan's model): quietly, and only now, so that a
+        # mistake in the data is reported without waiting for it
+        import_tensorflow_quietly(enabled=not self.opts.debug)
         return data
 
     def _plan_lines(
@@ -227,7 +231,6 @@ class Search:
     # ------------------------------------------------------------------------------ run
     def run(self) -> int:
         o = self.opts
-        import_tensorflow_quietly(enabled=not o.debug)
         if o.dry_run:
             return self._dry_run()
         chief = o.role == "chief"
