@@ -19,7 +19,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from search.results import search_trials
-from search.space import SEARCHED
+from search.space import PARAM_NAMES
 
 
 class EqualBudget(NamedTuple):
@@ -67,12 +67,12 @@ def equal_budget(trials: pd.DataFrame, history: pd.DataFrame, max_epochs: int) -
         rows.append(
             {
                 "trial_id": str(r["trial_id"]),
-                **{k: r[k] for k in SEARCHED},
+                **{k: r[k] for k in PARAM_NAMES},
                 "val_accuracy": float(upto["value"].max()),
             }
         )
-    at_rung = pd.DataFrame(rows, columns=["trial_id", *SEARCHED, "val_accuracy"])
-    full = scored[scored["epochs"] >= max_epochs][["trial_id", *SEARCHED, "val_accuracy"]]
+    at_rung = pd.DataFrame(rows, columns=["trial_id", *PARAM_NAMES, "val_accuracy"])
+    full = scored[scored["epochs"] >= max_epochs][["trial_id", *PARAM_NAMES, "val_accuracy"]]
     budgets = set(scored["epochs"].astype(int))
     return EqualBudget(rung, at_rung, max_epochs, full.reset_index(drop=True), len(budgets) > 1)
 

@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from reports.budgets import EqualBudget, cumulative_epochs, trial_path
 from search.results import BASELINE_ID, search_trials
-from search.space import SEARCHED
+from search.space import Axis, OpenParam, Space, searched
 from search.stats import accuracy_ci
 
 MARKERS = {"completed": "circle", "pruned": "diamond", "failed": "x"}
@@ -248,15 +248,16 @@ class ParallelInfo(NamedTuple):
     budget: str  # which scores: every trial at one budget, or the first rung's
 
 
-def parallel_info(trials: pd.DataFrame, budgets: EqualBudget | None = None) -> ParallelInfo:
-    """Every configuration at one budget: the first rung when budgets differ."""
+def parallel_info(
+    trials: pd.DataFrame, space: Space, budgets: EqualBudget | None = None
+) -> ParallelInfo:
+    """Every configuration at one budget (the first rung when budgets differ); one axis per
+    searched parameter, on its own scale (``log10(name)`` for a log range, 0/1 for on/off)."""
     label, frame = next(iter(budget_views(trials, budgets).items()))
     done = frame.dropna(subset=["val_accuracy"])
     dims = {
-        "dropout": [float(v) for v in done["dropout"]],
-        "lrn": [1.0 if str(v) in ("True", "1", "1.0") else 0.0 for v in done["lrn"]],
-        "dense_units": [float(v) for v in done["dense_units"]],
-        "log10(learning_rate)": [math.log10(float(v)) for v in done["learning_rate"]],
+        (f"log10({p.name})" if p.axis == "log" else p.name): [p.plot_value(v) for v in done[p.name]]
+        for p in searched(space)
     }
     return ParallelInfo(dims, [float(v) for v in done["val_accuracy"]], label)
 
@@ -279,7 +280,8 @@ class SliceInfo(NamedTuple):
     views: dict[str, dict[str, dict[str, list[Any]]]]
     ranges: dict[str, tuple[float, float] | None]
     edge_flags: dict[str, str]  # param -> warning text when the best trials sit at an edge
-    n_validation: int = 0  # images behind each score: the error bars' n
+    n_validation: int
+    axes: dict[str, Axis]  # param -> how its x axis is drawn (log, linear, category)
 
 
 def budget_views(trials: pd.DataFrame, budgets: EqualBudget | None) -> dict[str, pd.DataFrame]:
@@ -301,56 +303,66 @@ def budget_views(trials: pd.DataFrame, budgets: EqualBudget | None) -> dict[str,
 
 def slice_info(
     trials: pd.DataFrame,
-    space: list[dict[str, Any]],
+    space: Space,
     top: int = 3,
     n_validation: int = 0,
     budgets: EqualBudget | None = None,
 ) -> SliceInfo:
-    ranges: dict[str, tuple[float, float] | None] = {}
-    for p in space:
-        ranges[p["name"]] = (float(p["low"]), float(p["high"])) if "low" in p else None
+    params = searched(space)
+    ranges = {p.name: p.range for p in params}
     views: dict[str, dict[str, dict[str, list[Any]]]] = {}
     tables = budget_views(trials, budgets)
     for label, frame in tables.items():
         views[label] = {
-            name: {
-                "x": list(frame[name]),
+            p.name: {
+                "x": [_axis_value(p, v) for v in frame[p.name]],
                 "id": [str(t) for t in frame["trial_id"]],
                 "y": [_num(v) for v in frame["val_accuracy"]],
                 "status": [str(s) for s in frame["status"]],
             }
-            for name in SEARCHED
+            for p in params
         }
     # the edge of a range is judged at the largest budget: short runs favour fast learners
     judged = list(tables.values())[-1]
     best = judged.dropna(subset=["val_accuracy"]).sort_values("val_accuracy", ascending=False)
     best = best.head(top)
     flags: dict[str, str] = {}
-    for name in SEARCHED:
-        rng = ranges.get(name)
+    for p in params:
+        rng = ranges[p.name]
         if rng is None or len(best) == 0:
             continue
         lo, hi = rng
-        log = any(p["name"] == name and p.get("log") for p in space)
-        tf = (lambda v: math.log10(v)) if log else (lambda v: v)
-        span = tf(hi) - tf(lo)
-        values = [tf(float(v)) for v in best[name]]
-        if all(v <= tf(lo) + 0.1 * span for v in values):
-            flags[name] = (
-                f"the best {len(values)} trials sit at the low edge of {name}'s "
+        span = p.plot_value(hi) - p.plot_value(lo)
+        values = [p.plot_value(v) for v in best[p.name]]
+        if all(v <= p.plot_value(lo) + 0.1 * span for v in values):
+            flags[p.name] = (
+                f"the best {len(values)} trials sit at the low edge of {p.name}'s "
                 f"range ({lo:g}): consider widening it"
             )
-        elif all(v >= tf(hi) - 0.1 * span for v in values):
-            flags[name] = (
-                f"the best {len(values)} trials sit at the high edge of {name}'s "
+        elif all(v >= p.plot_value(hi) - 0.1 * span for v in values):
+            flags[p.name] = (
+                f"the best {len(values)} trials sit at the high edge of {p.name}'s "
                 f"range ({hi:g}): consider widening it"
             )
-    return SliceInfo(views=views, ranges=ranges, edge_flags=flags, n_validation=n_validation)
+    return SliceInfo(
+        views=views,
+        ranges=ranges,
+        edge_flags=flags,
+        n_validation=n_validation,
+        axes={p.name: p.axis for p in params},
+    )
+
+
+def _axis_value(p: OpenParam, value: Any) -> Any:
+    """A parameter's value as its axis takes it: a category's as text, a number's as a number."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(p.coerce(value)) if p.axis == "category" else p.coerce(value)
 
 
 def slice_plot(info: SliceInfo) -> go.Figure:
     labels = list(info.views)
-    names = list(SEARCHED)
+    names = list(info.axes)
     fig = make_subplots(
         rows=len(labels),
         cols=len(names),
@@ -371,10 +383,7 @@ def slice_plot(info: SliceInfo) -> go.Figure:
                 ys = [d["y"][i] for i in idx]
                 fig.add_trace(
                     go.Scatter(
-                        x=[
-                            d["x"][i] if not isinstance(d["x"][i], bool) else str(d["x"][i])
-                            for i in idx
-                        ],
+                        x=[d["x"][i] for i in idx],
                         y=[y if y is not None else floor for y in ys],
                         error_y=error_bars(ys, info.n_validation),
                         mode="markers",
@@ -389,7 +398,7 @@ def slice_plot(info: SliceInfo) -> go.Figure:
                     col=col,
                 )
                 shown.add(status)
-            if name == "learning_rate":
+            if info.axes[name] == "log":
                 fig.update_xaxes(type="log", row=row, col=col)
     for col, name in enumerate(names):
         if name in info.edge_flags:
@@ -414,25 +423,17 @@ class ImportanceInfo(NamedTuple):
     resamples: int
 
 
-def _fanova(rows: pd.DataFrame, dists: dict[str, Any], seed: int) -> dict[str, float]:
+def _fanova(rows: pd.DataFrame, params: tuple[OpenParam, ...], seed: int) -> dict[str, float]:
     import optuna
-    from optuna.distributions import CategoricalDistribution, IntDistribution
 
+    dists = {p.name: p.distribution() for p in params}
     study = optuna.create_study(direction="maximize")
     for r in rows.to_dict("records"):
-        params = {}
-        for name, dist in dists.items():
-            v = r[name]
-            if isinstance(dist, CategoricalDistribution):
-                v = str(v) in ("True", "1", "1.0")
-            elif isinstance(dist, IntDistribution):
-                v = int(v)
-            else:
-                v = float(v)
-            params[name] = v
         study.add_trial(
             optuna.trial.create_trial(
-                params=params, distributions=dists, value=float(r["val_accuracy"])
+                params={p.name: p.coerce(r[p.name]) for p in params},
+                distributions=dists,
+                value=float(r["val_accuracy"]),
             )
         )
     evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=32, seed=seed)
@@ -444,28 +445,16 @@ def _fanova(rows: pd.DataFrame, dists: dict[str, Any], seed: int) -> dict[str, f
 
 def importance_info(
     trials: pd.DataFrame,
-    space: list[dict[str, Any]],
+    space: Space,
     budgets: EqualBudget | None = None,
     resamples: int = 10,
 ) -> ImportanceInfo:
     """Optuna's fANOVA importance on scores that share a budget, with its spread over
     bootstrap resamples of the trials (how much the ranking depends on which trials ran)."""
     import optuna
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
 
-    dists: dict[str, Any] = {}
-    for p in space:
-        if p["type"] == "FloatParam":
-            dists[p["name"]] = FloatDistribution(p["low"], p["high"], log=bool(p["log"]))
-        elif p["type"] == "IntParam":
-            dists[p["name"]] = IntDistribution(p["low"], p["high"], step=p["step"])
-        elif p["type"] == "BoolParam":
-            dists[p["name"]] = CategoricalDistribution([True, False])
-    if not dists:
+    params = searched(space)
+    if not params:
         return ImportanceInfo({}, "no searched parameter: nothing to rank", {}, {}, 0)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     views: dict[str, dict[str, tuple[float, float, float]]] = {}
@@ -476,10 +465,10 @@ def importance_info(
         if len(done) < MIN_IMPORTANCE_TRIALS:
             continue
         try:
-            point = _fanova(done, dists, seed=0)
+            point = _fanova(done, params, seed=0)
             rng = np.random.default_rng(0)
             boot = [
-                _fanova(done.iloc[rng.integers(0, len(done), len(done))], dists, seed=b)
+                _fanova(done.iloc[rng.integers(0, len(done), len(done))], params, seed=b)
                 for b in range(resamples)
             ]
         except (RuntimeError, ValueError) as exc:

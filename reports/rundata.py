@@ -12,6 +12,7 @@ import pandas as pd
 
 from search.confirm import load_confirm
 from search.results import load_history, load_trials
+from search.space import Space, from_dict
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class RunData:
     pid_alive: bool
     confirm: pd.DataFrame  # confirm.csv: one row per confirmation run (empty without one)
     summary: dict[str, Any] | None  # summary.json: the verdict, once the run has finished
+    space: Space  # the search space the run used
 
     def split_size(self, split: str) -> int:
         """Images in ``split`` (``train``, ``validation`` or ``test``) as the run used them."""
@@ -70,4 +72,5 @@ def load_run(run_dir: Path) -> RunData:
         pid_alive=_alive(status.get("pid")) if status.get("state") == "running" else False,
         confirm=load_confirm(run_dir),
         summary=_json(run_dir / "summary.json"),
+        space=from_dict(config.get("space", [])),
     )

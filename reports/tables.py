@@ -9,7 +9,7 @@ import pandas as pd
 
 from reports.rundata import RunData
 from search.results import BASELINE_ID, baseline_score, best_trial, search_trials
-from search.space import SEARCHED
+from search.space import PARAM_NAMES, Space
 from search.stats import accuracy_ci
 
 STATE_TEXT = {
@@ -155,9 +155,10 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def results_rows(trials: pd.DataFrame, n_validation: int = 0) -> list[dict[str, Any]]:
+def results_rows(trials: pd.DataFrame, space: Space, n_validation: int = 0) -> list[dict[str, Any]]:
     """Every trial (failed and pruned too), best first; the baseline is marked, not dropped.
-    ``val_ci95`` is the 95% interval of its validation accuracy on ``n_validation`` images."""
+    ``val_ci95`` is the 95% interval of its validation accuracy on ``n_validation`` images;
+    ``display`` has each parameter's value as the space writes it."""
     frame = trials.copy()
     frame["_order"] = frame["val_accuracy"].fillna(-1.0)
     frame = frame.sort_values(["_order", "trial_id"], ascending=[False, True])
@@ -168,7 +169,7 @@ def results_rows(trials: pd.DataFrame, n_validation: int = 0) -> list[dict[str, 
                 "trial_id": str(r["trial_id"]),
                 "baseline": r["trial_id"] == BASELINE_ID,
                 "status": str(r["status"]),
-                **{k: _cell(r.get(k)) for k in SEARCHED},
+                **{k: _cell(r.get(k)) for k in PARAM_NAMES},
                 "val_accuracy": _cell(r.get("val_accuracy")),
                 "val_ci95": _ci(_num(r.get("val_accuracy")), n_validation),
                 "best_epoch": _cell(r.get("best_epoch")),
@@ -176,6 +177,9 @@ def results_rows(trials: pd.DataFrame, n_validation: int = 0) -> list[dict[str, 
                 "seconds": _cell(r.get("seconds")),
                 "params": _cell(r.get("params")),
                 "error": _cell(r.get("error")),
+                "display": {
+                    p.name: p.format(r[p.name]) for p in space if _cell(r.get(p.name)) != ""
+                },
             }
         )
     return rows

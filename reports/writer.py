@@ -69,7 +69,7 @@ def _plotly_js() -> str:
 
 def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | None]:
     """All figures of a report, plus edge-of-range warnings and the importance note."""
-    trials, space = run.trials, run.config.get("space", [])
+    trials, space = run.trials, run.space
     base = baseline_score(trials)
     n_val = run.split_size("validation")
     blocks = [
@@ -95,7 +95,7 @@ def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | Non
         trials, run.history, int(run.config.get("options", {}).get("max_epochs", 0))
     )
     if len(search_trials(trials).dropna(subset=["val_accuracy"])) >= 2:
-        parallel = fig.parallel_info(trials, budgets)
+        parallel = fig.parallel_info(trials, space, budgets)
         blocks.append(FigureBlock("fig-parallel", figure_json(fig.parallel_plot(parallel))))
     if len(search_trials(trials)):
         sl = fig.slice_info(trials, space, n_validation=n_val, budgets=budgets)
@@ -162,7 +162,7 @@ def render_report(
             s=summary,
             options=run.config.get("options", {}),
             classes=classes,
-            rows=results_rows(run.trials, summary.n_validation),
+            rows=results_rows(run.trials, run.space, summary.n_validation),
             confirm_rows=confirm_rows(run.confirm, summary.n_validation, summary.n_test),
             columns=COLUMNS,
             figures=blocks,

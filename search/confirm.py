@@ -16,7 +16,7 @@ killed at any moment is either recorded whole or run again.
 from __future__ import annotations
 
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,15 @@ import numpy as np
 import pandas as pd
 
 from data_pipeline.files import write_text_atomic
-from search.results import BASELINE_ID, best_trial, locked_results, ranked_trials, read_table
-from search.space import SEARCHED
+from search.results import (
+    BASELINE_ID,
+    best_trial,
+    flatten,
+    locked_results,
+    ranked_trials,
+    read_table,
+)
+from search.space import DEFAULT_SPACE, PARAM_NAMES, values_of
 from search.stats import accuracy_ci, paired_difference, sentence
 
 CONFIRM_COLUMNS = (
@@ -34,7 +41,7 @@ CONFIRM_COLUMNS = (
     "trial_id",
     "seed_index",
     "seed",
-    *SEARCHED,
+    *PARAM_NAMES,
     "search_val_accuracy",
     "val_accuracy",
     "best_epoch",
@@ -70,10 +77,7 @@ class ConfirmRow:
     trial_id: str
     seed_index: int
     seed: int
-    dropout: float
-    lrn: bool
-    dense_units: int
-    learning_rate: float
+    values: dict[str, Any]  # every parameter of the space (one column each)
     search_val_accuracy: float | None
     val_accuracy: float | None
     best_epoch: int | None
@@ -97,7 +101,7 @@ def candidates(
     seen: set[tuple[Any, ...]] = set()
     for row in ranked_trials(trials).to_dict("records"):
         values = params_of(row)
-        key = tuple(values[k] for k in SEARCHED)
+        key = tuple(sorted(values.items()))
         if key in seen:
             continue
         seen.add(key)
@@ -113,11 +117,7 @@ def candidates(
 
 def params_of(row: Any) -> dict[str, Any]:
     """A results row's parameter values as plain Python (JSON-ready, comparable)."""
-    return {k: _plain(row[k]) for k in SEARCHED}
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+    return values_of(DEFAULT_SPACE, row)
 
 
 def candidate_name(cands: list[Candidate], cand: Candidate) -> str:
@@ -153,7 +153,7 @@ def record_confirm(run_dir: Path, row: ConfirmRow) -> None:
     with locked_results(run_dir):
         table = load_confirm(run_dir)
         table = table[table["run_id"] != row.run_id]
-        added = pd.DataFrame([asdict(row)], columns=list(CONFIRM_COLUMNS))
+        added = pd.DataFrame([flatten(row)], columns=list(CONFIRM_COLUMNS))
         table = pd.concat([table, added], ignore_index=True) if len(table) else added
         write_text_atomic(Path(run_dir) / "confirm.csv", table.to_csv(index=False))
 

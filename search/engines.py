@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from search.space import SEARCHED, Param, suggest_optuna, to_keras_tuner
+from search.space import PARAM_NAMES, Space, suggest_optuna, to_keras_tuner
 from search.storage import StorageError, mask_url
 
 ENGINES = ("hyperband", "random", "bayesian", "optuna")
@@ -108,7 +108,7 @@ KT_SEED_FOR_ZERO = 2**31 - 1
 class KerasTunerEngine(SearchEngine):
     """Keras Tuner's Hyperband, random search or Bayesian optimisation oracle, used directly."""
 
-    def __init__(self, kind: str, space: tuple[Param, ...], settings: EngineSettings) -> None:
+    def __init__(self, kind: str, space: Space, settings: EngineSettings) -> None:
         import keras_tuner as kt
 
         max_epochs, factor, n_trials = settings.max_epochs, settings.factor, settings.n_trials
@@ -182,7 +182,7 @@ class KerasTunerEngine(SearchEngine):
         values = trial.hyperparameters.values
         return TrialSpec(
             trial_id=trial.trial_id,
-            values={k: values[k] for k in SEARCHED},
+            values={k: values[k] for k in PARAM_NAMES},
             epochs=int(values.get("tuner/epochs", self.max_epochs)),
             initial_epoch=int(values.get("tuner/initial_epoch", 0)),
             parent_id=values.get("tuner/trial_id"),
@@ -350,7 +350,7 @@ class OptunaEngine(SearchEngine):
 
     name = "optuna"
 
-    def __init__(self, space: tuple[Param, ...], settings: EngineSettings) -> None:
+    def __init__(self, space: Space, settings: EngineSettings) -> None:
         import optuna
         from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
         from optuna.storages.journal import JournalFileBackend
@@ -478,7 +478,7 @@ class OptunaEngine(SearchEngine):
         ]
 
 
-def make_engine(name: str, space: tuple[Param, ...], settings: EngineSettings) -> SearchEngine:
+def make_engine(name: str, space: Space, settings: EngineSettings) -> SearchEngine:
     if name == "optuna":
         return OptunaEngine(space, settings)
     return KerasTunerEngine(name, space, settings)

@@ -18,14 +18,14 @@ import pandas as pd
 
 from data_pipeline.files import locked_file, write_text_atomic
 from search.rundir import RunDirError
-from search.space import SEARCHED
+from search.space import DEFAULT_SPACE, PARAM_NAMES, baseline_values
 
 BASELINE_ID = "baseline"
 STATUSES = ("completed", "failed", "pruned")
 TRIAL_COLUMNS = (
     "trial_id",
     "status",
-    *SEARCHED,
+    *PARAM_NAMES,
     "val_accuracy",
     "best_epoch",
     "epochs",
@@ -46,12 +46,11 @@ HISTORY_COLUMNS = ("trial_id", "epoch", "metric", "value")
 
 @dataclass(frozen=True)
 class TrialRow:
+    """One ended trial; ``values`` holds every parameter of the space (one column each)."""
+
     trial_id: str
     status: str
-    dropout: float
-    lrn: bool
-    dense_units: int
-    learning_rate: float
+    values: dict[str, Any]
     val_accuracy: float | None
     best_epoch: int | None
     epochs: int  # epochs trained in this trial (cumulative, as Keras counts them)
@@ -71,6 +70,20 @@ class TrialRow:
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, but got {self.status=}.")
 
+    def record(self) -> dict[str, Any]:
+        """The row as the table stores it: the parameters as columns of their own."""
+        return flatten(self)
+
+
+def flatten(row: Any) -> dict[str, Any]:
+    """A row dataclass with a ``values`` dict, as one flat record (parameters as columns)."""
+    record = asdict(row)
+    values = record.pop("values")
+    unknown = set(values) - set(PARAM_NAMES)
+    if unknown:
+        raise ValueError(f"values has unknown parameter(s) {sorted(unknown)}: {values!r}.")
+    return {**record, **{name: values.get(name) for name in PARAM_NAMES}}
+
 
 def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
     write_text_atomic(path, frame.to_csv(index=False))
@@ -84,7 +97,8 @@ def read_table(path: Path, columns: tuple[str, ...], dtype: dict[str, Any]) -> p
     """A results CSV, whole: a missing file is an empty table; a torn last line (a crash in
     the middle of a write that was not atomic, or a file cut short by hand) is dropped, so no
     partial row is ever read as a finished one; an empty or unreadable file is refused with a
-    message that names it."""
+    message that names it. A parameter column that a file written before that parameter
+    existed lacks reads as the parameter's baseline."""
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=list(columns))
@@ -98,7 +112,9 @@ def read_table(path: Path, columns: tuple[str, ...], dtype: dict[str, Any]) -> p
             f"{path} is empty (cut short by a crash or by hand): its results are lost. Restore "
             "it from a backup, or delete it to run the search's trials again."
         )
-    if lines[0].rstrip("\r\n").split(",") != list(columns):
+    header = lines[0].rstrip("\r\n").split(",")
+    added = _PARAM_DEFAULTS.keys() - set(header)
+    if [c for c in columns if c not in added] != header:
         raise ResultsError(
             f"{path} does not start with the expected header ({','.join(columns[:4])},...): "
             "not a results file of this version of alexnet-tuner."
@@ -109,7 +125,12 @@ def read_table(path: Path, columns: tuple[str, ...], dtype: dict[str, Any]) -> p
         frame = pd.read_csv(io.StringIO("".join(lines)), dtype=dtype)
     except (pd.errors.ParserError, ValueError) as exc:
         raise ResultsError(f"{path} is damaged ({exc}); restore it from a backup.") from None
-    return frame
+    for name in added & set(columns):
+        frame[name] = _PARAM_DEFAULTS[name]
+    return frame[list(columns)]
+
+
+_PARAM_DEFAULTS = baseline_values(DEFAULT_SPACE)
 
 
 def load_trials(run_dir: Path) -> pd.DataFrame:
@@ -155,7 +176,7 @@ def _record_trial(run_dir: Path, row: TrialRow, history: list[dict[str, Any]]) -
     )
     trials = load_trials(run_dir)
     trials = trials[trials["trial_id"] != row.trial_id]
-    added = pd.DataFrame([asdict(row)], columns=list(TRIAL_COLUMNS))
+    added = pd.DataFrame([row.record()], columns=list(TRIAL_COLUMNS))
     _write_csv_atomic(
         pd.concat([trials, added], ignore_index=True) if len(trials) else added,
         run_dir / "trials.csv",

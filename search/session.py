@@ -52,7 +52,7 @@ from search.hardware import advice, nvidia_gpus
 from search.options import SearchOptions
 from search.quiet import import_tensorflow_quietly
 from search.rundir import format_seconds
-from search.space import Param, baseline_values, describe, load_space, resolve, to_dict
+from search.space import Space, baseline_values, describe, load_space, resolve, to_dict
 from search.stats import format_accuracy
 from search.storage import resolve_storage
 from search.trials import Estimator, TrialRunner
@@ -102,7 +102,7 @@ class Search:
         self.argv = argv
         self.console = console
         self.run_dir = opts.resolved_run_dir()
-        self.space: tuple[Param, ...] = load_space(opts.space)
+        self.space: Space = load_space(opts.space)
 
     # ----------------------------------------------------------------------------- plan
     def _prepare_data(self) -> PreparedData:

@@ -1,17 +1,23 @@
-"""The search space, as data: defined once here, translated to Keras Tuner and to Optuna.
+"""The search space, as data: every parameter is defined once here, with everything about it.
 
-Each parameter carries the blog's value as its baseline. The model builder never sees a
-``HyperParameters`` object or an Optuna trial: ``resolve`` turns chosen values into an
-``AlexNetParams``.
+A parameter knows its range and its blog (baseline) value, how Keras Tuner and Optuna sample it,
+how its value reads back from the results table, how a report plots it (log, linear or
+categorical axis), how a ``--space`` TOML table changes it, and how it is described. Nothing
+outside this module names a parameter: the results table, the engines, the reports and the
+export iterate over the space. Adding a hyperparameter means adding it to ``DEFAULT_SPACE`` and
+giving the model builder's ``AlexNetParams`` a field of the same name.
+
+The model builder never sees a ``HyperParameters`` object or an Optuna trial: ``resolve`` turns
+chosen values into an ``AlexNetParams``.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from models.alexnet import AlexNetParams
 
@@ -20,9 +26,20 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+Axis = Literal["linear", "log", "category"]
+
 
 class SpaceError(ValueError):
     """An invalid search space (bad range, unknown parameter): exit code 2 with the message."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _truthy(value: Any) -> bool:
+    """A boolean as the results table spells it (``True``, ``1``, ``1.0``, numpy bools)."""
+    return str(value).strip().lower() in ("true", "1", "1.0")
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,77 @@ class FloatParam:
     high: float
     baseline: float
     log: bool = False
+    domain: tuple[float, float] = (-math.inf, math.inf)  # hard limits, whatever a file says
+
+    searched: ClassVar[bool] = True
+
+    @property
+    def axis(self) -> Axis:
+        return "log" if self.log else "linear"
+
+    def check(self) -> FloatParam:
+        lo, hi = self.domain
+        if not self.low < self.high:
+            raise SpaceError(
+                f"{self.name}: low must be below high, but got low={self.low}, "
+                f"high={self.high}; to fix a value use `value = ...`."
+            )
+        if self.low < lo or self.high > hi:
+            raise SpaceError(
+                f"{self.name}: range must lie within [{lo}, {hi}], but got "
+                f"[{self.low}, {self.high}]."
+            )
+        if self.log and self.low <= 0:
+            raise SpaceError(f"{self.name}: a log range needs low > 0, but got low={self.low}.")
+        return self
+
+    def check_value(self, value: Any) -> Any:
+        lo, hi = self.domain
+        if not _is_number(value) or not lo <= value <= hi:
+            raise SpaceError(
+                f"{self.name}: value must be a number in [{lo}, {hi}], but got {value!r}."
+            )
+        return float(value)
+
+    def override(self, table: dict[str, Any]) -> FloatParam:
+        _allowed(self.name, table, {"low", "high", "log"})
+        for key in ("low", "high"):
+            if key in table and not _is_number(table[key]):
+                raise SpaceError(f"{self.name}: {key} must be a number, but got {table[key]!r}.")
+        if "log" in table and not isinstance(table["log"], bool):
+            raise SpaceError(f"{self.name}: log must be true or false, but got {table['log']!r}.")
+        changes: dict[str, Any] = {k: float(v) if k != "log" else v for k, v in table.items()}
+        return replace(self, **changes).check()
+
+    def coerce(self, value: Any) -> float:
+        return float(value)
+
+    def plot_value(self, value: Any) -> float:
+        return math.log10(float(value)) if self.log else float(value)
+
+    def format(self, value: Any) -> str:
+        return f"{float(value):.2e}" if self.log else f"{float(value):.4f}"
+
+    def to_keras_tuner(self, hp: Any) -> None:
+        hp.Float(self.name, self.low, self.high, sampling="log" if self.log else "linear")
+
+    def suggest(self, trial: Any) -> float:
+        return float(trial.suggest_float(self.name, self.low, self.high, log=self.log))
+
+    def distribution(self) -> Any:
+        from optuna.distributions import FloatDistribution
+
+        return FloatDistribution(self.low, self.high, log=self.log)
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: {self.low:g} to {self.high:g}{' (log)' if self.log else ''}, "
+            f"blog {self.baseline:g}"
+        )
+
+    @property
+    def range(self) -> tuple[float, float]:
+        return (self.low, self.high)
 
 
 @dataclass(frozen=True)
@@ -41,6 +129,73 @@ class IntParam:
     high: int
     baseline: int
     step: int = 1
+    domain: tuple[int, int] = (-(2**62), 2**62)
+
+    searched: ClassVar[bool] = True
+    axis: ClassVar[Axis] = "linear"
+
+    def check(self) -> IntParam:
+        lo, hi = self.domain
+        if not self.low < self.high:
+            raise SpaceError(
+                f"{self.name}: low must be below high, but got low={self.low}, "
+                f"high={self.high}; to fix a value use `value = ...`."
+            )
+        if self.low < lo or self.high > hi:
+            raise SpaceError(
+                f"{self.name}: range must lie within [{lo}, {hi}], but got "
+                f"[{self.low}, {self.high}]."
+            )
+        if self.step < 1 or (self.high - self.low) % self.step:
+            raise SpaceError(
+                f"{self.name}: step must be >= 1 and divide high - low, but got "
+                f"step={self.step} for [{self.low}, {self.high}]."
+            )
+        return self
+
+    def check_value(self, value: Any) -> Any:
+        lo, hi = self.domain
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise SpaceError(
+                f"{self.name}: value must be an integer in [{lo}, {hi}], but got {value!r}."
+            )
+        return value
+
+    def override(self, table: dict[str, Any]) -> IntParam:
+        _allowed(self.name, table, {"low", "high", "step"})
+        for key, v in table.items():
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise SpaceError(f"{self.name}: {key} must be an integer, but got {v!r}.")
+        return replace(self, **table).check()
+
+    def coerce(self, value: Any) -> int:
+        return int(float(value))
+
+    def plot_value(self, value: Any) -> float:
+        return float(value)
+
+    def format(self, value: Any) -> str:
+        return str(self.coerce(value))
+
+    def to_keras_tuner(self, hp: Any) -> None:
+        hp.Int(self.name, self.low, self.high, step=self.step)
+
+    def suggest(self, trial: Any) -> int:
+        return int(trial.suggest_int(self.name, self.low, self.high, step=self.step))
+
+    def distribution(self) -> Any:
+        from optuna.distributions import IntDistribution
+
+        return IntDistribution(self.low, self.high, step=self.step)
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.low} to {self.high} step {self.step}, blog {self.baseline}"
+
+    @property
+    def range(self) -> tuple[float, float]:
+        return (float(self.low), float(self.high))
 
 
 @dataclass(frozen=True)
@@ -48,116 +203,166 @@ class BoolParam:
     name: str
     baseline: bool
 
+    searched: ClassVar[bool] = True
+    axis: ClassVar[Axis] = "category"
+
+    @property
+    def range(self) -> tuple[float, float] | None:
+        return None
+
+    def check(self) -> BoolParam:
+        return self
+
+    def check_value(self, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise SpaceError(f"{self.name}: value must be true or false, but got {value!r}.")
+        return value
+
+    def override(self, table: dict[str, Any]) -> BoolParam:
+        _allowed(self.name, table, set())
+        return self
+
+    def coerce(self, value: Any) -> bool:
+        return value if isinstance(value, bool) else _truthy(value)
+
+    def plot_value(self, value: Any) -> float:
+        return 1.0 if self.coerce(value) else 0.0
+
+    def format(self, value: Any) -> str:
+        return str(self.coerce(value))
+
+    def to_keras_tuner(self, hp: Any) -> None:
+        hp.Boolean(self.name)
+
+    def suggest(self, trial: Any) -> bool:
+        return bool(trial.suggest_categorical(self.name, [True, False]))
+
+    def distribution(self) -> Any:
+        from optuna.distributions import CategoricalDistribution
+
+        return CategoricalDistribution([True, False])
+
+    def describe(self) -> str:
+        return f"{self.name}: on/off, blog {'on' if self.baseline else 'off'}"
+
+
+OpenParam = FloatParam | IntParam | BoolParam
+
 
 @dataclass(frozen=True)
 class FixedParam:
+    """A parameter held at ``value``; ``of`` is the open form a ``--space`` table restores
+    (``[name] low = ...`` searches it again over ``of``'s range with the new bounds)."""
+
     name: str
     value: Any
     baseline: Any
+    of: OpenParam
+
+    searched: ClassVar[bool] = False
+
+    @property
+    def axis(self) -> Axis:
+        return self.of.axis
+
+    @property
+    def range(self) -> tuple[float, float] | None:
+        return None
+
+    def check(self) -> FixedParam:
+        return replace(self, value=self.of.check_value(self.value))
+
+    def override(self, table: dict[str, Any]) -> Param:
+        return _override(self.of, table)
+
+    def coerce(self, value: Any) -> Any:
+        return self.of.coerce(value)
+
+    def plot_value(self, value: Any) -> float:
+        return self.of.plot_value(value)
+
+    def format(self, value: Any) -> str:
+        return self.of.format(value)
+
+    def to_keras_tuner(self, hp: Any) -> None:
+        hp.Fixed(self.name, self.value)
+
+    def suggest(self, trial: Any) -> Any:
+        return self.value
+
+    def distribution(self) -> Any:
+        return None
+
+    def describe(self) -> str:
+        return f"{self.name}: fixed at {self.value}, blog {self.baseline}"
 
 
 Param = FloatParam | IntParam | BoolParam | FixedParam
-SEARCHED = ("dropout", "lrn", "dense_units", "learning_rate")
-# Hard limits of each parameter's domain, whatever a space file says.
-_DOMAIN = {
-    "dropout": (0.0, 0.95),
-    "dense_units": (1, 65536),
-    "learning_rate": (1e-8, 1.0),
-}
+Space = tuple[Param, ...]
 
-DEFAULT_SPACE: tuple[Param, ...] = (
-    FloatParam("dropout", 0.0, 0.6, baseline=0.25),
+
+def _fixed(p: OpenParam, value: Any) -> FixedParam:
+    return FixedParam(p.name, value, p.baseline, of=p).check()
+
+
+DEFAULT_SPACE: Space = (
+    FloatParam("dropout", 0.0, 0.6, baseline=0.25, domain=(0.0, 0.95)),
     BoolParam("lrn", baseline=True),
-    IntParam("dense_units", 512, 4096, baseline=4096, step=512),
-    FloatParam("learning_rate", 1e-5, 1e-3, baseline=1e-5, log=True),
+    IntParam("dense_units", 512, 4096, baseline=4096, step=512, domain=(1, 65536)),
+    FloatParam("learning_rate", 1e-5, 1e-3, baseline=1e-5, log=True, domain=(1e-8, 1.0)),
 )
+PARAM_NAMES: tuple[str, ...] = tuple(p.name for p in DEFAULT_SPACE)
+"""Every parameter of every space (a ``--space`` file changes ranges, never the names): the
+parameter columns of the results tables."""
 
 
-def baseline_values(space: tuple[Param, ...] = DEFAULT_SPACE) -> dict[str, Any]:
+def baseline_values(space: Space = DEFAULT_SPACE) -> dict[str, Any]:
     """The blog's value of every parameter."""
     return {p.name: p.baseline for p in space}
 
 
-def _check(p: Param) -> Param:
-    if isinstance(p, FloatParam | IntParam):
-        lo, hi = _DOMAIN[p.name]
-        if not p.low < p.high:
-            raise SpaceError(
-                f"{p.name}: low must be below high, but got low={p.low}, "
-                f"high={p.high}; to fix a value use `value = ...`."
-            )
-        if p.low < lo or p.high > hi:
-            raise SpaceError(
-                f"{p.name}: range must lie within [{lo}, {hi}], but got [{p.low}, {p.high}]."
-            )
-    if isinstance(p, FloatParam) and p.log and p.low <= 0:
-        raise SpaceError(f"{p.name}: a log range needs low > 0, but got low={p.low}.")
-    if isinstance(p, IntParam) and (p.step < 1 or (p.high - p.low) % p.step):
-        raise SpaceError(
-            f"{p.name}: step must be >= 1 and divide high - low, but got "
-            f"step={p.step} for [{p.low}, {p.high}]."
-        )
-    if isinstance(p, FixedParam) and p.name in _DOMAIN:
-        lo, hi = _DOMAIN[p.name]
-        if (
-            not isinstance(p.value, int | float)
-            or isinstance(p.value, bool)
-            or not lo <= p.value <= hi
-        ):
-            raise SpaceError(
-                f"{p.name}: value must be a number in [{lo}, {hi}], but got {p.value!r}."
-            )
-    if isinstance(p, FixedParam) and p.name == "lrn" and not isinstance(p.value, bool):
-        raise SpaceError(f"lrn: value must be true or false, but got {p.value!r}.")
-    return p
+def searched(space: Space) -> tuple[OpenParam, ...]:
+    """The parameters the search varies (not the fixed ones): what the report plots."""
+    return tuple(p for p in space if not isinstance(p, FixedParam))
+
+
+def values_of(space: Space, row: Any) -> dict[str, Any]:
+    """Every parameter's value from a results row (a pandas row or a mapping), in its type.
+
+    A row from before a parameter existed (an older results file) has the baseline value.
+    """
+    out = {}
+    for p in space:
+        raw = row.get(p.name) if hasattr(row, "get") else row[p.name]
+        missing = raw is None or (isinstance(raw, float) and math.isnan(raw))
+        out[p.name] = p.baseline if missing else p.coerce(raw)
+    return out
+
+
+def _allowed(name: str, table: dict[str, Any], keys: set[str]) -> None:
+    unknown = set(table) - keys - {"value"}
+    if unknown:
+        allowed = sorted(keys | {"value"})
+        raise SpaceError(f"{name}: unknown key(s) {sorted(unknown)}; allowed: {allowed}.")
 
 
 def _override(p: Param, table: dict[str, Any]) -> Param:
-    allowed = (
-        {"value"}
-        | ({"low", "high", "log"} if isinstance(p, FloatParam) else set())
-        | ({"low", "high", "step"} if isinstance(p, IntParam) else set())
-    )
-    unknown = set(table) - allowed
-    if unknown:
-        raise SpaceError(f"{p.name}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}.")
-    if "value" in table:
-        if len(table) > 1:
-            raise SpaceError(
-                f"{p.name}: `value` fixes the parameter and cannot be combined "
-                f"with {sorted(set(table) - {'value'})}."
-            )
-        value = table["value"]
-        if p.name == "dense_units" and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return _check(FixedParam(p.name, value, p.baseline))
-    if isinstance(p, FloatParam):
-        for key in ("low", "high"):
-            if key in table and (
-                not isinstance(table[key], int | float) or isinstance(table[key], bool)
-            ):
-                raise SpaceError(f"{p.name}: {key} must be a number, but got {table[key]!r}.")
-        return _check(
-            FloatParam(
-                p.name,
-                float(table.get("low", p.low)),
-                float(table.get("high", p.high)),
-                baseline=p.baseline,
-                log=bool(table.get("log", p.log)),
-            )
+    if "value" not in table:
+        return p.override(table)
+    if len(table) > 1:
+        raise SpaceError(
+            f"{p.name}: `value` fixes the parameter and cannot be combined "
+            f"with {sorted(set(table) - {'value'})}."
         )
-    if isinstance(p, IntParam):
-        for key, v in table.items():
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise SpaceError(f"{p.name}: {key} must be an integer, but got {v!r}.")
-        return _check(replace(p, **table))
-    raise SpaceError(f"{p.name}: can only be fixed with `value = true|false`.")
+    open_form = p.of if isinstance(p, FixedParam) else p
+    return _fixed(open_form, table["value"])
 
 
-def load_space(path: Path | None) -> tuple[Param, ...]:
+def load_space(path: Path | None) -> Space:
     """The default space, with the parameters named in a TOML file overridden or fixed.
 
-    ``[learning_rate] low = 1e-4`` narrows a range; ``[lrn] value = false`` fixes a parameter.
+    ``[learning_rate] low = 1e-4`` narrows a range; ``[lrn] value = false`` fixes a parameter;
+    ``[weight_decay] high = 1e-4`` opens a parameter that is fixed by default.
     """
     if path is None:
         return DEFAULT_SPACE
@@ -183,18 +388,17 @@ def read_space_file(path: Path) -> str:
         raise SpaceError(f"--space file {str(path)!r} cannot be read: {exc.strerror}.") from None
 
 
-def parse_space(text: str, *, source: str = "--space") -> tuple[Param, ...]:
+def parse_space(text: str, *, source: str = "--space") -> Space:
     """The default space with the overrides of a TOML document (see ``load_space``)."""
-    path = source
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpaceError(f"--space file {str(path)!r} is not valid TOML: {exc}.") from None
-    unknown = set(doc) - set(SEARCHED)
+        raise SpaceError(f"--space file {source!r} is not valid TOML: {exc}.") from None
+    unknown = set(doc) - set(PARAM_NAMES)
     if unknown:
         raise SpaceError(
-            f"--space file {str(path)!r}: unknown parameter(s) {sorted(unknown)}; "
-            f"known: {list(SEARCHED)}."
+            f"--space file {source!r}: unknown parameter(s) {sorted(unknown)}; "
+            f"known: {list(PARAM_NAMES)}."
         )
     out = []
     for p in DEFAULT_SPACE:
@@ -205,76 +409,83 @@ def parse_space(text: str, *, source: str = "--space") -> tuple[Param, ...]:
     return tuple(out)
 
 
-def describe(space: tuple[Param, ...]) -> list[str]:
+def describe(space: Space) -> list[str]:
     """One human line per parameter, for the plan and the report."""
-    lines = []
-    for p in space:
-        if isinstance(p, FloatParam):
-            lines.append(
-                f"{p.name}: {p.low:g} to {p.high:g}{' (log)' if p.log else ''}, blog {p.baseline:g}"
-            )
-        elif isinstance(p, IntParam):
-            lines.append(f"{p.name}: {p.low} to {p.high} step {p.step}, blog {p.baseline}")
-        elif isinstance(p, BoolParam):
-            lines.append(f"{p.name}: on/off, blog {'on' if p.baseline else 'off'}")
-        else:
-            lines.append(f"{p.name}: fixed at {p.value}, blog {p.baseline}")
-    return lines
+    return [p.describe() for p in space]
 
 
-def to_dict(space: tuple[Param, ...]) -> list[dict[str, Any]]:
-    """JSON-ready description (config.json, reports)."""
-    return [{"type": type(p).__name__, **p.__dict__} for p in space]
+_TYPES: dict[str, type] = {c.__name__: c for c in (FloatParam, IntParam, BoolParam, FixedParam)}
 
 
-def to_keras_tuner(space: tuple[Param, ...]):
+def to_dict(space: Space) -> list[dict[str, Any]]:
+    """JSON-ready description (config.json, reports); ``from_dict`` reads it back."""
+
+    def one(p: Param) -> dict[str, Any]:
+        body = asdict(p)
+        if isinstance(p, FixedParam):
+            body["of"] = one(p.of)
+        return {"type": type(p).__name__, **body}
+
+    return [one(p) for p in space]
+
+
+def from_dict(items: list[dict[str, Any]]) -> Space:
+    """The space a run used, from its ``config.json``; a parameter missing from an older run's
+    file is the default's (so a new parameter reads as fixed at its baseline there)."""
+    by_name: dict[str, Param] = {}
+    for item in items:
+        by_name[item["name"]] = _param_from_dict(item)
+    return tuple(by_name.get(p.name, p) for p in DEFAULT_SPACE)
+
+
+def _param_from_dict(item: dict[str, Any]) -> Param:
+    body = {k: v for k, v in item.items() if k != "type"}
+    cls = _TYPES.get(item.get("type", ""))
+    default = next((p for p in DEFAULT_SPACE if p.name == body.get("name")), None)
+    if cls is None or default is None:
+        raise SpaceError(f"unknown parameter in a run's space: {item!r}.")
+    if cls is FixedParam:
+        of = body.get("of")
+        open_form = (
+            _param_from_dict(of)
+            if isinstance(of, dict)
+            else (default.of if isinstance(default, FixedParam) else default)
+        )
+        return FixedParam(body["name"], body["value"], body["baseline"], of=open_form)  # type: ignore[arg-type]
+    names = {f.name for f in fields(cls)}
+    kwargs = {k: tuple(v) if k == "domain" else v for k, v in body.items() if k in names}
+    return cls(**kwargs)
+
+
+def to_keras_tuner(space: Space) -> Any:
     """Keras Tuner ``HyperParameters`` for the space."""
     import keras_tuner as kt
 
     hp = kt.HyperParameters()
     for p in space:
-        if isinstance(p, FloatParam):
-            hp.Float(p.name, p.low, p.high, sampling="log" if p.log else "linear")
-        elif isinstance(p, IntParam):
-            hp.Int(p.name, p.low, p.high, step=p.step)
-        elif isinstance(p, BoolParam):
-            hp.Boolean(p.name)
-        else:
-            hp.Fixed(p.name, p.value)
+        p.to_keras_tuner(hp)
     return hp
 
 
-def suggest_optuna(trial: Any, space: tuple[Param, ...]) -> dict[str, Any]:
+def suggest_optuna(trial: Any, space: Space) -> dict[str, Any]:
     """Values for one Optuna trial (fixed parameters are returned, not suggested)."""
-    values: dict[str, Any] = {}
-    for p in space:
-        if isinstance(p, FloatParam):
-            values[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log)
-        elif isinstance(p, IntParam):
-            values[p.name] = trial.suggest_int(p.name, p.low, p.high, step=p.step)
-        elif isinstance(p, BoolParam):
-            values[p.name] = trial.suggest_categorical(p.name, [True, False])
-        else:
-            values[p.name] = p.value
-    return values
+    return {p.name: p.suggest(trial) for p in space}
 
 
 def resolve(
-    values: dict[str, Any], *, image_size: int, width: float, num_classes: int
+    values: dict[str, Any],
+    *,
+    image_size: int,
+    width: float,
+    num_classes: int,
+    space: Space = DEFAULT_SPACE,
 ) -> AlexNetParams:
     """Plain model parameters from chosen values (engine bookkeeping keys are ignored)."""
-    missing = [name for name in SEARCHED if name not in values]
+    missing = [p.name for p in space if p.name not in values]
     if missing:
         raise SpaceError(f"values for {missing} are missing from {values!r}.")
-    lr = float(values["learning_rate"])
-    if not math.isfinite(lr):
-        raise SpaceError(f"learning_rate must be finite, but got {lr}.")
-    return AlexNetParams(
-        dropout=float(values["dropout"]),
-        lrn=bool(values["lrn"]),
-        dense_units=int(values["dense_units"]),
-        learning_rate=lr,
-        image_size=image_size,
-        width=width,
-        num_classes=num_classes,
-    )
+    chosen: dict[str, Any] = {p.name: p.coerce(values[p.name]) for p in space}
+    for name, value in chosen.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpaceError(f"{name} must be finite, but got {value}.")
+    return AlexNetParams(**chosen, image_size=image_size, width=width, num_classes=num_classes)

@@ -26,7 +26,7 @@ from search.confirm import (
 from search.engines import SearchEngine, TrialOutcome, TrialSpec
 from search.options import SearchOptions
 from search.rundir import format_seconds
-from search.space import SEARCHED
+from search.space import PARAM_NAMES
 from search.stats import format_accuracy
 from search.workers import WorkerClient, failed_result
 
@@ -140,10 +140,7 @@ class TrialRunner:
         row = res.TrialRow(
             trial_id=spec.trial_id,
             status=done["status"],
-            dropout=params.dropout,
-            lrn=params.lrn,
-            dense_units=params.dense_units,
-            learning_rate=params.learning_rate,
+            values={k: getattr(params, k) for k in PARAM_NAMES},
             val_accuracy=done["val_accuracy"],
             best_epoch=done["best_epoch"],
             epochs=int(done["epochs"]),
@@ -212,7 +209,7 @@ class TrialRunner:
             trial_id=cand.trial_id,
             seed_index=index + 1,
             seed=seed,
-            **{k: cand.values[k] for k in SEARCHED},
+            values=cand.values,
             search_val_accuracy=cand.search_val_accuracy,
             val_accuracy=done["val_accuracy"],
             best_epoch=done["best_epoch"],

@@ -40,7 +40,7 @@ def test_summary_and_table(run_dir: Path) -> None:
     assert s.baseline == pytest.approx(0.60)
     assert s.gain_points == pytest.approx(12.0)
     assert s.export_passed is True
-    rows = results_rows(run.trials)
+    rows = results_rows(run.trials, run.space)
     assert [r["trial_id"] for r in rows] == ["0003", "0001", "0000", "baseline", "0002", "0004"]
     assert [r["baseline"] for r in rows].count(True) == 1
     assert rows[-1]["status"] == "failed" and "MemoryError" in rows[-1]["error"]
@@ -56,12 +56,12 @@ def test_figure_infos(run_dir: Path) -> None:
     c = fig.curves_info(trials, run.history, top=2)
     assert list(c.series) == ["0003", "0001", "baseline"]
     assert c.series["0003"]["epoch"] == [1, 2, 3]
-    p = fig.parallel_info(trials)
+    p = fig.parallel_info(trials, run.space)
     assert len(p.score) == 4 and p.dimensions["lrn"].count(0.0) == 1
-    sl = fig.slice_info(trials, run.config["space"])
+    sl = fig.slice_info(trials, run.space)
     assert "learning_rate" in sl.edge_flags and "high edge" in sl.edge_flags["learning_rate"]
     assert "dropout" not in sl.edge_flags
-    imp = fig.importance_info(trials, run.config["space"])
+    imp = fig.importance_info(trials, run.space)
     assert imp.importances == {} and imp.message.startswith("not informative")
     assert "4 trials" in imp.message  # says what it would rest on
     b = fig.budget_info(trials)
@@ -74,7 +74,7 @@ def test_figure_infos(run_dir: Path) -> None:
 
 def test_importance_needs_completed_trials(run_dir: Path) -> None:
     trials = load_trials(run_dir).head(2)
-    info = fig.importance_info(trials, load_run(run_dir).config["space"])
+    info = fig.importance_info(trials, load_run(run_dir).space)
     assert info.importances == {} and "at least 10 trials" in info.message
 
 
@@ -89,7 +89,7 @@ def test_equal_budget_importance_is_not_fooled_by_the_budget_a_parameter_was_dea
     tmp_path: Path,
 ) -> None:
     run, budgets = _confounded(tmp_path)
-    space = run.config["space"]
+    space = run.space
     mixed = fig.importance_info(run.trials, space)  # every score as if budgets were equal
     assert max(mixed.importances, key=mixed.importances.get) == "lrn"
     fair = fig.importance_info(run.trials, space, budgets=budgets)
@@ -107,7 +107,7 @@ def test_equal_budget_views_and_full_paths(tmp_path: Path) -> None:
     assert budgets.mixed and budgets.rung_epoch == 3
     assert len(budgets.at_rung) == 24 + 4  # every configuration, the fixture's 4 included
     assert set(budgets.at_full["trial_id"]) == {f"c{i:02d}" for i in range(1, 24, 2)}
-    sl = fig.slice_info(run.trials, run.config["space"], n_validation=7, budgets=budgets)
+    sl = fig.slice_info(run.trials, run.space, n_validation=7, budgets=budgets)
     assert len(sl.views) == 2  # first rung, full budget: never one axis of mixed budgets
     h = fig.history_info(run.trials, None)
     assert h.epochs_so_far[-1] == sum(3 if i % 2 == 0 else 20 for i in range(24)) + 4 * 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -29,10 +30,10 @@ from search.space import (
 
 def test_default_space_and_baseline_are_pinned() -> None:
     pinned = (
-        FloatParam("dropout", 0.0, 0.6, baseline=0.25),
+        FloatParam("dropout", 0.0, 0.6, baseline=0.25, domain=(0.0, 0.95)),
         BoolParam("lrn", baseline=True),
-        IntParam("dense_units", 512, 4096, baseline=4096, step=512),
-        FloatParam("learning_rate", 1e-5, 1e-3, baseline=1e-5, log=True),
+        IntParam("dense_units", 512, 4096, baseline=4096, step=512, domain=(1, 65536)),
+        FloatParam("learning_rate", 1e-5, 1e-3, baseline=1e-5, log=True, domain=(1e-8, 1.0)),
     )
     assert pinned == DEFAULT_SPACE
     assert baseline_values() == {
@@ -83,9 +84,10 @@ def test_space_file_overrides_and_fixes(tmp_path: Path) -> None:
     )
     space = load_space(f)
     assert space[0] == DEFAULT_SPACE[0]
-    assert space[1] == FixedParam("lrn", False, baseline=True)
-    assert space[2] == IntParam("dense_units", 1024, 2048, baseline=4096, step=1024)
-    assert space[3] == FloatParam("learning_rate", 1e-4, 1e-2, baseline=1e-5, log=True)
+    assert space[1] == FixedParam("lrn", False, baseline=True, of=DEFAULT_SPACE[1])
+    assert space[2] == replace(DEFAULT_SPACE[2], low=1024, high=2048, step=1024)
+    assert space[3] == replace(DEFAULT_SPACE[3], low=1e-4, high=1e-2)
+    assert (space[2].baseline, space[3].baseline, space[3].log) == (4096, 1e-5, True)
     hp = to_keras_tuner(space)
     assert hp.values["lrn"] is False
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search.space import SEARCHED, SpaceError, load_space, parse_space
+from search.space import PARAM_NAMES, SpaceError, load_space, parse_space
 
 VALUES = st.one_of(
     st.booleans(),
@@ -35,7 +35,7 @@ def _toml_value(v: object) -> str:
 @settings(max_examples=400, deadline=None)
 @given(
     st.dictionaries(
-        st.sampled_from([*SEARCHED, "momentum"]),
+        st.sampled_from([*PARAM_NAMES, "momentum"]),
         st.dictionaries(st.sampled_from(["low", "high", "log", "step", "value", "x"]), VALUES),
         max_size=4,
     )
@@ -49,7 +49,7 @@ def test_any_table_of_overrides_is_a_space_or_a_clean_error(doc: dict) -> None:
         space = parse_space(text)
     except SpaceError:
         return
-    assert [p.name for p in space] == list(SEARCHED)
+    assert [p.name for p in space] == list(PARAM_NAMES)
 
 
 @settings(max_examples=200, deadline=None)
