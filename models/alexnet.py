@@ -18,12 +18,13 @@ CONV_FILTERS = (96, 256, 384, 384, 256)
 
 @dataclass(frozen=True)
 class AlexNetParams:
-    """Everything a model needs; the four searched ones first, with the blog's values."""
+    """Everything a model needs; the searchable ones first, with the blog's values."""
 
     dropout: float = 0.25
     lrn: bool = True
     dense_units: int = 4096
     learning_rate: float = 1e-5
+    weight_decay: float = 0.0  # L2 penalty on the conv and dense kernels (the blog: none)
     image_size: int = 227
     width: float = 1.0  # multiplies the convolution filter counts (1.0 = the blog's)
     num_classes: int = 2
@@ -64,6 +65,8 @@ def validate(params: AlexNetParams) -> None:
         raise ValueError(f"dense_units must be positive, but got {params.dense_units}.")
     if not params.learning_rate > 0:
         raise ValueError(f"learning_rate must be positive, but got {params.learning_rate}.")
+    if not 0.0 <= params.weight_decay < 1.0:
+        raise ValueError(f"weight_decay must be in [0, 1), but got {params.weight_decay}.")
     if not params.width > 0:
         raise ValueError(f"width must be positive (1.0 = the blog's filters), got {params.width}.")
     if params.num_classes < 2:
@@ -78,35 +81,57 @@ def build_alexnet(params: AlexNetParams) -> keras.Model:
 
     validate(params)
     f1, f2, f3, f4, f5 = (max(1, round(n * params.width)) for n in CONV_FILTERS)
+    # L2 on every kernel (not on biases), the usual weight decay of AlexNet-style models
+    l2 = keras.regularizers.L2(params.weight_decay) if params.weight_decay > 0 else None
     layers: list[keras.layers.Layer] = [
         # The model takes raw uint8 RGB images and normalises them itself: the input pipeline
         # moves 4x fewer bytes, the division runs on the accelerator, and a served model
         # cannot be fed images scaled differently from training.
         keras.Input((params.image_size, params.image_size, 3), dtype="uint8", name="image"),
         keras.layers.Rescaling(1.0 / 255.0, name="rescale"),
-        keras.layers.Conv2D(f1, 11, strides=4, activation="relu", name="conv1"),
+        keras.layers.Conv2D(
+            f1, 11, strides=4, activation="relu", name="conv1", kernel_regularizer=l2
+        ),
         keras.layers.MaxPooling2D(3, strides=2, name="pool1"),
     ]
     if params.lrn:
         layers.append(LocalResponseNormalization(name="lrn1"))
     layers += [
-        keras.layers.Conv2D(f2, 5, padding="same", activation="relu", name="conv2"),
+        keras.layers.Conv2D(
+            f2, 5, padding="same", activation="relu", name="conv2", kernel_regularizer=l2
+        ),
         keras.layers.MaxPooling2D(3, strides=2, name="pool2"),
     ]
     if params.lrn:
         layers.append(LocalResponseNormalization(name="lrn2"))
     layers += [
-        keras.layers.Conv2D(f3, 3, padding="same", activation="relu", name="conv3"),
-        keras.layers.Conv2D(f4, 3, padding="same", activation="relu", name="conv4"),
-        keras.layers.Conv2D(f5, 3, padding="same", activation="relu", name="conv5"),
+        keras.layers.Conv2D(
+            f3, 3, padding="same", activation="relu", name="conv3", kernel_regularizer=l2
+        ),
+        keras.layers.Conv2D(
+            f4, 3, padding="same", activation="relu", name="conv4", kernel_regularizer=l2
+        ),
+        keras.layers.Conv2D(
+            f5, 3, padding="same", activation="relu", name="conv5", kernel_regularizer=l2
+        ),
         keras.layers.MaxPooling2D(3, strides=2, name="pool3"),
         keras.layers.Flatten(name="flatten"),
-        keras.layers.Dense(params.dense_units, activation="relu", name="fc1"),
+        keras.layers.Dense(
+            params.dense_units, activation="relu", name="fc1", kernel_regularizer=l2
+        ),
         keras.layers.Dropout(params.dropout, name="dropout1"),
-        keras.layers.Dense(params.dense_units, activation="relu", name="fc2"),
+        keras.layers.Dense(
+            params.dense_units, activation="relu", name="fc2", kernel_regularizer=l2
+        ),
         keras.layers.Dropout(params.dropout, name="dropout2"),
         # float32 softmax: stable probabilities under a mixed-precision policy.
-        keras.layers.Dense(params.num_classes, activation="softmax", dtype="float32", name="fc3"),
+        keras.layers.Dense(
+            params.num_classes,
+            activation="softmax",
+            dtype="float32",
+            name="fc3",
+            kernel_regularizer=l2,
+        ),
     ]
     return keras.Sequential(layers, name="alexnet")
 

@@ -310,6 +310,9 @@ DEFAULT_SPACE: Space = (
     BoolParam("lrn", baseline=True),
     IntParam("dense_units", 512, 4096, baseline=4096, step=512, domain=(1, 65536)),
     FloatParam("learning_rate", 1e-5, 1e-3, baseline=1e-5, log=True, domain=(1e-8, 1.0)),
+    # L2 on the conv and dense kernels; the blog has none. Fixed at 0 unless a --space file
+    # opens it, e.g. `[weight_decay] low = 1e-6` searches the log range 1e-6..1e-3.
+    _fixed(FloatParam("weight_decay", 1e-6, 1e-3, baseline=0.0, log=True, domain=(0.0, 1.0)), 0.0),
 )
 PARAM_NAMES: tuple[str, ...] = tuple(p.name for p in DEFAULT_SPACE)
 """Every parameter of every space (a ``--space`` file changes ranges, never the names): the

@@ -20,6 +20,8 @@ pytestmark = pytest.mark.slow
 
 TINY_SPACE = (
     "[dense_units]\nlow = 8\nhigh = 32\nstep = 8\n[learning_rate]\nlow = 1e-4\nhigh = 1e-2\n"
+    # a parameter the default space holds fixed, opened: every output must carry it
+    "[weight_decay]\nlow = 1e-6\nhigh = 1e-3\n"
 )
 
 
@@ -92,6 +94,8 @@ def test_two_trial_search_per_engine(tiny: dict[str, Path], tmp_path: Path, engi
         "peak_rss_mb",
     } <= set(trials.columns)
     assert search["dense_units"].isin([8, 16, 24, 32]).all()
+    assert search["weight_decay"].between(1e-6, 1e-3).all()
+    assert trials["weight_decay"].iloc[0] == 0.0  # the baseline is the blog's: no decay
     history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
     assert set(history["trial_id"]) == set(trials["trial_id"])
     assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(history["metric"])
@@ -101,6 +105,11 @@ def test_two_trial_search_per_engine(tiny: dict[str, Path], tmp_path: Path, engi
     export = json.loads((run_dir / "export.json").read_text())
     assert export["equal"] and export["val_accuracy_in_memory"] == export["val_accuracy_reloaded"]
     assert export["val_accuracy_keras_reloaded"] == export["val_accuracy_in_memory"]
+    source = trials.set_index("trial_id").loc[export["source_trial"]]
+    assert export["params"]["weight_decay"] == pytest.approx(source["weight_decay"])
+    report = (run_dir / "report.html").read_text()
+    assert "log10(weight_decay)" in report  # parallel coordinates
+    assert '"text":"weight_decay"' in report  # its slice panel
     # only the exported trial's checkpoint is left on disk
     assert [p.parent.name for p in run_dir.glob("trials/*/checkpoint.npz")] == [
         export["source_trial"]

@@ -8,11 +8,14 @@ from pathlib import Path
 import keras
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 
 from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet, smallest_image_size
 from models.checkpoint import load_weights, save_weights
 from models.lrn import LocalResponseNormalization
+from reports import figures as fig
+from reports.tables import results_rows
 from search.space import (
     DEFAULT_SPACE,
     BoolParam,
@@ -22,6 +25,7 @@ from search.space import (
     SpaceError,
     baseline_values,
     load_space,
+    parse_space,
     resolve,
     suggest_optuna,
     to_keras_tuner,
@@ -34,6 +38,12 @@ def test_default_space_and_baseline_are_pinned() -> None:
         BoolParam("lrn", baseline=True),
         IntParam("dense_units", 512, 4096, baseline=4096, step=512, domain=(1, 65536)),
         FloatParam("learning_rate", 1e-5, 1e-3, baseline=1e-5, log=True, domain=(1e-8, 1.0)),
+        FixedParam(
+            "weight_decay",
+            0.0,
+            baseline=0.0,
+            of=FloatParam("weight_decay", 1e-6, 1e-3, 0.0, log=True, domain=(0.0, 1.0)),
+        ),
     )
     assert pinned == DEFAULT_SPACE
     assert baseline_values() == {
@@ -41,6 +51,7 @@ def test_default_space_and_baseline_are_pinned() -> None:
         "lrn": True,
         "dense_units": 4096,
         "learning_rate": 1e-5,
+        "weight_decay": 0.0,
     }
     blog = resolve(baseline_values(), image_size=227, width=1.0, num_classes=2)
     assert blog == AlexNetParams()
@@ -49,7 +60,8 @@ def test_default_space_and_baseline_are_pinned() -> None:
 def test_keras_tuner_translation() -> None:
     hp = to_keras_tuner(DEFAULT_SPACE)
     config = {h.name: h.get_config() for h in hp.space}
-    assert set(config) == {"dropout", "lrn", "dense_units", "learning_rate"}
+    assert set(config) == {"dropout", "lrn", "dense_units", "learning_rate", "weight_decay"}
+    assert config["weight_decay"]["value"] == 0.0  # fixed: the blog has no weight decay
     assert (config["dropout"]["min_value"], config["dropout"]["max_value"]) == (0.0, 0.6)
     assert config["learning_rate"]["sampling"] == "log"
     assert (
@@ -90,6 +102,45 @@ def test_space_file_overrides_and_fixes(tmp_path: Path) -> None:
     assert (space[2].baseline, space[3].baseline, space[3].log) == (4096, 1e-5, True)
     hp = to_keras_tuner(space)
     assert hp.values["lrn"] is False
+
+
+OPEN_WEIGHT_DECAY = "[weight_decay]\nlow = 1e-6\nhigh = 1e-3\n"
+
+
+def test_a_space_file_opens_weight_decay_for_both_engines_the_model_and_the_figures() -> None:
+    space = parse_space(OPEN_WEIGHT_DECAY)
+    wd = next(p for p in space if p.name == "weight_decay")
+    assert isinstance(wd, FloatParam) and (wd.low, wd.high, wd.log) == (1e-6, 1e-3, True)
+    assert baseline_values(space)["weight_decay"] == 0.0  # the baseline stays the blog's
+    hp = {h.name: h.get_config() for h in to_keras_tuner(space).space}
+    assert hp["weight_decay"]["sampling"] == "log" and hp["weight_decay"]["max_value"] == 1e-3
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    rows = []
+    for i in range(16):
+        trial = study.ask()
+        values = suggest_optuna(trial, space)
+        # weight decay is the only thing that matters here
+        score = 0.9 - 0.1 * (np.log10(values["weight_decay"]) + 6) / 3
+        study.tell(trial, score)
+        rows.append(
+            {"trial_id": f"{i:04d}", "status": "completed", **values, "val_accuracy": score}
+        )
+    assert all(1e-6 <= r["weight_decay"] <= 1e-3 for r in rows)
+    assert study.trials[0].distributions["weight_decay"].log
+    params = resolve(rows[0], image_size=67, width=0.125, num_classes=2, space=space)
+    assert params.weight_decay == rows[0]["weight_decay"]
+    model = build_alexnet(params)
+    assert len(model.losses) == 8  # an L2 term per kernel: 5 conv + 3 dense
+    assert not build_alexnet(AlexNetParams(image_size=67, width=0.125)).losses
+    trials = pd.DataFrame(rows)
+    parallel = fig.parallel_info(trials, space)
+    assert "log10(weight_decay)" in parallel.dimensions
+    sl = fig.slice_info(trials, space)
+    assert sl.axes["weight_decay"] == "log" and "weight_decay" in next(iter(sl.views.values()))
+    imp = fig.importance_info(trials, space)
+    assert max(imp.importances, key=imp.importances.get) == "weight_decay"
+    rendered = results_rows(trials, space)[0]["display"]["weight_decay"]
+    assert "e-0" in rendered  # printed as a log-range value
 
 
 @pytest.mark.parametrize(
