@@ -8,6 +8,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -43,26 +44,50 @@ def file_digest(path: Path, *, algorithm: str = "blake2b") -> str:
     return h.hexdigest()
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (one we may not signal counts)."""
+def pid_alive(pid: Any) -> bool:
+    """Whether a process with this id runs on this host (one we may not signal counts); a
+    missing or malformed id (a damaged status file) is not a live process."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        number = int(str(pid))
+    except ValueError:
+        return False
+    if number <= 0:
+        return False
+    try:
+        os.kill(number, 0)
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True
     return True
 
 
+class LockHeld(RuntimeError):
+    """``locked_file(..., wait=False)`` found the lock taken; ``holder`` says by whom."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"{path} is held by {holder}")
+        self.holder = holder
+
+
 @contextlib.contextmanager
-def locked_file(path: Path) -> Iterator[None]:
-    """Hold ``path`` exclusively, waiting for another holder: one process at a time around a
-    critical section (``flock``; released by the kernel if the holder dies, even by kill -9)."""
+def locked_file(path: Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold ``path`` exclusively: one process at a time around a critical section (``flock``;
+    released by the kernel if the holder dies, even by kill -9). ``wait=False`` raises
+    ``LockHeld`` at once instead of waiting; the holder writes its pid into the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    with path.open("a+") as fh:
         try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.seek(0)
+            raise LockHeld(path, fh.read().strip() or "another process") from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)

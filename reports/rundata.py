@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,14 @@ import pandas as pd
 
 from search.confirm import load_confirm
 from search.results import load_history, load_trials
-from search.space import Space, from_dict
+from search.rundir import RunConfig, running_pid
+from search.space import Space
 
 
 @dataclass(frozen=True)
 class RunData:
     name: str
-    config: dict[str, Any]
+    config: RunConfig
     trials: pd.DataFrame
     history: pd.DataFrame
     status: dict[str, Any]
@@ -28,11 +28,15 @@ class RunData:
     pid_alive: bool
     confirm: pd.DataFrame  # confirm.csv: one row per confirmation run (empty without one)
     summary: dict[str, Any] | None  # summary.json: the verdict, once the run has finished
-    space: Space  # the search space the run used
+
+    @property
+    def space(self) -> Space:
+        """The search space the run used."""
+        return self.config.space
 
     def split_size(self, split: str) -> int:
         """Images in ``split`` (``train``, ``validation`` or ``test``) as the run used them."""
-        return int(sum(self.config.get("data", {}).get("counts", {}).get(split, {}).values()))
+        return self.config.split_size(split)
 
 
 def _json(path: Path) -> Any:
@@ -42,21 +46,9 @@ def _json(path: Path) -> Any:
         return None
 
 
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (TypeError, ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def load_run(run_dir: Path) -> RunData:
     run_dir = Path(run_dir)
-    config = _json(run_dir / "config.json")
-    if config is None:
-        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.json).")
+    config = RunConfig.read(run_dir)
     status = _json(run_dir / "status.json") or {}
     predictions_path = run_dir / "validation_predictions.csv"
     export = _json(run_dir / "export.json")
@@ -69,8 +61,7 @@ def load_run(run_dir: Path) -> RunData:
         export=export,
         rejects=_json(run_dir / "rejects.json") or {"skipped": [], "unlabelled": []},
         predictions=pd.read_csv(predictions_path) if predictions_path.exists() else None,
-        pid_alive=_alive(status.get("pid")) if status.get("state") == "running" else False,
+        pid_alive=running_pid(status),
         confirm=load_confirm(run_dir),
         summary=_json(run_dir / "summary.json"),
-        space=from_dict(config.get("space", [])),
     )

@@ -63,7 +63,7 @@ def summarize(run: RunData) -> Summary:
     score = float(best["val_accuracy"]) if best is not None else None
     gain = 100 * (score - base) if score is not None and base is not None else None
     state = run_state(run)
-    options = run.config.get("options", {})
+    options = run.config.options
     return Summary(
         state=state,
         state_text=STATE_TEXT.get(state, state),
@@ -78,10 +78,10 @@ def summarize(run: RunData) -> Summary:
         baseline=base,
         gain_points=gain,
         export_passed=bool(run.export["equal"]) if run.export else None,
-        counts=run.config.get("data", {}).get("counts", {}),
+        counts=run.config.data.get("counts", {}),
         skipped=list(run.rejects.get("skipped", [])),
         unlabelled=len(run.rejects.get("unlabelled", [])),
-        command=str(run.config.get("command", "")),
+        command=run.config.command,
         peak_disk_mb=run.status.get("peak_disk_mb"),
         n_validation=run.split_size("validation"),
         n_test=run.split_size("test"),

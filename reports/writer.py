@@ -92,7 +92,7 @@ def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | Non
             )
         )
     budgets = equal_budget(
-        trials, run.history, int(run.config.get("options", {}).get("max_epochs", 0))
+        trials, run.history, run.config.max_epochs
     )
     if len(search_trials(trials).dropna(subset=["val_accuracy"])) >= 2:
         parallel = fig.parallel_info(trials, space, budgets)
@@ -109,7 +109,7 @@ def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | Non
             FigureBlock("fig-budget", figure_json(fig.budget_plot(fig.budget_info(trials))))
         )
     if run.predictions is not None and run.export:
-        classes = list(run.export.get("classes") or run.config.get("classes", []))
+        classes = list(run.export.get("classes") or run.config.classes)
         info = fig.ConfusionInfo(classes, confusion(run.predictions, classes))
         blocks.append(FigureBlock("fig-confusion", figure_json(fig.confusion_plot(info))))
     return blocks, warnings, importance_note
@@ -119,8 +119,8 @@ def _grid(run: RunData, run_dir: Path) -> list[dict[str, Any]]:
     """Thumbnails from the run's image cache (the pixels the model saw), misclassified first."""
     if run.predictions is None:
         return []
-    cache = Path(run.config.get("data", {}).get("cache", ""))
-    size = run.config.get("options", {}).get("image_size")
+    cache = Path(run.config.data.get("cache", ""))
+    size = run.config.image_size
     index_path = cache / f"images-{size}.json"
     if not index_path.exists():
         return []
@@ -153,14 +153,14 @@ def render_report(
 ) -> str:
     summary = summarize(run)
     blocks, warnings, note = build_figures(run)
-    classes = list(run.config.get("classes", []))
+    classes = list(run.config.classes)
     return (
         _env()
         .get_template("report.html")
         .render(
             name=run.name,
             s=summary,
-            options=run.config.get("options", {}),
+            options=run.config.options,
             classes=classes,
             rows=results_rows(run.trials, run.space, summary.n_validation),
             confirm_rows=confirm_rows(run.confirm, summary.n_validation, summary.n_test),
@@ -194,8 +194,8 @@ def index_rows(runs: list[tuple[str, RunData]]) -> list[dict[str, Any]]:
                 "test_n": ev.get("test_n"),
                 "name": run.name,
                 "link": link,
-                "created": run.config.get("created_at", ""),
-                "engine": run.config.get("options", {}).get("engine", "?"),
+                "created": run.config.created_at,
+                "engine": run.config.engine,
                 "trials": len(search_trials(run.trials)),
                 "best": score,
                 "gain": 100 * (score - base) if score is not None and base is not None else None,

@@ -30,16 +30,17 @@ import numpy as np
 
 from data_pipeline.errors import DataError
 from data_pipeline.files import file_digest
-from data_pipeline.pipeline import DataConfig, PreparedData, prepare
+from data_pipeline.pipeline import PreparedData, prepare
 from search import results as res
 from search.confirm import load_confirm, params_of, winner
 from search.quiet import import_tensorflow_quietly
 from search.rundir import (
+    RunConfig,
     RunDirError,
     checkpoint_path,
+    is_run_dir,
     locked,
     now_iso,
-    read_json,
     write_json_atomic,
 )
 from search.space import resolve
@@ -49,16 +50,9 @@ class ExportError(RuntimeError):
     """The run has nothing exportable, or the export check failed."""
 
 
-def _data(run_dir: Path) -> tuple[dict[str, Any], PreparedData]:
-    config = read_json(run_dir / "config.json")
-    if config is None:
-        raise ExportError(f"{str(run_dir)!r} has no config.json: not a search run directory.")
-    if "data_config" not in config:
-        raise ExportError(
-            f"{str(run_dir)!r} was made by an older alexnet-tuner (its config.json has no "
-            "data_config); run its search again with this version."
-        )
-    data_config = DataConfig.from_dict(config["data_config"])
+def _data(run_dir: Path) -> tuple[RunConfig, PreparedData]:
+    config = RunConfig.read(run_dir)
+    data_config = config.data_config
     if not Path(data_config.data_dir).exists():
         raise DataError(
             f"the images this run was trained on are gone from {str(data_config.data_dir)!r}; "
@@ -128,12 +122,12 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     ckpt = checkpoint_path(run_dir, source["run_id"] or source["trial_id"])
     if not ckpt.exists():
         raise ExportError(f"the checkpoint of {source['what']} is missing ({ckpt}).")
-    o = config["options"]
     params = resolve(
         source["values"],
-        image_size=o["image_size"],
-        width=o["width"],
+        image_size=config.image_size,
+        width=config.width,
         num_classes=len(data.classes),
+        space=config.space,
     )
     keras.mixed_precision.set_global_policy("float32")
     model = build_alexnet(params)
@@ -142,7 +136,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     scores = {}
     for split in ("validation", "test"):
         x, y = data.arrays(split)
-        probs = np.concatenate([model.predict_on_batch(b) for b in _batches(x, o["batch_size"])])
+        probs = np.concatenate([model.predict_on_batch(b) for b in _batches(x, config.batch_size)])
         scores[split] = (probs, float(np.mean(np.argmax(probs, axis=1) == y)), len(y))
     trial_id = source["trial_id"]
 
@@ -253,7 +247,7 @@ def verify_run(run_dir: Path, stage: Path) -> dict[str, Any]:
     import tensorflow as tf
 
     config, data = _data(run_dir)
-    batch = config["options"]["batch_size"]
+    batch = config.batch_size
     x_val, y_val = data.arrays("validation")
     x_test, y_test = data.arrays("test")
     loaded = tf.saved_model.load(str(stage / "best_model"))
@@ -308,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verify:
         print(json.dumps(verify_run(args.run_dir, args.stage)))
         return 0
-    if not (args.run_dir / "config.json").is_file():
+    if not is_run_dir(args.run_dir):
         print(
             f"error: {str(args.run_dir)!r} is not a search run directory (no config.json); "
             "pass the folder that search.run printed as its run directory.",

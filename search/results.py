@@ -154,20 +154,23 @@ def locked_results(run_dir: Path) -> Iterator[None]:
         yield
 
 
-def record_trial(run_dir: Path, row: TrialRow, history: list[dict[str, Any]]) -> None:
+Epochs = list[tuple[int, dict[str, float]]]  # (epoch, metrics) of one trial, in order
+
+
+def record_trial(run_dir: Path, row: TrialRow, history: Epochs) -> None:
     """Add one ended trial: history first, then the row that marks it as done."""
     with locked_results(run_dir):
         _record_trial(Path(run_dir), row, history)
 
 
-def _record_trial(run_dir: Path, row: TrialRow, history: list[dict[str, Any]]) -> None:
+def _record_trial(run_dir: Path, row: TrialRow, history: Epochs) -> None:
     hist = load_history(run_dir)
     hist = hist[hist["trial_id"] != row.trial_id]
     new = pd.DataFrame(
         [
-            {"trial_id": row.trial_id, "epoch": h["epoch"], "metric": k, "value": v}
-            for h in history
-            for k, v in h["metrics"].items()
+            {"trial_id": row.trial_id, "epoch": epoch, "metric": k, "value": v}
+            for epoch, metrics in history
+            for k, v in metrics.items()
         ],
         columns=list(HISTORY_COLUMNS),
     )

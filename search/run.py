@@ -189,11 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = apply_preset(args.preset, vars(args))
         opts = SearchOptions(**{**vars(args), **sizes, "time_budget": budget})
         from search.session import Search, SearchFailed
-        from search.workers import WorkerDied
+        from search.trial.client import TrialProcessDied
 
         try:
             return Search(opts, argv, console).run()
-        except (SearchFailed, WorkerDied) as exc:
+        except (SearchFailed, TrialProcessDied) as exc:
             if args.debug:
                 raise
             print(f"error: {exc}", file=sys.stderr)

@@ -1,20 +1,25 @@
-"""The run directory: its identity (config.json), its lock, its status and its checkpoints."""
+"""The run directory: its configuration (``config.json``, a ``RunConfig``), its lock, its status
+and its checkpoints. This module is the one reader and writer of those files; the results tables
+have theirs in ``search.results`` and ``search.confirm``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
-import shutil
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from data_pipeline.files import write_text_atomic
+from data_pipeline.files import LockHeld, locked_file, pid_alive, write_text_atomic
+from data_pipeline.pipeline import DataConfig
+from search.space import Space, baseline_values, from_dict, to_dict
 
 
 class RunDirError(RuntimeError):
@@ -37,6 +42,138 @@ def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def library_versions() -> dict[str, str]:
+    """The versions that decide a run's numbers, recorded with it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in (
+        "tensorflow",
+        "tensorflow-cpu",
+        "keras",
+        "keras-tuner",
+        "optuna",
+        "pandas",
+        "plotly",
+        "numpy",
+    ):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run, resolved: what the chief writes once as ``config.json`` and
+    the trial process, the export and the reports read back (``read``), never by key by hand.
+
+    ``options`` are the search's options as given (``SearchOptions.to_dict``); ``identity`` is
+    the part of them that a resumed run must share; ``data`` describes the prepared data
+    (``layout``, per-split class ``counts``, ``skipped`` files, the ``cache`` folder).
+    """
+
+    identity: dict[str, Any]
+    options: dict[str, Any]
+    space: Space
+    data_config: DataConfig
+    classes: tuple[str, ...]
+    data: dict[str, Any]
+    versions: dict[str, str]
+    command: str
+    created_at: str
+
+    @property
+    def seed(self) -> int:
+        return int(self.options["seed"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.options["image_size"])
+
+    @property
+    def width(self) -> float:
+        return float(self.options["width"])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.options["batch_size"])
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self.options["max_epochs"])
+
+    @property
+    def engine(self) -> str:
+        return str(self.options["engine"])
+
+    def split_size(self, split: str) -> int:
+        """Images in ``split`` (``train``, ``validation`` or ``test``) as the run used them."""
+        return int(sum(self.data.get("counts", {}).get(split, {}).values()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "identity": self.identity,
+            "options": self.options,
+            "space": to_dict(self.space),
+            "baseline": baseline_values(self.space),  # for a reader of the file
+            "seed": self.seed,
+            "data_config": self.data_config.to_dict(),
+            "classes": list(self.classes),
+            "data": self.data,
+            "versions": self.versions,
+            "command": self.command,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RunConfig:
+        return cls(
+            identity=dict(d["identity"]),
+            options=dict(d["options"]),
+            space=from_dict(d.get("space", [])),
+            data_config=DataConfig.from_dict(d["data_config"]),
+            classes=tuple(d.get("classes", ())),
+            data=dict(d.get("data", {})),
+            versions=dict(d.get("versions", {})),
+            command=str(d.get("command", "")),
+            created_at=str(d.get("created_at", "")),
+        )
+
+    def write(self, run_dir: Path) -> None:
+        write_json_atomic(Path(run_dir) / CONFIG_FILE, self.to_json())
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunConfig:
+        """The run's configuration, or a ``RunDirError`` that says why there is none."""
+        path = Path(run_dir) / CONFIG_FILE
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunDirError(
+                f"{str(run_dir)!r} is not a search run directory (no {CONFIG_FILE})."
+            ) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RunDirError(f"{path} cannot be read ({exc}); restore it from a backup.") from None
+        if not isinstance(d, dict) or "data_config" not in d or "options" not in d:
+            raise RunDirError(
+                f"{path} was written by an older alexnet-tuner (no data_config): run its "
+                "search again with this version."
+            )
+        try:
+            return cls.from_json(d)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RunDirError(f"{path} is damaged ({exc!r}); restore it from a backup.") from None
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2, default=str))
 
@@ -51,28 +188,14 @@ def locked(run_dir: Path) -> Iterator[None]:
 
     ``flock`` is released by the kernel when the holder dies, even by ``kill -9``.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / ".lock"
-    fh = path.open("a+")
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "another process"
-        fh.close()
+        with locked_file(Path(run_dir) / ".lock", wait=False):
+            yield
+    except LockHeld as held:
         raise RunDirError(
-            f"run directory {str(run_dir)!r} is in use by {holder}; wait for it "
+            f"run directory {str(run_dir)!r} is in use by {held.holder}; wait for it "
             "to finish or choose another --run-dir."
         ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"pid {os.getpid()}")
-    fh.flush()
-    try:
-        yield
-    finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
 
 
 def check_identity(run_dir: Path, identity: dict[str, Any]) -> bool:
@@ -124,8 +247,9 @@ def clear_stop_file(path: Path) -> None:
         path.unlink()
 
 
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+def running_pid(status: dict[str, Any]) -> bool:
+    """Whether the process a ``status.json`` says is running is alive (on this host)."""
+    return status.get("state") == "running" and pid_alive(status.get("pid"))
 
 
 class Status:

@@ -89,7 +89,4 @@ def process_alive(host: object, pid: object) -> bool:
     """Whether the process that started a trial still runs (unknown elsewhere: assume so)."""
     if host != this_host():
         return True
-    try:
-        return pid_alive(int(str(pid)))
-    except ValueError:
-        return False
+    return pid_alive(pid)

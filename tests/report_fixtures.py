@@ -18,9 +18,10 @@ from search.confirm import (
     record_confirm,
     run_id,
 )
+from search.options import SearchOptions
 from search.results import TrialRow, record_trial
-from search.rundir import write_json_atomic
-from search.space import DEFAULT_SPACE, baseline_values, to_dict
+from search.rundir import RunConfig, library_versions, write_json_atomic
+from search.space import DEFAULT_SPACE, baseline_values
 
 XSS_FILE = "dog.<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">.jpg"
 XSS_CLASS = "<b onmouseover=alert(1)>dog</b>"
@@ -69,17 +70,17 @@ def _row(
     )
 
 
-def _history(epochs: int, start: float) -> list[dict]:
+def _history(epochs: int, start: float) -> list[tuple[int, dict[str, float]]]:
     return [
-        {
-            "epoch": e,
-            "metrics": {
+        (
+            e,
+            {
                 "val_accuracy": start + 0.01 * e,
                 "val_loss": 0.7 - 0.01 * e,
                 "loss": 0.6,
                 "accuracy": 0.6,
             },
-        }
+        )
         for e in range(1, epochs + 1)
     ]
 
@@ -106,36 +107,36 @@ def make_run(
     (cache / "images-67.json").write_text(
         json.dumps({"rows": {p: i for i, p in enumerate(val_paths)}, "rejects": []})
     )
-    (run_dir / "config.json").write_text(
-        json.dumps(
-            {
-                "identity": {"engine": "hyperband"},
-                "options": {
-                    "engine": "hyperband",
-                    "trials": 6,
-                    "max_epochs": max_epochs,
-                    "image_size": 67,
-                    "width": 0.125,
-                    "batch_size": 8,
-                    "confirm": 3 if confirmed else 0,
-                },
-                "space": to_dict(DEFAULT_SPACE),
-                "baseline": baseline_values(),
-                "classes": list(classes),
-                "data": {
-                    "layout": "train-test",
-                    "cache": str(cache),
-                    "counts": {
-                        "train": {classes[0]: 10, classes[1]: 11},
-                        "validation": {classes[0]: 3, classes[1]: 4},
-                        "test": {classes[0]: N_TEST // 2, classes[1]: N_TEST // 2},
-                    },
-                },
-                "command": "python -m search.run --trials 6 --data-dir 'data dir'",
-                "created_at": "2026-11-26T00:00:00+00:00",
-            }
-        )
+    # written by the same code as a real search's (search.rundir.RunConfig)
+    opts = SearchOptions(
+        trials=6,
+        max_epochs=max_epochs,
+        image_size=67,
+        width=0.125,
+        batch_size=8,
+        confirm=3 if confirmed else 0,
+        data_dir=run_dir.parent / "data dir",
     )
+    RunConfig(
+        identity=opts.identity(),
+        options=opts.to_dict(),
+        space=DEFAULT_SPACE,
+        data_config=opts.data_config(),
+        classes=tuple(classes),
+        data={
+            "layout": "train-test",
+            "cache": str(cache),
+            "skipped": 1,
+            "counts": {
+                "train": {classes[0]: 10, classes[1]: 11},
+                "validation": {classes[0]: 3, classes[1]: 4},
+                "test": {classes[0]: N_TEST // 2, classes[1]: N_TEST // 2},
+            },
+        },
+        versions=library_versions(),
+        command="python -m search.run --trials 6 --data-dir 'data dir'",
+        created_at="2026-11-26T00:00:00+00:00",
+    ).write(run_dir)
     (run_dir / "rejects.json").write_text(
         json.dumps(
             {
@@ -283,7 +284,7 @@ def add_budget_confounded_trials(run_dir: Path, *, n: int = 24, seed: int = 0) -
             for e in range(1, epochs + 1)
         ]
         history = [
-            {"epoch": e, "metrics": {"val_accuracy": float(v), "val_loss": 1 - float(v)}}
+            (e, {"val_accuracy": float(v), "val_loss": 1 - float(v)})
             for e, v in enumerate(curve, start=1)
         ]
         row = _row(

@@ -200,7 +200,7 @@ def test_build_cli(run_dir: Path, tmp_path: Path) -> None:
         text=True,
         check=False,
     )
-    assert bad.returncode == 2 and "not a run directory" in bad.stderr
+    assert bad.returncode == 2 and "not a search run directory" in bad.stderr
 
 
 def _serve(runs_dir: Path) -> subprocess.Popen:

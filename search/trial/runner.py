@@ -1,12 +1,10 @@
-"""One trial at a time: run it on a worker, show its progress, record its row."""
+"""One training at a time: run it in the trial process, show its progress, record its row."""
 
 from __future__ import annotations
 
 import math
-import statistics
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +23,12 @@ from search.confirm import (
 )
 from search.engines import SearchEngine, TrialOutcome, TrialSpec
 from search.options import SearchOptions
+from search.plan import Estimator
 from search.rundir import format_seconds
 from search.space import PARAM_NAMES
 from search.stats import format_accuracy
-from search.workers import WorkerClient, failed_result
-
-
-@dataclass
-class Estimator:
-    """Seconds per epoch and per trial start, from the warm-up, refined by measured epochs."""
-
-    warm_epoch_s: float
-    overhead_s: float = 3.0
-    measured: list[float] = field(default_factory=list)
-
-    def epoch_s(self) -> float:
-        return statistics.median(self.measured[-20:]) if self.measured else self.warm_epoch_s
-
-    def trial_s(self, epochs: int) -> float:
-        return epochs * self.epoch_s() + self.overhead_s
+from search.trial.client import TrialProcessClient
+from search.trial.protocol import Done, Epoch, Train, failed
 
 
 def trial_seed(seed: int, trial_id: str) -> int:
@@ -51,14 +36,14 @@ def trial_seed(seed: int, trial_id: str) -> int:
 
 
 class TrialRunner:
-    """Runs one trial on the worker, shows its progress and records its row."""
+    """Runs one trial in the trial process, shows its progress and records its row."""
 
     def __init__(
         self,
         run_dir: Path,
         opts: SearchOptions,
         params: Callable[[dict[str, Any]], AlexNetParams],
-        worker: WorkerClient,
+        process: TrialProcessClient,
         status: rundir.Status,
         progress: Progress,
         overall: TaskID,
@@ -66,7 +51,7 @@ class TrialRunner:
         *,
         n_validation: int,
     ) -> None:
-        self.run_dir, self.opts, self.params, self.worker = run_dir, opts, params, worker
+        self.run_dir, self.opts, self.params, self.process = run_dir, opts, params, process
         self.n_validation = n_validation
         self.status, self.progress, self.overall, self.est = status, progress, overall, est
 
@@ -80,42 +65,44 @@ class TrialRunner:
         initial_epoch: int = 0,
         warm_start: Path | None = None,
         prune: Callable[[int, float], bool] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Train one model on the worker with a progress bar: its ``done`` event and history."""
+        shuffle_seed: int | None = None,
+        test_predictions: Path | None = None,
+    ) -> tuple[Done, list[Epoch]]:
+        """Train one model in the trial process with a progress bar: how it ended, its epochs."""
         stop_file = self.run_dir / "trials" / trial_id / "STOP"
         rundir.clear_stop_file(stop_file)
         task = self.progress.add_task(
             f"trial {trial_id}", total=epochs, completed=initial_epoch, note=""
         )
-        history: list[dict[str, Any]] = []
+        history: list[Epoch] = []
 
-        def on_epoch(event: dict[str, Any]) -> None:
+        def on_epoch(event: Epoch) -> None:
             history.append(event)
-            self.est.measured.append(event["seconds"])
-            val = event["metrics"].get("val_accuracy", float("nan"))
-            self.progress.update(task, completed=event["epoch"], note=f"val_accuracy {val:.4f}")
+            self.est.measured.append(event.seconds)
+            val = event.metrics.get("val_accuracy", float("nan"))
+            self.progress.update(task, completed=event.epoch, note=f"val_accuracy {val:.4f}")
             self.progress.advance(self.overall)
-            self.status.update(disk_mb=event.get("disk_mb", 0.0), current_trial=trial_id)
-            if prune is not None and math.isfinite(val) and prune(event["epoch"], val):
+            self.status.update(disk_mb=event.disk_mb, current_trial=trial_id)
+            if prune is not None and math.isfinite(val) and prune(event.epoch, val):
                 stop_file.parent.mkdir(parents=True, exist_ok=True)
                 stop_file.touch()
 
         if warm_start is not None and not warm_start.exists():
-            done = failed_result(trial_id, f"checkpoint {warm_start} of its parent is missing")
+            done = failed(trial_id, f"checkpoint {warm_start} of its parent is missing")
         else:
-            done = self.worker.run_trial(
-                {
-                    "trial_id": trial_id,
-                    "params": params.to_dict(),
-                    "epochs": epochs,
-                    "initial_epoch": initial_epoch,
-                    "warm_start": str(warm_start) if warm_start else None,
-                    "checkpoint": str(rundir.checkpoint_path(self.run_dir, trial_id)),
-                    "stop_file": str(stop_file),
-                    "seed": seed,
-                    **(extra or {}),
-                },
+            done = self.process.run_trial(
+                Train(
+                    trial_id=trial_id,
+                    params=params,
+                    epochs=epochs,
+                    initial_epoch=initial_epoch,
+                    warm_start=str(warm_start) if warm_start else None,
+                    checkpoint=str(rundir.checkpoint_path(self.run_dir, trial_id)),
+                    stop_file=str(stop_file),
+                    seed=seed,
+                    shuffle_seed=shuffle_seed,
+                    test_predictions=str(test_predictions) if test_predictions else None,
+                ),
                 on_epoch,
             )
         rundir.clear_stop_file(stop_file)
@@ -139,16 +126,16 @@ class TrialRunner:
         )
         row = res.TrialRow(
             trial_id=spec.trial_id,
-            status=done["status"],
+            status=done.status,
             values={k: getattr(params, k) for k in PARAM_NAMES},
-            val_accuracy=done["val_accuracy"],
-            best_epoch=done["best_epoch"],
-            epochs=int(done["epochs"]),
-            seconds=round(float(done["seconds"]), 3),
-            params=int(done["params"]),
-            error=done["error"],
-            fit_seconds=round(float(done["fit_seconds"]), 3),
-            peak_rss_mb=done["peak_rss_mb"],
+            val_accuracy=done.val_accuracy,
+            best_epoch=done.best_epoch,
+            epochs=done.epochs,
+            seconds=round(done.seconds, 3),
+            params=done.params,
+            error=done.error,
+            fit_seconds=round(done.fit_seconds, 3),
+            peak_rss_mb=done.peak_rss_mb,
             bracket=spec.bracket,
             round=spec.round,
             parent_id=spec.parent_id,
@@ -156,14 +143,12 @@ class TrialRunner:
             target_epochs=spec.epochs,
             ended_at=rundir.now_iso(),
         )
-        res.record_trial(run_dir, row, history)
+        res.record_trial(run_dir, row, [(h.epoch, h.metrics) for h in history])
         outcome = TrialOutcome(
             status=row.status,
             val_accuracy=row.val_accuracy,
             per_epoch=[
-                (h["epoch"], h["metrics"]["val_accuracy"])
-                for h in history
-                if "val_accuracy" in h["metrics"]
+                (h.epoch, h.metrics["val_accuracy"]) for h in history if "val_accuracy" in h.metrics
             ],
             error=row.error,
         )
@@ -198,10 +183,11 @@ class TrialRunner:
             self.params(cand.values),
             epochs=self.opts.max_epochs,
             seed=seed,
-            extra={"shuffle_seed": seed, "test_predictions": str(preds)},
+            shuffle_seed=seed,
+            test_predictions=preds,
         )
-        status = done["status"]
-        if status == "completed" and (done.get("test_accuracy") is None or not preds.exists()):
+        status = done.status
+        if status == "completed" and (done.test_accuracy is None or not preds.exists()):
             status = "failed"
         row = ConfirmRow(
             run_id=rid,
@@ -211,16 +197,16 @@ class TrialRunner:
             seed=seed,
             values=cand.values,
             search_val_accuracy=cand.search_val_accuracy,
-            val_accuracy=done["val_accuracy"],
-            best_epoch=done["best_epoch"],
-            test_accuracy=done.get("test_accuracy"),
+            val_accuracy=done.val_accuracy,
+            best_epoch=done.best_epoch,
+            test_accuracy=done.test_accuracy,
             n_validation=self.n_validation,
             n_test=n_test,
-            epochs=int(done["epochs"]),
-            seconds=round(float(done["seconds"]), 3),
-            peak_rss_mb=done["peak_rss_mb"],
+            epochs=done.epochs,
+            seconds=round(done.seconds, 3),
+            peak_rss_mb=done.peak_rss_mb,
             status=status,
-            error=done["error"],
+            error=done.error,
             ended_at=rundir.now_iso(),
         )
         record_confirm(self.run_dir, row)

@@ -1,9 +1,10 @@
-"""A trial worker: a process of its own that trains the trials the search sends it.
+"""The trial process: a process of its own that trains the models the search sends it.
 
 Training AlexNet in a long-lived process leaks 230-360 MB per trial even after
-``clear_session``, so the search runs trials here and replaces the worker every few trials.
-Protocol: one JSON object per line; commands on stdin, events on the original stdout (anything
-else the libraries print goes to stderr, which the search keeps in ``RUN_DIR/logs``).
+``clear_session``, so the search trains here and replaces the process every
+``--trials-per-worker`` trials (``search.trial.client``). The messages are in
+``search.trial.protocol``: commands on stdin, events on the original stdout (anything else the
+libraries print goes to stderr, which the search keeps in ``RUN_DIR/logs``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
-import json
 import math
 import os
 import sys
@@ -20,6 +20,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from search.rundir import disk_usage_mb
+from search.trial.protocol import (
+    Done,
+    Epoch,
+    Exit,
+    Failure,
+    Message,
+    Ready,
+    Setup,
+    Train,
+    Warmup,
+    WarmupDone,
+    decode,
+    encode,
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -94,40 +108,42 @@ def make_strategy(name: str) -> tuple[Any, int]:
     return strategy, int(strategy.num_replicas_in_sync)
 
 
-class Worker:
-    def __init__(self, setup: dict[str, Any], out: TextIO) -> None:
-        from data_pipeline.pipeline import DataConfig, prepare
+class TrialProcess:
+    def __init__(self, setup: Setup, out: TextIO) -> None:
+        from data_pipeline.pipeline import prepare
 
-        self.setup = setup
+        config = setup.config
+        self.options = config.options
         self.out = out
         self.parent = os.getppid()
-        strategy, self.replicas = make_strategy(setup.get("strategy", "none"))
+        strategy, self.replicas = make_strategy(self.options.get("strategy", "none"))
         self.scope = strategy.scope if strategy is not None else contextlib.nullcontext
-        self.policy, self.jit = configure_devices(setup["precision"], setup["xla"])
-        self.data = prepare(DataConfig.from_dict(setup["data"]))
+        self.policy, self.jit = configure_devices(self.options["precision"], self.options["xla"])
+        self.data = prepare(config.data_config)
         # Mirrored: each replica gets --batch-size, so the global batch grows with the replicas.
-        self.batch_size = setup["batch_size"] * self.replicas
-        self.train, self.val = self.data.datasets(self.batch_size, augment=setup["augment"])
-        self.run_dir = Path(setup["run_dir"])
+        self.batch_size = config.batch_size * self.replicas
+        self.augment = bool(self.options["augment"])
+        self.train, self.val = self.data.datasets(self.batch_size, augment=self.augment)
+        self.run_dir = Path(setup.run_dir)
 
-    def emit(self, event: dict[str, Any]) -> None:
-        self.out.write(json.dumps(event) + "\n")
+    def emit(self, event: Message) -> None:
+        self.out.write(encode(event))
         self.out.flush()
 
-    def warmup(self, msg: dict[str, Any]) -> None:
+    def warmup(self, msg: Warmup) -> None:
         """Images/s of training and evaluation for one model, from a few timed steps."""
         import keras
         import numpy as np
 
-        from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet
+        from models.alexnet import build_alexnet, compile_alexnet
 
-        params = AlexNetParams(**msg["params"])
+        params = msg.params
         with self.scope():
             model = build_alexnet(params)
             compile_alexnet(model, params, jit_compile=self.jit)
         x, y = next(iter(self.train))
         model.train_on_batch(x, y)  # tracing and compilation, not timed
-        steps = max(1, int(msg.get("steps", 3)))
+        steps = max(1, msg.steps)
         t0 = time.perf_counter()
         for _ in range(steps):
             model.train_on_batch(x, y)
@@ -138,30 +154,29 @@ class Worker:
         eval_s = time.perf_counter() - t0
         n = int(np.shape(x)[0])
         self.emit(
-            {
-                "event": "warmup",
-                "train_img_s": n / train_s,
-                "eval_img_s": n / max(eval_s, 1e-9),
-                "params": int(model.count_params()),
-                "policy": self.policy,
-                "xla": self.jit,
-            }
+            WarmupDone(
+                train_img_s=n / train_s,
+                eval_img_s=n / max(eval_s, 1e-9),
+                params=int(model.count_params()),
+                policy=self.policy,
+                xla=self.jit,
+            )
         )
         del model
         keras.backend.clear_session()
         gc.collect()
 
-    def trial(self, msg: dict[str, Any]) -> None:
+    def trial(self, msg: Train) -> None:
         import keras
 
-        from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet
+        from models.alexnet import build_alexnet, compile_alexnet
         from models.checkpoint import load_weights, save_weights
 
-        trial_id = msg["trial_id"]
-        checkpoint = Path(msg["checkpoint"])
+        trial_id = msg.trial_id
+        checkpoint = Path(msg.checkpoint)
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        stop_file = Path(msg["stop_file"])
-        worker = self
+        stop_file = Path(msg.stop_file)
+        process = self
         state: dict[str, Any] = {
             "best": -math.inf,
             "best_epoch": None,
@@ -186,7 +201,7 @@ class Worker:
 
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 logs = {k: float(v) for k, v in (logs or {}).items()}
-                if os.getppid() != worker.parent:  # the search was killed: stop at once
+                if os.getppid() != process.parent:  # the search was killed: stop at once
                     os._exit(3)
                 if state["error"]:
                     return
@@ -195,16 +210,15 @@ class Worker:
                     state["best"], state["best_epoch"] = val, epoch + 1
                     save_weights(self.model, checkpoint)
                 state["epochs"] = epoch + 1
-                state["disk_mb"] = max(state["disk_mb"], disk_usage_mb(worker.run_dir))
-                worker.emit(
-                    {
-                        "event": "epoch",
-                        "trial_id": trial_id,
-                        "epoch": epoch + 1,
-                        "metrics": logs,
-                        "seconds": time.perf_counter() - self.t0,
-                        "disk_mb": state["disk_mb"],
-                    }
+                state["disk_mb"] = max(state["disk_mb"], disk_usage_mb(process.run_dir))
+                process.emit(
+                    Epoch(
+                        trial_id=trial_id,
+                        epoch=epoch + 1,
+                        metrics=logs,
+                        seconds=time.perf_counter() - self.t0,
+                        disk_mb=state["disk_mb"],
+                    )
                 )
                 if stop_file.exists():
                     state["pruned"] = True
@@ -216,25 +230,25 @@ class Worker:
         n_params = 0
         test_accuracy = None
         try:
-            keras.utils.set_random_seed(int(msg["seed"]))
-            params = AlexNetParams(**msg["params"])
+            keras.utils.set_random_seed(msg.seed)
+            params = msg.params
             with self.scope():
                 model = build_alexnet(params)
                 n_params = int(model.count_params())
-                if msg.get("warm_start"):
-                    load_weights(model, Path(msg["warm_start"]))
+                if msg.warm_start:
+                    load_weights(model, Path(msg.warm_start))
                 compile_alexnet(model, params, jit_compile=self.jit)
             train = self.train
-            if msg.get("shuffle_seed") is not None:  # a confirmation run: its own data order
+            if msg.shuffle_seed is not None:  # a confirmation run: its own data order
                 train = self.data.datasets(
-                    self.batch_size, augment=self.setup["augment"], seed=int(msg["shuffle_seed"])
+                    self.batch_size, augment=self.augment, seed=msg.shuffle_seed
                 )[0]
             t0 = time.perf_counter()
             model.fit(
                 train,
                 validation_data=self.val,
-                epochs=int(msg["epochs"]),
-                initial_epoch=int(msg.get("initial_epoch", 0)),
+                epochs=msg.epochs,
+                initial_epoch=msg.initial_epoch,
                 verbose=0,
                 callbacks=[Report()],
             )
@@ -243,11 +257,11 @@ class Worker:
             error = state["error"]
             if status != "failed" and state["best_epoch"] is None:
                 status, error = "failed", "no finite validation accuracy"
-            if status == "completed" and msg.get("test_predictions"):
+            if status == "completed" and msg.test_predictions:
                 # Confirmation runs only: the weights of the best validation epoch, scored
                 # once on the test set the search never saw.
                 load_weights(model, checkpoint)
-                test_accuracy = self._score_test(model, Path(msg["test_predictions"]))
+                test_accuracy = self._score_test(model, Path(msg.test_predictions))
         except Exception as exc:  # a failed trial is recorded; the search goes on
             status, error = "failed", f"{type(exc).__name__}: {str(exc)[:800]}"
         finally:
@@ -255,21 +269,20 @@ class Worker:
             keras.backend.clear_session()
             gc.collect()
         self.emit(
-            {
-                "event": "done",
-                "trial_id": trial_id,
-                "status": status,
-                "error": error,
-                "val_accuracy": state["best"] if state["best_epoch"] else None,
-                "best_epoch": state["best_epoch"],
-                "epochs": state["epochs"],
-                "seconds": time.perf_counter() - started,
-                "fit_seconds": fit_seconds,
-                "params": n_params,
-                "peak_rss_mb": _read_peak_rss_mb(),
-                "disk_mb": state["disk_mb"],
-                "test_accuracy": test_accuracy,
-            }
+            Done(
+                trial_id=trial_id,
+                status=status,
+                error=error,
+                val_accuracy=state["best"] if state["best_epoch"] else None,
+                best_epoch=state["best_epoch"],
+                epochs=state["epochs"],
+                seconds=time.perf_counter() - started,
+                fit_seconds=fit_seconds,
+                params=n_params,
+                peak_rss_mb=_read_peak_rss_mb(),
+                disk_mb=state["disk_mb"],
+                test_accuracy=test_accuracy,
+            )
         )
 
     def _score_test(self, model: Any, path: Path) -> float:
@@ -295,33 +308,34 @@ def _visible_gpus() -> int:
 
 def main() -> int:
     out = _protocol_stream()
-    setup = json.loads(sys.stdin.readline())
     try:
-        worker = Worker(setup, out)
+        setup = decode(sys.stdin.readline())
+        if not isinstance(setup, Setup):
+            raise TypeError(f"the first message must be Setup, not {type(setup).__name__}")
+        process = TrialProcess(setup, out)
     except Exception as exc:
-        out.write(json.dumps({"event": "error", "error": f"{type(exc).__name__}: {exc}"}) + "\n")
+        out.write(encode(Failure(f"{type(exc).__name__}: {exc}")))
         return 1
-    worker.emit(
-        {
-            "event": "ready",
-            "pid": os.getpid(),
-            "policy": worker.policy,
-            "xla": worker.jit,
-            "replicas": worker.replicas,
-            "global_batch": worker.batch_size,
-            "gpus": _visible_gpus(),
-        }
+    process.emit(
+        Ready(
+            pid=os.getpid(),
+            policy=process.policy,
+            xla=process.jit,
+            replicas=process.replicas,
+            global_batch=process.batch_size,
+            gpus=_visible_gpus(),
+        )
     )
     for line in sys.stdin:
-        msg = json.loads(line)
-        if msg["cmd"] == "warmup":
+        msg = decode(line)
+        if isinstance(msg, Warmup):
             try:
-                worker.warmup(msg)
+                process.warmup(msg)
             except Exception as exc:  # reported to the search, which stops with the reason
-                worker.emit({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
-        elif msg["cmd"] == "trial":
-            worker.trial(msg)
-        elif msg["cmd"] == "exit":
+                process.emit(Failure(f"{type(exc).__name__}: {exc}"))
+        elif isinstance(msg, Train):
+            process.trial(msg)
+        elif isinstance(msg, Exit):
             break
     return 0
 

@@ -1,0 +1,174 @@
+"""Optuna's TPE sampler with its Hyperband pruner, on a journal file or a database."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from search.engines.base import EngineSettings, SearchEngine, TrialOutcome, TrialSpec
+from search.space import Space, suggest_optuna
+from search.storage import StorageError, mask_url
+
+HEARTBEAT_S = 20  # Optuna database heartbeat; a trial silent for 3x this is stale
+
+
+def _connect(make: Any, url: str) -> Any:
+    """The database storage, or a ``StorageError`` (exit 2) that names the masked URL and says
+    what the driver reported, with any password taken out of its words."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return make()
+    except (SQLAlchemyError, ImportError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        password = make_url(url).password
+        if password:
+            reason = reason.replace(str(password), "***")
+        raise StorageError(
+            f"cannot use the study storage {mask_url(url)}: {reason}. Check that the server "
+            "runs and is reachable, the database exists, and the password is in $PGPASSWORD "
+            "(pip install -e '.[postgres]' provides the driver)."
+        ) from None
+
+
+class OptunaEngine(SearchEngine):
+    """Optuna's TPE sampler with its Hyperband pruner, fed per-epoch validation accuracy.
+
+    Several processes may work on one study: on one host through the run directory's journal
+    file (trials of dead local processes are found by their pid), on several through a
+    database URL (trials of dead processes are found by Optuna's heartbeat). Either way a
+    stale trial is failed and its parameters are queued again, so it is retried as it was.
+    """
+
+    name = "optuna"
+
+    def __init__(self, space: Space, settings: EngineSettings) -> None:
+        import optuna
+        from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+        from optuna.storages.journal import JournalFileBackend
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.space = space
+        self.max_epochs = settings.max_epochs
+        self.storage: Any
+        if settings.storage_url:
+            self.storage = _connect(
+                lambda: RDBStorage(
+                    settings.storage_url,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=3 * HEARTBEAT_S,
+                    failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
+                ),
+                settings.storage_url,
+            )
+        else:
+            self.storage = JournalStorage(
+                JournalFileBackend(str(Path(settings.state_dir) / "optuna.journal"))
+            )
+        self.study = optuna.create_study(
+            study_name=settings.study_name,
+            storage=self.storage,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=settings.seed),
+            pruner=optuna.pruners.HyperbandPruner(
+                min_resource=1, max_resource=settings.max_epochs, reduction_factor=settings.factor
+            ),
+        )
+        self._running: dict[str, Any] = {}
+        self._beats: dict[str, threading.Event] = {}
+
+    def _settle(self, recorded: dict[str, TrialOutcome]) -> None:
+        """Tell trials that were recorded but never told; fail and requeue dead ones."""
+        import optuna
+
+        from search.storage import process_alive
+
+        running = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for t in running:
+            trial_id = f"{t.number:04d}"
+            if trial_id in self._running:
+                continue  # ours, in progress
+            if trial_id in recorded:
+                with contextlib.suppress(RuntimeError, ValueError):
+                    self._tell(t.number, recorded[trial_id])
+            elif not isinstance(self.storage, optuna.storages.RDBStorage) and not process_alive(
+                t.user_attrs.get("host"), t.user_attrs.get("pid")
+            ):
+                with contextlib.suppress(RuntimeError, ValueError):
+                    self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                    self.study.enqueue_trial(t.params, skip_if_exists=False)
+        optuna.storages.fail_stale_trials(self.study)  # database: by heartbeat
+
+    def resume(self, recorded: dict[str, TrialOutcome]) -> None:
+        self._settle(recorded)
+
+    def in_flight(self, recorded: dict[str, TrialOutcome]) -> int:
+        import optuna
+
+        self._settle(recorded)
+        return len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+    def next_trial(self) -> TrialSpec | None:
+        from search.storage import this_host
+
+        trial = self.study.ask()
+        trial.set_user_attr("host", this_host())
+        trial.set_user_attr("pid", os.getpid())
+        values = suggest_optuna(trial, self.space)
+        trial_id = f"{trial.number:04d}"
+        self._running[trial_id] = trial
+        if hasattr(self.storage, "record_heartbeat"):
+            stop = threading.Event()
+            self._beats[trial_id] = stop
+            threading.Thread(
+                target=self._heartbeat,
+                args=(trial._trial_id, stop),
+                daemon=True,
+                name=f"heartbeat-{trial_id}",
+            ).start()
+        return TrialSpec(trial_id=trial_id, values=values, epochs=self.max_epochs)
+
+    def _heartbeat(self, internal_id: int, stop: threading.Event) -> None:
+        while True:
+            self.storage.record_heartbeat(internal_id)
+            if stop.wait(HEARTBEAT_S):
+                return
+
+    def should_prune(self, spec: TrialSpec, epoch: int, val_accuracy: float) -> bool:
+        trial = self._running[spec.trial_id]
+        trial.report(val_accuracy, step=epoch)
+        return bool(trial.should_prune())
+
+    def _tell(self, number: int, outcome: TrialOutcome) -> None:
+        import optuna
+
+        state = {
+            "completed": optuna.trial.TrialState.COMPLETE,
+            "pruned": optuna.trial.TrialState.PRUNED,
+            "failed": optuna.trial.TrialState.FAIL,
+        }[outcome.status]
+        value = outcome.val_accuracy if outcome.status == "completed" else None
+        if state == optuna.trial.TrialState.COMPLETE and value is None:
+            state = optuna.trial.TrialState.FAIL
+        self.study.tell(number, value, state=state)
+
+    def finish(self, spec: TrialSpec, outcome: TrialOutcome) -> None:
+        trial = self._running.pop(spec.trial_id)
+        stop = self._beats.pop(spec.trial_id, None)
+        if stop is not None:
+            stop.set()
+        self._tell(trial.number, outcome)
+
+    def schedule(self, n_trials: int) -> list[TrialSpec]:
+        return [TrialSpec(f"{i}", {}, self.max_epochs) for i in range(n_trials)]
+
+    def describe(self, n_trials: int) -> list[str]:
+        return [
+            f"Optuna TPE + Hyperband pruner: {n_trials} trials of up to {self.max_epochs} "
+            f"epochs ({n_trials * self.max_epochs} epochs at most; pruned trials stop early)"
+        ]

@@ -1,0 +1,156 @@
+"""What a search will do and how long it will take: the lines printed before it starts.
+
+Pure: everything it shows comes in as arguments (the options, the prepared data's counts, the
+engine's schedule, the trial process's warm-up), so ``--dry-run`` and a real run print the same.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from data_pipeline.discover import SPLITS
+from data_pipeline.pipeline import PreparedData
+from search.engines import SearchEngine
+from search.hardware import advice, nvidia_gpus
+from search.options import SearchOptions
+from search.rundir import format_seconds
+from search.space import Space, describe
+from search.trial.protocol import Ready, WarmupDone
+
+
+@dataclass
+class Estimator:
+    """Seconds per epoch and per trial start, from the warm-up, refined by measured epochs."""
+
+    warm_epoch_s: float
+    overhead_s: float = 3.0
+    measured: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_warmup(cls, warm: WarmupDone, data: PreparedData) -> Estimator:
+        n_train, n_val = data.split_size("train"), data.split_size("validation")
+        return cls(n_train / warm.train_img_s + n_val / warm.eval_img_s)
+
+    def epoch_s(self) -> float:
+        return statistics.median(self.measured[-20:]) if self.measured else self.warm_epoch_s
+
+    def trial_s(self, epochs: int) -> float:
+        return epochs * self.epoch_s() + self.overhead_s
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a run is: what the results tables hold."""
+
+    trials_done: int
+    baseline_done: bool
+    confirm_runs_total: int
+    confirm_runs_left: int
+
+
+def confirm_runs_total(o: SearchOptions) -> int:
+    """Runs of the confirmation phase: each candidate and the baseline, once per seed."""
+    return o.confirm * (o.confirm_top + (1 if o.baseline else 0)) if o.role == "chief" else 0
+
+
+def total_epochs(o: SearchOptions, engine: SearchEngine) -> int:
+    """Epochs of the whole run: the search's schedule, the baseline, the confirmation."""
+    plan = engine.schedule(o.trials)
+    return (
+        sum(s.epochs - s.initial_epoch for s in plan)
+        + (o.max_epochs if o.baseline else 0)
+        + confirm_runs_total(o) * o.max_epochs
+    )
+
+
+def epochs_done(o: SearchOptions, engine: SearchEngine, p: Progress) -> int:
+    plan = engine.schedule(o.trials)
+    return (
+        sum(s.epochs - s.initial_epoch for s in plan[: p.trials_done])
+        + (o.max_epochs if p.baseline_done else 0)
+        + (p.confirm_runs_total - p.confirm_runs_left) * o.max_epochs
+    )
+
+
+def confirm_line(o: SearchOptions, p: Progress) -> str:
+    if o.confirm == 0:
+        return (
+            "confirmation: off (--confirm 0): the comparison with the baseline will be "
+            "unconfirmed and selection-biased (validation chose and scored the winner)"
+        )
+    who = f"the top {o.confirm_top}" if o.confirm_top > 1 else "the best"
+    base = " and the baseline" if o.baseline else ""
+    return (
+        f"confirmation: {who} configuration{base}, {o.confirm} new seeds each, "
+        f"{o.max_epochs} epochs, scored once on test ({p.confirm_runs_left} of "
+        f"{p.confirm_runs_total} runs to go)"
+    )
+
+
+def plan_lines(
+    o: SearchOptions,
+    *,
+    run_dir: str,
+    data: PreparedData,
+    space: Space,
+    engine: SearchEngine,
+    blog_params: int,
+    warm: WarmupDone,
+    ready: Ready,
+    est: Estimator,
+    progress: Progress,
+) -> list[str]:
+    counts = data.counts()
+    n_train, n_val, n_test = (data.split_size(s) for s in SPLITS)
+    per_class = "; ".join(
+        f"{s}: " + ", ".join(f"{c} {n:,}" for c, n in sorted(v.items())) for s, v in counts.items()
+    )
+    done = progress.trials_done
+    plan = engine.schedule(o.trials)
+    search_epochs = sum(s.epochs - s.initial_epoch for s in plan[done:])
+    baseline_epochs = o.max_epochs if o.baseline and not progress.baseline_done else 0
+    runs_left = progress.confirm_runs_left
+    confirm_epochs = runs_left * o.max_epochs
+    eta = (
+        est.trial_s(0) * (o.trials - done + runs_left)
+        + (search_epochs + baseline_epochs + confirm_epochs) * est.epoch_s()
+    )
+    return [
+        f"run directory: {run_dir}",
+        f"data: {data.config.data_dir} ({data.discovery.layout} layout) - {n_train:,} train, "
+        f"{n_val:,} validation (chooses), {n_test:,} test (judges, read only after the "
+        f"search) ({per_class}); {data.skipped_summary()}",
+        *[f"  note: {note}" for note in data.discovery.notes],
+        f"images: {o.image_size}px, batch {o.batch_size}, width x{o.width:g}, "
+        f"augment {'on' if o.augment else 'off'}, seed {o.seed}",
+        "search space:",
+        *[f"  {line}" for line in describe(space)],
+        *engine.describe(o.trials),
+        f"baseline (the blog's AlexNet): {blog_params:,} parameters, "
+        f"{o.max_epochs} epochs" + ("" if o.baseline else " - skipped (--no-baseline)"),
+        f"device: {warm.policy} precision, XLA {'on' if warm.xla else 'off'}; "
+        f"warm-up {warm.train_img_s:.0f} img/s training, {warm.eval_img_s:.0f} img/s "
+        f"evaluation -> ~{format_seconds(est.epoch_s())} per epoch",
+        *(
+            [
+                f"strategy: MirroredStrategy over {ready.replicas} replica(s); batch "
+                f"{o.batch_size} per replica = global batch {ready.global_batch}"
+            ]
+            if o.strategy == "mirrored"
+            else []
+        ),
+        *(
+            [
+                f"preset {o.preset}: --subset {o.subset} --image-size {o.image_size} "
+                f"--width {o.width:g} (what the command line set wins)"
+            ]
+            if o.preset
+            else []
+        ),
+        confirm_line(o, progress),
+        *advice(tf_gpus=ready.gpus, driver_gpus=nvidia_gpus(), eta_s=eta, preset=o.preset),
+        f"to run: {o.trials - done} trials ({done} done), {search_epochs + baseline_epochs} "
+        f"epochs + {confirm_epochs} confirmation epochs, ETA {format_seconds(eta)}"
+        + (f" (time budget {format_seconds(o.time_budget)})" if o.time_budget else ""),
+    ]

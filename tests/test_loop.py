@@ -1,0 +1,192 @@
+"""The search loop with a fake engine and a fake trainer: milliseconds, no TensorFlow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from search import results as res
+from search.engines import WAIT, SearchEngine, TrialOutcome, TrialSpec
+from search.loop import Budget, SearchLoop, Stop, recorded_outcomes
+from search.space import baseline_values
+
+
+class FakeEngine(SearchEngine):
+    """Hands out ``t0``, ``t1``, ... (or scripted answers) and remembers what it was told."""
+
+    name = "fake"
+
+    def __init__(self, script: list[TrialSpec | None] | None = None, n: int = 10) -> None:
+        self.script = list(script) if script is not None else [_spec(i) for i in range(n)]
+        self.told: list[tuple[str, str]] = []
+
+    def next_trial(self) -> TrialSpec | None:
+        return self.script.pop(0) if self.script else None
+
+    def finish(self, spec: TrialSpec, outcome: TrialOutcome) -> None:
+        self.told.append((spec.trial_id, outcome.status))
+
+    def schedule(self, n_trials: int) -> list[TrialSpec]:
+        return [_spec(i) for i in range(n_trials)]
+
+
+def _spec(i: int, epochs: int = 2) -> TrialSpec:
+    return TrialSpec(f"t{i}", baseline_values(), epochs)
+
+
+def _row(trial_id: str, status: str, score: float | None, error: str | None = None):
+    return res.TrialRow(
+        trial_id=trial_id,
+        status=status,
+        values=baseline_values(),
+        val_accuracy=score,
+        best_epoch=1 if score is not None else None,
+        epochs=2,
+        seconds=1.0,
+        params=10,
+        error=error,
+        fit_seconds=1.0,
+        peak_rss_mb=None,
+        bracket=None,
+        round=None,
+        parent_id=None,
+        initial_epoch=0,
+        target_epochs=2,
+        ended_at="2026-11-26T00:00:00+00:00",
+    )
+
+
+@dataclass
+class FakeRunner:
+    """Records a row for each trial as the real runner does (row first, then the engine)."""
+
+    run_dir: Path
+    fail: set[str] = field(default_factory=set)
+    clock: list[float] = field(default_factory=lambda: [0.0])
+    seconds_per_trial: float = 10.0
+    trained: list[str] = field(default_factory=list)
+
+    def run(self, spec: TrialSpec, engine: SearchEngine | None) -> TrialOutcome:
+        self.trained.append(spec.trial_id)
+        self.clock[0] += self.seconds_per_trial
+        failed = spec.trial_id in self.fail
+        row = _row(
+            spec.trial_id,
+            "failed" if failed else "completed",
+            None if failed else 0.5 + 0.01 * len(self.trained),
+            error="NaN/inf loss at epoch 1, batch 0" if failed else None,
+        )
+        history = [] if failed else [(1, {"val_accuracy": row.val_accuracy or 0.0})]
+        res.record_trial(self.run_dir, row, history)
+        outcome = TrialOutcome(
+            row.status, row.val_accuracy, [(1, row.val_accuracy)] if not failed else [], row.error
+        )
+        if engine is not None:
+            engine.finish(spec, outcome)
+        return outcome
+
+
+def _loop(tmp_path: Path, engine: SearchEngine, runner: FakeRunner, **kw) -> SearchLoop:
+    said: list[str] = kw.pop("said", [])
+    budget = Budget(kw.pop("budget", None), said.append, clock=lambda: runner.clock[0])
+    return SearchLoop(
+        run_dir=tmp_path,
+        engine=engine,
+        runner=runner,
+        budget=budget,
+        say=said.append,
+        trials=kw.pop("trials", 4),
+        max_failures=kw.pop("max_failures", 3),
+        trial_seconds=lambda epochs: 10.0 * epochs / 2,
+        sleep=lambda s: runner.clock.__setitem__(0, runner.clock[0] + s),
+        **kw,
+    )
+
+
+def test_runs_exactly_the_requested_trials_and_tells_the_engine(tmp_path: Path) -> None:
+    engine, runner = FakeEngine(), FakeRunner(tmp_path)
+    assert _loop(tmp_path, engine, runner).run() is Stop.DONE
+    assert runner.trained == ["t0", "t1", "t2", "t3"]
+    assert engine.told == [(f"t{i}", "completed") for i in range(4)]
+    assert len(res.load_trials(tmp_path)) == 4
+
+
+def test_a_recorded_trial_is_replayed_to_the_engine_not_trained_again(tmp_path: Path) -> None:
+    # killed after t0's row was written but before the engine heard of it: the engine hands
+    # t0 out again when the search restarts
+    res.record_trial(tmp_path, _row("t0", "completed", 0.7), [(1, {"val_accuracy": 0.7})])
+    engine, runner = FakeEngine(), FakeRunner(tmp_path)
+    assert _loop(tmp_path, engine, runner, trials=3).run() is Stop.DONE
+    assert runner.trained == ["t1", "t2"]
+    assert engine.told[0] == ("t0", "completed")
+    assert recorded_outcomes(tmp_path)["t0"].per_epoch == [(1, 0.7)]
+
+
+def test_consecutive_failures_stop_the_search_with_the_last_error(tmp_path: Path) -> None:
+    engine, runner = FakeEngine(), FakeRunner(tmp_path, fail={"t1", "t2", "t3"})
+    loop = _loop(tmp_path, engine, runner, trials=8, max_failures=3)
+    assert loop.run() is Stop.FAILURES
+    assert runner.trained == ["t0", "t1", "t2", "t3"]
+    assert "NaN" in (loop.last_error or "")
+
+
+def test_failures_that_are_not_consecutive_do_not_stop_it(tmp_path: Path) -> None:
+    engine, runner = FakeEngine(), FakeRunner(tmp_path, fail={"t0", "t2", "t4"})
+    assert _loop(tmp_path, engine, runner, trials=6, max_failures=2).run() is Stop.DONE
+
+
+def test_the_time_budget_stops_before_a_trial_that_cannot_finish(tmp_path: Path) -> None:
+    said: list[str] = []
+    engine, runner = FakeEngine(), FakeRunner(tmp_path)
+    loop = _loop(tmp_path, engine, runner, trials=5, budget=25.0, said=said)
+    assert loop.run() is Stop.BUDGET
+    assert runner.trained == ["t0", "t1"]  # a third would end at 30 s > 25 s
+    assert any("stopping after 2 of 5 trials" in line for line in said)
+
+
+def test_the_budget_keeps_time_for_what_follows(tmp_path: Path) -> None:
+    engine, runner = FakeEngine(), FakeRunner(tmp_path)
+    loop = _loop(tmp_path, engine, runner, trials=5, budget=45.0, reserve_seconds=lambda: 20.0)
+    assert loop.run() is Stop.BUDGET
+    assert runner.trained == ["t0", "t1"]  # 20 s trained + 10 next + 20 reserved > 45
+
+
+def test_an_exhausted_engine_ends_the_loop(tmp_path: Path) -> None:
+    engine, runner = FakeEngine(n=2), FakeRunner(tmp_path)
+    said: list[str] = []
+    assert _loop(tmp_path, engine, runner, trials=4, said=said).run() is Stop.EXHAUSTED
+    assert runner.trained == ["t0", "t1"] and "no more trials" in said[-1]
+
+
+def test_wait_polls_until_the_engine_has_a_trial(tmp_path: Path) -> None:
+    engine, runner = FakeEngine([_spec(0), WAIT, WAIT, _spec(1)]), FakeRunner(tmp_path)
+    assert _loop(tmp_path, engine, runner, trials=2).run() is Stop.DONE
+    assert runner.trained == ["t0", "t1"] and runner.clock[0] == pytest.approx(20.0 + 2 * 2.0)
+
+
+def test_after_trial_runs_after_every_trial(tmp_path: Path) -> None:
+    calls: list[int] = []
+    engine, runner = FakeEngine(), FakeRunner(tmp_path)
+    loop = _loop(tmp_path, engine, runner, trials=3, after_trial=lambda: calls.append(1))
+    loop.run()
+    assert len(calls) == 3
+
+
+def test_serving_waits_for_the_workers_rows(tmp_path: Path) -> None:
+    class Serving(FakeEngine):
+        def serves_workers(self) -> bool:
+            return True
+
+    engine, runner = Serving(), FakeRunner(tmp_path)
+    seen: list[int] = []
+    loop = _loop(tmp_path, engine, runner, trials=2)
+
+    def sleep(_: float) -> None:  # a worker records a trial while the chief waits
+        n = len(res.load_trials(tmp_path))
+        res.record_trial(tmp_path, _row(f"w{n}", "completed", 0.6), [])
+
+    loop.sleep = sleep
+    loop.serve(seen.append)
+    assert seen == [0, 1, 2]
