@@ -64,9 +64,6 @@ class Discovery:
     unlabelled: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
-    def label_index(self, label: str) -> int:
-        return self.classes.index(label)
-
 
 def is_image_candidate(path: Path | os.DirEntry) -> bool:
     """True for files that claim to be an image by extension, or are one by content."""

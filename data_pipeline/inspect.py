@@ -16,11 +16,9 @@ from data_pipeline.discover import (
     DEFAULT_TEST_FRACTION,
     DEFAULT_VAL_FRACTION,
     SPLITS,
-    discover,
-    take_subset,
 )
 from data_pipeline.errors import DataError
-from data_pipeline.pipeline import resolve_root
+from data_pipeline.pipeline import DataConfig, find_images
 from data_pipeline.progress import progress_bars
 
 
@@ -74,15 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cache_root = args.cache_dir or image_cache.default_cache_root()
     try:
-        root = resolve_root(args.data_dir, cache_root)
-        found = discover(
-            root,
-            seed=args.seed,
-            val_fraction=args.val_fraction,
-            test_fraction=args.test_fraction,
+        found = find_images(
+            DataConfig(
+                data_dir=args.data_dir,
+                image_size=args.image_size,
+                seed=args.seed,
+                val_fraction=args.val_fraction,
+                test_fraction=args.test_fraction,
+                subset=args.subset,
+                cache_root=cache_root,
+            )
         )
-        if args.subset is not None:
-            found = take_subset(found, args.subset, seed=args.seed)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -168,10 +168,9 @@ def resolve_root(data_dir: Path, cache_root: Path) -> Path:
     return data_dir
 
 
-def prepare(config: DataConfig, *, progress=None) -> PreparedData:
-    """Discover, subset, validate and cache: every image decoded at most once per size."""
-    cache_root = config.cache_root or image_cache.default_cache_root()
-    root = resolve_root(config.data_dir, cache_root)
+def find_images(config: DataConfig) -> Discovery:
+    """The labelled, split (and subset) files a configuration selects, before any decoding."""
+    root = resolve_root(config.data_dir, config.cache_root or image_cache.default_cache_root())
     found = discover(
         root,
         seed=config.seed,
@@ -180,6 +179,13 @@ def prepare(config: DataConfig, *, progress=None) -> PreparedData:
     )
     if config.subset is not None:
         found = take_subset(found, config.subset, seed=config.seed)
+    return found
+
+
+def prepare(config: DataConfig, *, progress=None) -> PreparedData:
+    """Discover, subset, validate and cache: every image decoded at most once per size."""
+    cache_root = config.cache_root or image_cache.default_cache_root()
+    found = find_images(config)
     kwargs = {"progress": progress} if progress else {}
     cached = image_cache.build(found, config.image_size, cache_root, **kwargs)
     for split in SPLITS:

@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 
 from reports.budgets import EqualBudget, cumulative_epochs, trial_path
 from search.results import BASELINE_ID, search_trials
+from search.results import number as _num
 from search.space import Axis, OpenParam, Space, searched
 from search.stats import accuracy_ci
 
@@ -26,14 +27,6 @@ COLORS = {"completed": "#1f77b4", "pruned": "#ff7f0e", "failed": "#d62728"}
 
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _num(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
 
 
 def error_bars(values: list[float | None], n: int) -> dict[str, Any] | None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import pandas as pd
 
 from reports.rundata import RunData
-from search.results import BASELINE_ID, baseline_score, best_trial, search_trials
+from search.results import BASELINE_ID, baseline_score, best_trial, missing, search_trials
+from search.results import number as _num
 from search.space import PARAM_NAMES, Space
 from search.stats import accuracy_ci
 
@@ -143,16 +143,8 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
     return rows
 
 
-def _num(value: Any) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return float(value)
-
-
 def _cell(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return value
+    return "" if missing(value) else value
 
 
 def results_rows(trials: pd.DataFrame, space: Space, n_validation: int = 0) -> list[dict[str, Any]]:

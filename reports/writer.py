@@ -91,9 +91,7 @@ def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | Non
                 ),
             )
         )
-    budgets = equal_budget(
-        trials, run.history, run.config.max_epochs
-    )
+    budgets = equal_budget(trials, run.history, run.config.max_epochs)
     if len(search_trials(trials).dropna(subset=["val_accuracy"])) >= 2:
         parallel = fig.parallel_info(trials, space, budgets)
         blocks.append(FigureBlock("fig-parallel", figure_json(fig.parallel_plot(parallel))))

@@ -29,6 +29,7 @@ from search.results import (
     best_trial,
     flatten,
     locked_results,
+    number,
     ranked_trials,
     read_table,
 )
@@ -110,7 +111,7 @@ def candidates(
             break
     if baseline is not None:
         base = trials[trials["trial_id"] == BASELINE_ID]
-        score = _float(base["val_accuracy"].iloc[0]) if len(base) else None
+        score = number(base["val_accuracy"].iloc[0]) if len(base) else None
         out.append(Candidate(BASELINE_ID, dict(baseline), score))
     return out
 
@@ -212,11 +213,11 @@ def evidence(
         "candidate": name,
         "trial_id": str(best_run["trial_id"]),
         "params": params_of(best_run),
-        "search_val_accuracy": _float(best_run["search_val_accuracy"]),
+        "search_val_accuracy": number(best_run["search_val_accuracy"]),
     }
     if len(base):
         out["baseline"] = _side(base, seeds) | {
-            "search_val_accuracy": _float(base["search_val_accuracy"].iloc[0])
+            "search_val_accuracy": number(base["search_val_accuracy"].iloc[0])
         }
     if seeds and len(base):
         by_seed = lambda frame: frame.set_index("seed_index").loc[seeds, "run_id"]  # noqa: E731
@@ -296,7 +297,3 @@ def _side(frame: pd.DataFrame, seeds: list[int]) -> dict[str, Any]:
         "test_accuracy_seeds": [float(v) for v in paired["test_accuracy"]],
         "val_accuracy_seeds": [float(v) for v in paired["val_accuracy"]],
     }
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None or pd.isna(value) else float(value)

@@ -11,13 +11,12 @@ fakes in milliseconds (``tests/test_loop.py``).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from search import results as res
 from search.engines import WAIT, SearchEngine, TrialOutcome, TrialSpec
@@ -79,15 +78,11 @@ def recorded_outcomes(run_dir: Path) -> dict[str, TrialOutcome]:
         h = acc[acc["trial_id"] == row.trial_id]
         out[str(row.trial_id)] = TrialOutcome(
             status=str(row.status),
-            val_accuracy=None if _missing(row.val_accuracy) else float(row.val_accuracy),
+            val_accuracy=None if res.missing(row.val_accuracy) else float(row.val_accuracy),
             per_epoch=[(int(e), float(v)) for e, v in zip(h["epoch"], h["value"], strict=True)],
-            error=None if _missing(row.error) else str(row.error),
+            error=None if res.missing(row.error) else str(row.error),
         )
     return out
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 @dataclass

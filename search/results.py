@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -184,6 +185,20 @@ def _record_trial(run_dir: Path, row: TrialRow, history: Epochs) -> None:
         pd.concat([trials, added], ignore_index=True) if len(trials) else added,
         run_dir / "trials.csv",
     )
+
+
+def missing(value: Any) -> bool:
+    """An empty cell of a results table (None, or NaN as pandas reads one)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def number(value: Any) -> float | None:
+    """A numeric cell as a float; None for an empty cell or one that is not a number."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
 
 
 def search_trials(trials: pd.DataFrame) -> pd.DataFrame:

@@ -42,6 +42,17 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("true", "1", "1.0")
 
 
+def _check_range(name: str, low: float, high: float, domain: tuple[float, float]) -> None:
+    lo, hi = domain
+    if not low < high:
+        raise SpaceError(
+            f"{name}: low must be below high, but got low={low}, high={high}; to fix a value "
+            "use `value = ...`."
+        )
+    if low < lo or high > hi:
+        raise SpaceError(f"{name}: range must lie within [{lo}, {hi}], but got [{low}, {high}].")
+
+
 @dataclass(frozen=True)
 class FloatParam:
     name: str
@@ -58,17 +69,7 @@ class FloatParam:
         return "log" if self.log else "linear"
 
     def check(self) -> FloatParam:
-        lo, hi = self.domain
-        if not self.low < self.high:
-            raise SpaceError(
-                f"{self.name}: low must be below high, but got low={self.low}, "
-                f"high={self.high}; to fix a value use `value = ...`."
-            )
-        if self.low < lo or self.high > hi:
-            raise SpaceError(
-                f"{self.name}: range must lie within [{lo}, {hi}], but got "
-                f"[{self.low}, {self.high}]."
-            )
+        _check_range(self.name, self.low, self.high, self.domain)
         if self.log and self.low <= 0:
             raise SpaceError(f"{self.name}: a log range needs low > 0, but got low={self.low}.")
         return self
@@ -135,17 +136,7 @@ class IntParam:
     axis: ClassVar[Axis] = "linear"
 
     def check(self) -> IntParam:
-        lo, hi = self.domain
-        if not self.low < self.high:
-            raise SpaceError(
-                f"{self.name}: low must be below high, but got low={self.low}, "
-                f"high={self.high}; to fix a value use `value = ...`."
-            )
-        if self.low < lo or self.high > hi:
-            raise SpaceError(
-                f"{self.name}: range must lie within [{lo}, {hi}], but got "
-                f"[{self.low}, {self.high}]."
-            )
+        _check_range(self.name, self.low, self.high, self.domain)
         if self.step < 1 or (self.high - self.low) % self.step:
             raise SpaceError(
                 f"{self.name}: step must be >= 1 and divide high - low, but got "

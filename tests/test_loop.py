@@ -10,6 +10,7 @@ import pytest
 from search import results as res
 from search.engines import WAIT, SearchEngine, TrialOutcome, TrialSpec
 from search.loop import Budget, SearchLoop, Stop, recorded_outcomes
+from search.space import DEFAULT_SPACE as DEFAULT_SPACE_FOR_TEST
 from search.space import baseline_values
 
 
@@ -190,3 +191,52 @@ def test_serving_waits_for_the_workers_rows(tmp_path: Path) -> None:
     loop.sleep = sleep
     loop.serve(seen.append)
     assert seen == [0, 1, 2]
+
+
+def test_an_optuna_trial_is_pruned_end_to_end(tmp_path: Path) -> None:
+    """Optuna's pruner, the runner's stop file and the results table, with a fake trainer
+    whose bad configurations (odd trials) score low at every epoch."""
+    import optuna
+    from rich.progress import Progress
+
+    from search.engines import EngineSettings, make_engine
+    from search.options import SearchOptions
+    from search.plan import Estimator
+    from search.rundir import Status
+    from search.space import resolve
+    from search.trial import protocol
+    from search.trial.runner import TrialRunner
+
+    class FakeProcess:
+        def run_trial(self, msg: protocol.Train, on_epoch) -> protocol.Done:
+            score = 0.9 if int(msg.trial_id) % 2 == 0 else 0.2
+            for epoch in range(msg.initial_epoch + 1, msg.epochs + 1):
+                on_epoch(protocol.Epoch(msg.trial_id, epoch, {"val_accuracy": score}, 0.01, 0.0))
+                if Path(msg.stop_file).exists():
+                    return protocol.Done(msg.trial_id, "pruned", None, score, epoch, epoch)
+            return protocol.Done(msg.trial_id, "completed", None, score, msg.epochs, msg.epochs)
+
+    settings = EngineSettings(state_dir=tmp_path, max_epochs=9, factor=3, n_trials=16, seed=3)
+    engine = make_engine("optuna", DEFAULT_SPACE_FOR_TEST, settings)
+    bars = Progress(disable=True)
+    runner = TrialRunner(
+        tmp_path,
+        SearchOptions(trials=16, max_epochs=9, engine="optuna"),
+        lambda v: resolve(v, image_size=67, width=0.125, num_classes=2),
+        FakeProcess(),  # type: ignore[arg-type]
+        Status(tmp_path, 16),
+        bars,
+        bars.add_task("all", total=200, note=""),
+        Estimator(0.01),
+        n_validation=10,
+    )
+    budget = Budget(None, print)
+    loop = SearchLoop(tmp_path, engine, runner, budget, print, 16, 3, lambda e: 0.0)
+    assert loop.run() is Stop.DONE
+    trials = res.load_trials(tmp_path)
+    pruned = trials[trials["status"] == "pruned"]
+    assert (pruned["epochs"] < 9).any()  # stopped early, not only at the last rung
+    assert all(int(t) % 2 == 1 for t in pruned["trial_id"])  # only the bad ones
+    study = engine.study  # type: ignore[attr-defined]
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) == len(pruned)

@@ -144,7 +144,27 @@ def test_everything_from_data_is_escaped(tmp_path: Path) -> None:
     assert specs and all("<" not in s for s in specs)
     confusion_spec = json.loads(specs[-1])
     assert confusion_spec["data"][0]["x"][1] == "&lt;b onmouseover=alert(1)&gt;dog&lt;/b&gt;"
-    assert html.count("<script>") == 4  # error capture, plotly.js, figure drawing, sorting
+    # every script element is ours: no src (offline), and none opened by data; the only
+    # scripts with content from data are the JSON figure specs, checked above
+    from html.parser import HTMLParser
+
+    class Scripts(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attrs: list[dict[str, str | None]] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "script":
+                self.attrs.append(dict(attrs))
+
+    parser = Scripts()
+    parser.feed(html)
+    assert parser.attrs and all("src" not in a for a in parser.attrs)
+    kinds = {a.get("type") for a in parser.attrs}
+    assert kinds <= {None, "application/json"}
+    n_json = sum(a.get("type") == "application/json" for a in parser.attrs)
+    assert n_json == len(specs)  # the regex above saw every JSON spec
+    assert html.count("<script") == len(parser.attrs)  # none hidden from the parser
 
 
 def test_figure_json_cannot_close_a_script_tag() -> None:

@@ -473,3 +473,50 @@ def test_a_preset_fills_only_what_the_command_line_left_unset() -> None:
     assert apply_preset("cpu", unset) == {"subset": 2000, "image_size": 128, "width": 0.5}
     mine = {"subset": None, "image_size": 96, "width": None}
     assert apply_preset("cpu", mine) == {"subset": 2000, "image_size": 96, "width": 0.5}
+
+
+def test_a_time_budget_that_ends_mid_search_still_exports_and_reports(
+    tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget is made to run out after the first search trial (deterministically: the
+    budget's verdicts are scripted), in this process; the finishing steps still run."""
+    from rich.console import Console
+
+    from search.loop import Budget
+    from search.options import SearchOptions
+    from search.session import Search
+
+    verdicts = iter([True, True])  # the baseline, the first trial; then out of time
+    real_fits = Budget.fits
+
+    def scripted(self: Budget, need: float, what: str, *, after: str = "") -> bool:
+        if next(verdicts, False):
+            return True
+        return real_fits(Budget(0.0, self.say), need, what, after=after)
+
+    monkeypatch.setattr(Budget, "fits", scripted)
+    run_dir = tmp_path / "run"
+    opts = SearchOptions(
+        trials=4,
+        max_epochs=2,
+        data_dir=tiny["data"],
+        image_size=67,
+        width=0.125,
+        batch_size=8,
+        space=tiny["space"],
+        cache_dir=tiny["cache"],
+        run_dir=run_dir,
+        confirm=0,
+        engine="random",
+    )
+    console = Console(record=True, width=200)
+    assert Search(opts, [], console).run() == 0
+    out = console.export_text()
+    assert "stopping after 1 of 4 trials" in out
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    assert list(trials["trial_id"]) == ["baseline", trials["trial_id"].iloc[1]] and len(trials) == 2
+    export = json.loads((run_dir / "export.json").read_text())
+    assert export["equal"] and export["source_trial"] == trials["trial_id"].iloc[1]
+    assert json.loads((run_dir / "summary.json").read_text())["confirmed"] is False
+    assert (run_dir / "report.html").exists()
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"

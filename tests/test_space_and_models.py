@@ -215,19 +215,44 @@ def test_metric_is_sparse_categorical_accuracy() -> None:
     )
 
 
-def test_lrn_serialises_and_computes_in_float32(tmp_path: Path) -> None:
+def _lrn_reference(
+    a: np.ndarray, r: int = 2, bias: float = 2.0, alpha: float = 1e-4, beta: float = 0.75
+) -> np.ndarray:
+    """AlexNet's section 3.3, written out: each channel over the sum of squares of its
+    neighbours within ``r`` channels."""
+    a = a.astype(np.float64)
+    sq = np.pad(a**2, [(0, 0)] * (a.ndim - 1) + [(r, r)])
+    sums = sum(sq[..., i : i + a.shape[-1]] for i in range(2 * r + 1))
+    return a / (bias + alpha * sums) ** beta
+
+
+def test_lrn_matches_its_definition_serialises_and_computes_in_float32(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(0, 30, (2, 3, 3, 8)).astype(np.float32)
+    out = np.asarray(LocalResponseNormalization()(x))
+    np.testing.assert_allclose(out, _lrn_reference(x), rtol=1e-5)
+    # float16 squares overflow at 256 (65504): computed in float32, the layer stays finite
+    big = np.full((1, 2, 2, 8), 300.0, np.float16)
+    half = LocalResponseNormalization(dtype="mixed_float16")(big)
+    assert keras.backend.standardize_dtype(half.dtype) == "float16"
+    np.testing.assert_allclose(
+        np.asarray(half, np.float32), _lrn_reference(big.astype(np.float32)), rtol=2e-3
+    )
+    bf16 = LocalResponseNormalization(dtype="mixed_bfloat16")(np.ones((1, 2, 2, 4), np.float32))
+    assert keras.backend.standardize_dtype(bf16.dtype) == "bfloat16"  # no bf16 CPU kernel needed
+
     params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
     model = build_alexnet(params)
-    x = np.random.default_rng(0).integers(0, 256, (2, 67, 67, 3), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, (2, 67, 67, 3), dtype=np.uint8)
     path = tmp_path / "m.keras"
     model.save(path)
     again = keras.saving.load_model(path)
-    np.testing.assert_array_equal(model.predict_on_batch(x), again.predict_on_batch(x))
-    layer = LocalResponseNormalization(dtype="mixed_bfloat16")
-    out = layer(np.ones((1, 2, 2, 4), np.float32))
-    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"  # no bf16 CPU kernel needed
+    np.testing.assert_array_equal(model.predict_on_batch(images), again.predict_on_batch(images))
+    assert isinstance(again.get_layer("lrn1"), LocalResponseNormalization)
+    assert again.get_layer("lrn1").get_config()["bias"] == 2.0
     ckpt = tmp_path / "w.npz"
     save_weights(model, ckpt)
     fresh = build_alexnet(params)
     load_weights(fresh, ckpt)
-    np.testing.assert_array_equal(model.predict_on_batch(x), fresh.predict_on_batch(x))
+    np.testing.assert_array_equal(model.predict_on_batch(images), fresh.predict_on_batch(images))
+    without = build_alexnet(replace(params, lrn=False))
+    assert not any(isinstance(layer, LocalResponseNormalization) for layer in without.layers)

@@ -45,6 +45,7 @@ class TrialProcessClient:
     config: RunConfig
     log_path: Path
     trials_per_process: int = 5
+    command: tuple[str, ...] = (sys.executable, "-m", "search.trial.process")
     _proc: subprocess.Popen | None = field(default=None, init=False)
     _log: IO[bytes] | None = field(default=None, init=False)
     _served: int = field(default=0, init=False)
@@ -56,7 +57,7 @@ class TrialProcessClient:
         self._log = self.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "search.trial.process"],
+            list(self.command),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

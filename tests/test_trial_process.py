@@ -1,0 +1,208 @@
+"""The trial process's behaviour, in this process (no subprocess start-up): a NaN loss fails the
+trial, a promoted trial starts from its parent's weights, a missing parent fails clearly, and
+the client replaces its process after ``trials_per_process`` trainings."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_pipeline.pipeline import prepare
+from models.alexnet import AlexNetParams
+from search import rundir
+from search.options import SearchOptions
+from search.rundir import RunConfig
+from search.space import DEFAULT_SPACE
+from search.trial import protocol
+from search.trial.client import TrialProcessClient
+from search.trial.process import TrialProcess
+from tests.conftest import make_blog_layout
+
+PARAMS = AlexNetParams(image_size=67, width=0.125, dense_units=8, learning_rate=1e-3)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> protocol.Setup:
+    root = tmp_path_factory.mktemp("trialproc")
+    opts = SearchOptions(
+        data_dir=make_blog_layout(root / "data", train=6, test=2),
+        image_size=67,
+        width=0.125,
+        batch_size=4,
+        cache_dir=root / "cache",
+        precision="float32",
+        xla="off",
+    )
+    data = prepare(opts.data_config())
+    config = RunConfig(
+        identity=opts.identity(),
+        options=opts.to_dict(),
+        space=DEFAULT_SPACE,
+        data_config=opts.data_config(),
+        classes=tuple(data.classes),
+        data={"counts": data.counts()},
+        versions={},
+        command="",
+        created_at="",
+    )
+    run_dir = root / "run"
+    run_dir.mkdir()
+    return protocol.Setup(run_dir=str(run_dir), config=config)
+
+
+def _train(process: TrialProcess, out: io.StringIO, **kw) -> tuple[protocol.Done, list]:
+    run_dir = Path(process.run_dir)
+    trial_id = kw.pop("trial_id", "t")
+    msg = protocol.Train(
+        trial_id=trial_id,
+        params=kw.pop("params", PARAMS),
+        epochs=kw.pop("epochs", 1),
+        checkpoint=str(rundir.checkpoint_path(run_dir, trial_id)),
+        stop_file=str(run_dir / "trials" / trial_id / "STOP"),
+        seed=kw.pop("seed", 1),
+        **kw,
+    )
+    start = out.tell()
+    process.trial(msg)
+    out.seek(start)
+    events = [protocol.decode(line) for line in out.read().splitlines()]
+    done = events[-1]
+    assert isinstance(done, protocol.Done)
+    return done, events[:-1]
+
+
+def test_messages_round_trip_and_a_bad_line_is_a_protocol_error(setup: protocol.Setup) -> None:
+    train = protocol.Train("0003", PARAMS, 7, "c.npz", "STOP", 5, 3, "p.npz")
+    for msg in (setup, train, protocol.failed("x", "boom"), protocol.Exit()):
+        assert protocol.decode(protocol.encode(msg)) == msg
+    with pytest.raises(protocol.ProtocolError, match="not a message"):
+        protocol.decode('{"kind": "Train", "trial_id": "x"}')  # fields missing
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode("Traceback (most recent call last):")
+
+
+def test_a_nan_loss_fails_the_trial(setup: protocol.Setup) -> None:
+    out = io.StringIO()
+    process = TrialProcess(setup, out)
+    # a step this large overflows the weights at once: the next loss is not finite
+    exploding = AlexNetParams(image_size=67, width=0.125, dense_units=8, learning_rate=1e30)
+    done, _ = _train(process, out, trial_id="nan", params=exploding, epochs=3)
+    assert done.status == "failed" and "NaN/inf loss" in (done.error or "")
+    assert done.val_accuracy is None
+
+
+def test_a_promoted_trial_starts_from_its_parents_weights(
+    setup: protocol.Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models import checkpoint
+
+    out = io.StringIO()
+    process = TrialProcess(setup, out)
+    parent, epochs = _train(process, out, trial_id="parent", epochs=1)
+    assert parent.status == "completed" and len(epochs) == 1
+    parent_ckpt = rundir.checkpoint_path(Path(setup.run_dir), "parent")
+    with np.load(parent_ckpt) as saved:
+        parent_weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    loaded: list[list[np.ndarray]] = []
+    real_load = checkpoint.load_weights
+
+    def spy(model, path):
+        real_load(model, path)
+        if Path(path) == parent_ckpt:
+            loaded.append([np.asarray(w) for w in model.get_weights()])
+
+    monkeypatch.setattr(checkpoint, "load_weights", spy)
+    child, child_epochs = _train(
+        process, out, trial_id="child", epochs=2, initial_epoch=1, warm_start=str(parent_ckpt)
+    )
+    assert child.status == "completed"
+    assert [e.epoch for e in child_epochs] == [2]  # it continues, epoch 2 of 2
+    assert len(loaded) == 1  # the model it trained began as the parent's
+    for a, b in zip(loaded[0], parent_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+class _Recorder:
+    """A stand-in for the trial process client: it must not be asked to train."""
+
+    def run_trial(self, msg, on_epoch):  # pragma: no cover - a failure if reached
+        raise AssertionError(f"trained {msg.trial_id} although its parent's weights are gone")
+
+
+def test_a_missing_parent_checkpoint_fails_the_trial_clearly(tmp_path: Path) -> None:
+    from rich.progress import Progress
+
+    from search.engines import TrialSpec
+    from search.plan import Estimator
+    from search.results import load_trials
+    from search.trial.runner import TrialRunner
+
+    bars = Progress(disable=True)
+    runner = TrialRunner(
+        tmp_path,
+        SearchOptions(),
+        lambda values: PARAMS,
+        _Recorder(),  # type: ignore[arg-type]
+        rundir.Status(tmp_path, 2),
+        bars,
+        bars.add_task("all", total=10, note=""),
+        Estimator(1.0),
+        n_validation=4,
+    )
+    spec = TrialSpec("0005", {}, 7, initial_epoch=3, parent_id="0001")
+    outcome = runner.run(spec, engine=None)
+    assert outcome.status == "failed"
+    assert "checkpoint" in (outcome.error or "") and "0001" in (outcome.error or "")
+    row = load_trials(tmp_path).iloc[0]
+    assert row["status"] == "failed" and row["parent_id"] == "0001"
+
+
+FAKE_PROCESS = """
+import os, sys
+from search.trial import protocol
+sys.stdin.readline()
+print(protocol.encode(protocol.Ready(os.getpid(), "float32", False, 1, 4, 0)), end="", flush=True)
+for line in sys.stdin:
+    msg = protocol.decode(line)
+    if isinstance(msg, protocol.Exit):
+        break
+    print(protocol.encode(protocol.Done(msg.trial_id, "completed", val_accuracy=0.5,
+                                        best_epoch=1, epochs=1, params=os.getpid())),
+          end="", flush=True)
+"""
+
+
+def test_the_client_replaces_its_process_every_n_trainings(
+    setup: protocol.Setup, tmp_path: Path
+) -> None:
+    client = TrialProcessClient(
+        tmp_path,
+        setup.config,
+        tmp_path / "log",
+        trials_per_process=2,
+        command=(sys.executable, "-c", FAKE_PROCESS),
+    )
+    try:
+        pids = []
+        for i in range(5):
+            msg = protocol.Train(f"{i}", PARAMS, 1, "c.npz", "STOP", 1)
+            pids.append(client.run_trial(msg, lambda e: None).params)
+    finally:
+        client.close()
+    assert client.started == 3
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+
+
+def test_the_stop_file_prunes_the_trial_after_its_epoch(setup: protocol.Setup) -> None:
+    out = io.StringIO()
+    process = TrialProcess(setup, out)
+    stop = Path(setup.run_dir) / "trials" / "pruned" / "STOP"
+    stop.parent.mkdir(parents=True, exist_ok=True)
+    stop.touch()  # as the search does when the engine says prune
+    done, epochs = _train(process, out, trial_id="pruned", epochs=3)
+    assert done.status == "pruned" and done.epochs == 1 and len(epochs) == 1
+    assert done.val_accuracy is not None  # a pruned trial keeps its score
