@@ -139,3 +139,22 @@ def test_the_adapter_check_names_a_missing_private_name(monkeypatch: pytest.Monk
     monkeypatch.delattr(kt.oracles.HyperbandOracle, "_get_size")
     with pytest.raises(RuntimeError, match=r"HyperbandOracle._get_size .*keras-tuner==1.4"):
         kta.check()
+
+
+def test_keras_tuner_state_is_written_atomically_and_a_torn_file_is_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    from keras_tuner.src import utils
+
+    from search.rundir import RunDirError
+
+    engine = make_engine("random", DEFAULT_SPACE, _settings(tmp_path, 2, 3))
+    assert getattr(utils.save_json, "atomic", False)  # Keras Tuner's writes go through ours
+    spec = engine.next_trial()
+    _finish(engine, spec, 0.6)
+    state = tmp_path / "keras_tuner"
+    assert not list(state.rglob(".*tmp*"))  # no temporary file left behind
+    trial_file = next(state.glob("trial_*/trial.json"))
+    trial_file.write_text(trial_file.read_text()[:20])  # torn, as by an older version's crash
+    with pytest.raises(RunDirError, match=r"damaged .*start a new --run-dir"):
+        make_engine("random", DEFAULT_SPACE, _settings(tmp_path, 2, 3))

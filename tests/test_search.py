@@ -280,7 +280,7 @@ if os.environ.get("FAIL_BUILD"):
                 original_exec(module)
                 build = module.build_alexnet
                 def failing(params):
-                    if not sys.argv[0].endswith("worker.py"):  # count trial workers only
+                    if not sys.argv[0].endswith("process.py"):  # count trial processes only
                         return build(params)
                     p = {str(counter)!r}
                     n = int(open(p).read()) + 1 if os.path.exists(p) else 1

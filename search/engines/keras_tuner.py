@@ -23,6 +23,7 @@ class KerasTunerEngine(SearchEngine):
         import keras_tuner as kt
 
         kta.check()
+        kta.atomic_saves()
         self.max_epochs = settings.max_epochs
         self.factor = settings.factor
         common: dict[str, Any] = {

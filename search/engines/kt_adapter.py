@@ -9,9 +9,13 @@ Keras Tuner release that changes one fails at once with a message that names it 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
+
+from data_pipeline.files import write_text_atomic
+from search.rundir import RunDirError
 
 TESTED = "1.4"  # the Keras Tuner release line these helpers were written against
 
@@ -21,11 +25,42 @@ def quiet(oracle: Any) -> None:
     oracle._display.verbose = 0
 
 
+def atomic_saves() -> None:
+    """Make Keras Tuner write its state files atomically.
+
+    It writes ``oracle.json`` and each ``trial.json`` in place, so a search killed during a
+    write (a ``kill -9`` just after a trial ends) leaves a torn file that its ``reload`` cannot
+    parse, and the run could not be resumed. Its ``Stateful.save`` calls
+    ``keras_tuner.src.utils.save_json``; this replaces that function with one that writes a
+    temporary file, syncs it and renames it over the old one.
+    """
+    from keras_tuner.src import utils
+
+    if getattr(utils.save_json, "atomic", False):
+        return
+
+    def save_json(path: str, obj: Any) -> str:
+        text = json.dumps(obj)
+        write_text_atomic(Path(path), text)
+        return text
+
+    save_json.atomic = True  # type: ignore[attr-defined]
+    utils.save_json = save_json
+
+
 def attach(oracle: Any, state_dir: Path) -> None:
     """Keep the oracle's state in ``state_dir/keras_tuner``, reloading what is there."""
     oracle._set_project_dir(str(state_dir), "keras_tuner")
-    if (Path(state_dir) / "keras_tuner" / "oracle.json").exists():
+    if not (Path(state_dir) / "keras_tuner" / "oracle.json").exists():
+        return
+    try:
         oracle.reload()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(
+            f"Keras Tuner's state in {Path(state_dir) / 'keras_tuner'} is damaged ({exc}): a "
+            "file torn by a crash during its write. The finished trials are safe in "
+            "trials.csv, but this search cannot be continued; start a new --run-dir."
+        ) from None
 
 
 def retries_pending(oracle: Any) -> int:
@@ -97,6 +132,9 @@ def check() -> None:
     )
     probes = {
         "Oracle._display.verbose": lambda: oracle._display.verbose,
+        "keras_tuner.src.utils.save_json": lambda: __import__(
+            "keras_tuner.src.utils", fromlist=["save_json"]
+        ).save_json,
         "Oracle._set_project_dir": lambda: oracle._set_project_dir,
         "HyperbandOracle._get_num_brackets": lambda: num_brackets(oracle),
         "HyperbandOracle._get_num_rounds": lambda: num_rounds(oracle, 0),
