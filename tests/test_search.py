@@ -70,10 +70,23 @@ def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
+def _cli(main, argv: list[str], capsys: pytest.CaptureFixture[str]):
+    """A command-line entry point run in this process (no TensorFlow start-up per call)."""
+    capsys.readouterr()
+    code = main(argv)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out.out, out.err)
+
+
 @pytest.mark.parametrize("engine", ["hyperband", "random", "bayesian", "optuna"])
-def test_two_trial_search_per_engine(tiny: dict[str, Path], tmp_path: Path, engine: str) -> None:
+def test_two_trial_search_per_engine(
+    tiny: dict[str, Path], tmp_path: Path, engine: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search.run import main
+
     run_dir = tmp_path / "run"
-    out = run(search_args(tiny, run_dir, "--engine", engine, "--trials", "2", "--max-epochs", "2"))
+    args = search_args(tiny, run_dir, "--engine", engine, "--trials", "2", "--max-epochs", "2")
+    out = _cli(main, args[3:], capsys)  # in this process: the command line without python -m
     assert out.returncode == 0, out.stdout + out.stderr
     trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
     assert trials["trial_id"].iloc[0] == "baseline"
@@ -118,7 +131,12 @@ def test_two_trial_search_per_engine(tiny: dict[str, Path], tmp_path: Path, engi
         assert "Hyperband: max 2 epochs" in out.stdout
 
 
-def test_export_reloads_exactly_and_predicts(tiny: dict[str, Path], tmp_path: Path) -> None:
+def test_export_reloads_exactly_and_predicts(
+    tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search import export as export_cli
+    from search import predict as predict_cli
+
     run_dir = tmp_path / "run"
     out = run(
         search_args(
@@ -145,14 +163,14 @@ def test_export_reloads_exactly_and_predicts(tiny: dict[str, Path], tmp_path: Pa
     assert set(export["files"]) >= {"best_model/saved_model.pb", "best_model.keras"}
     (run_dir / ".export-99999").mkdir()  # left by an export killed mid-way
     first_files = export["files"]
-    again = run([sys.executable, "-m", "search.export", str(run_dir)])
+    again = _cli(export_cli.main, [str(run_dir)], capsys)
     assert again.returncode == 0 and "export check passed" in again.stdout
     assert not list(run_dir.glob(".export-*"))  # staging folders never stay behind
     redone = json.loads((run_dir / "export.json").read_text())
     assert set(redone["files"]) == set(first_files)
     assert redone["val_accuracy_in_memory"] == export["val_accuracy_in_memory"]
     with locked(run_dir):  # a search (or another export) holds the run: refused, untouched
-        busy = run([sys.executable, "-m", "search.export", str(run_dir)])
+        busy = _cli(export_cli.main, [str(run_dir)], capsys)
     assert busy.returncode == 2 and "in use" in busy.stderr
     assert json.loads((run_dir / "export.json").read_text()) == redone
     moved = tmp_path / "moved-data-run"
@@ -160,31 +178,37 @@ def test_export_reloads_exactly_and_predicts(tiny: dict[str, Path], tmp_path: Pa
     config = json.loads((run_dir / "config.json").read_text())
     config["data_config"]["data_dir"] = str(tmp_path / "gone")
     (moved / "config.json").write_text(json.dumps(config))
-    gone = run([sys.executable, "-m", "search.export", str(moved)])
+    gone = _cli(export_cli.main, [str(moved)], capsys)
     assert gone.returncode == 2 and "put the data set back" in gone.stderr
-    assert "Traceback" not in gone.stderr
-    nothing = run([sys.executable, "-m", "search.export", str(tmp_path / "no-such-run")])
+    nothing = _cli(export_cli.main, [str(tmp_path / "no-such-run")], capsys)
     assert nothing.returncode == 2 and not (tmp_path / "no-such-run").exists()
     images = sorted((tiny["data"] / "test").glob("*.jpg"))[:5]
-    predict = [sys.executable, "-m", "search.predict", "--json"]
-    pred = run([*predict, str(run_dir / "best_model"), *map(str, images)])
+    pred = _cli(
+        predict_cli.main, ["--json", str(run_dir / "best_model"), *map(str, images)], capsys
+    )
     assert pred.returncode == 0, pred.stderr
     rows = json.loads(pred.stdout)
     assert [r["path"] for r in rows] == [str(p) for p in images]
     assert all(r["label"] in ("cat", "dog") and 0.5 <= r["probability"] <= 1.0 for r in rows)
     # in batches of 2 (3 batches, the last one short): the very same answers
-    small = run([*predict, "--batch-size", "2", str(run_dir / "best_model"), *map(str, images)])
+    small = _cli(
+        predict_cli.main,
+        ["--json", "--batch-size", "2", str(run_dir / "best_model"), *map(str, images)],
+        capsys,
+    )
     assert small.returncode == 0 and json.loads(small.stdout) == rows
-    # a damaged export is a message and exit 2, never a traceback
+    # a damaged export is a message and exit 2, never a traceback (one run as a user runs it)
     import shutil
 
     for damage in ("saved_model.pb", "labels.json"):
         broken = tmp_path / f"broken-{damage}"
         shutil.copytree(run_dir / "best_model", broken)
         (broken / damage).write_bytes(b"\x00garbage")
-        bad = run([*predict, str(broken), str(images[0])])
+        bad = _cli(predict_cli.main, [str(broken), str(images[0])], capsys)
         assert bad.returncode == 2, bad.stderr[-1000:]
-        assert "python -m search.export" in bad.stderr and "Traceback" not in bad.stderr
+        assert "python -m search.export" in bad.stderr
+    as_user = run([sys.executable, "-m", "search.predict", str(broken), str(images[0])])
+    assert as_user.returncode == 2 and "Traceback" not in as_user.stderr
 
 
 def _wait_for_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 300) -> None:
