@@ -118,6 +118,9 @@ class FloatParam:
             f"blog {self.baseline:g}"
         )
 
+    def toml(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "log": self.log}
+
     @property
     def range(self) -> tuple[float, float]:
         return (self.low, self.high)
@@ -184,6 +187,9 @@ class IntParam:
     def describe(self) -> str:
         return f"{self.name}: {self.low} to {self.high} step {self.step}, blog {self.baseline}"
 
+    def toml(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "step": self.step}
+
     @property
     def range(self) -> tuple[float, float]:
         return (float(self.low), float(self.high))
@@ -236,6 +242,9 @@ class BoolParam:
     def describe(self) -> str:
         return f"{self.name}: on/off, blog {'on' if self.baseline else 'off'}"
 
+    def toml(self) -> dict[str, Any]:
+        return {}  # searched over both values; only `value = ...` changes it
+
 
 OpenParam = FloatParam | IntParam | BoolParam
 
@@ -286,6 +295,9 @@ class FixedParam:
 
     def describe(self) -> str:
         return f"{self.name}: fixed at {self.value}, blog {self.baseline}"
+
+    def toml(self) -> dict[str, Any]:
+        return {"value": self.value}
 
 
 Param = FloatParam | IntParam | BoolParam | FixedParam
@@ -406,6 +418,26 @@ def parse_space(text: str, *, source: str = "--space") -> Space:
 def describe(space: Space) -> list[str]:
     """One human line per parameter, for the plan and the report."""
     return [p.describe() for p in space]
+
+
+def to_toml(space: Space) -> str:
+    """The ``--space`` file that gives ``space`` (``parse_space(to_toml(s)) == s``): every
+    parameter's table, so a run's space can be reused or edited as a file."""
+    lines = []
+    for p in space:
+        table = p.toml()
+        lines.append(f"[{p.name}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    return str(value)
 
 
 _TYPES: dict[str, type] = {c.__name__: c for c in (FloatParam, IntParam, BoolParam, FixedParam)}

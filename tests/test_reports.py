@@ -140,6 +140,7 @@ def test_everything_from_data_is_escaped(tmp_path: Path) -> None:
     for raw in (XSS_FILE, XSS_CLASS, XSS_ERROR, "<img src=x", "<b onmouseover"):
         assert raw not in html
     assert "&lt;img src=x onerror=" in html  # shown as text in the tables
+    assert "[learning_rate]\nlow = 1e-05\nhigh = 0.001\nlog = true" in html  # the space file
     specs = re.findall(r'<script type="application/json"[^>]*>(.*?)</script>', html, re.S)
     assert specs and all("<" not in s for s in specs)
     confusion_spec = json.loads(specs[-1])

@@ -377,9 +377,18 @@ if os.environ.get("FAIL_BUILD"):
     assert "Traceback" not in out.stderr
 
 
-def test_mirrored_strategy_on_two_logical_cpus(tiny: dict[str, Path], tmp_path: Path) -> None:
+def test_mirrored_strategy_on_two_logical_cpus(
+    tiny: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from search.run import main
+
+    monkeypatch.setenv("ALEXNET_TUNER_LOGICAL_CPUS", "2")  # read by the trial process
     run_dir = tmp_path / "run"
-    out = run(
+    out = _cli(
+        main,
         search_args(
             tiny,
             run_dir,
@@ -393,8 +402,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny: dict[str, Path], tmp_path: 
             "random",
             "--batch-size",
             "4",
-        ),
-        env={"ALEXNET_TUNER_LOGICAL_CPUS": "2"},
+        )[3:],
+        capsys,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "MirroredStrategy over 2 replica(s); batch 4 per replica = global batch 8" in out.stdout
@@ -404,10 +413,12 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny: dict[str, Path], tmp_path: 
 
 
 def test_time_budget_starts_nothing_that_cannot_finish(
-    tiny: dict[str, Path], tmp_path: Path
+    tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from search.run import main
+
     run_dir = tmp_path / "run"
-    out = run(search_args(tiny, run_dir, "--trials", "3", "--time-budget", "1s"))
+    out = _cli(main, search_args(tiny, run_dir, "--trials", "3", "--time-budget", "1s")[3:], capsys)
     assert "time budget 1s: the baseline needs" in out.stdout
     assert not (run_dir / "trials.csv").exists()
     assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
@@ -471,7 +482,14 @@ def test_dry_run_prints_the_plan(tiny: dict[str, Path], tmp_path: Path) -> None:
     assert "confirmation: the best configuration and the baseline, 3 new seeds" not in out.stdout
 
 
-def test_the_plan_names_an_unused_gpu_and_the_preset(tiny: dict[str, Path], tmp_path: Path) -> None:
+def test_the_plan_names_an_unused_gpu_and_the_preset(
+    tiny: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from search.run import main
+
     fake = tmp_path / "bin"
     fake.mkdir()
     smi = fake / "nvidia-smi"
@@ -481,7 +499,8 @@ def test_the_plan_names_an_unused_gpu_and_the_preset(tiny: dict[str, Path], tmp_
     for flag in ("--image-size", "--width"):  # let the preset choose these
         i = args.index(flag)
         del args[i : i + 2]
-    out = run(args, env={"PATH": f"{fake}:{os.environ['PATH']}"})
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    out = _cli(main, args[3:], capsys)
     assert out.returncode == 0, out.stderr
     assert "nvidia-smi lists 1 GPU(s) but TensorFlow sees none" in out.stdout
     assert "tensorflow[and-cuda]" in out.stdout

@@ -29,6 +29,7 @@ from search.space import (
     resolve,
     suggest_optuna,
     to_keras_tuner,
+    to_toml,
 )
 
 
@@ -112,6 +113,8 @@ def test_a_space_file_opens_weight_decay_for_both_engines_the_model_and_the_figu
     wd = next(p for p in space if p.name == "weight_decay")
     assert isinstance(wd, FloatParam) and (wd.low, wd.high, wd.log) == (1e-6, 1e-3, True)
     assert baseline_values(space)["weight_decay"] == 0.0  # the baseline stays the blog's
+    assert "[weight_decay]\nlow = 1e-06\nhigh = 0.001\nlog = true" in to_toml(space)
+    assert parse_space(to_toml(space)) == space
     hp = {h.name: h.get_config() for h in to_keras_tuner(space).space}
     assert hp["weight_decay"]["sampling"] == "log" and hp["weight_decay"]["max_value"] == 1e-3
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))

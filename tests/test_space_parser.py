@@ -1,4 +1,5 @@
-"""--space files: any text, any bytes, any path gives a valid space or a SpaceError."""
+"""--space files: any text, any bytes, any path gives a valid space or a SpaceError; a space's
+TOML form reads back as the same space."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search.space import PARAM_NAMES, SpaceError, load_space, parse_space
+from search.space import PARAM_NAMES, SpaceError, load_space, parse_space, to_toml
 
 VALUES = st.one_of(
     st.booleans(),
@@ -50,6 +51,7 @@ def test_any_table_of_overrides_is_a_space_or_a_clean_error(doc: dict) -> None:
     except SpaceError:
         return
     assert [p.name for p in space] == list(PARAM_NAMES)
+    assert parse_space(to_toml(space)) == space  # the space's TOML form gives it back
 
 
 @settings(max_examples=200, deadline=None)

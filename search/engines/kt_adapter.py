@@ -132,9 +132,9 @@ def check() -> None:
     )
     probes = {
         "Oracle._display.verbose": lambda: oracle._display.verbose,
-        "keras_tuner.src.utils.save_json": lambda: __import__(
-            "keras_tuner.src.utils", fromlist=["save_json"]
-        ).save_json,
+        "keras_tuner.src.utils.save_json": lambda: (
+            __import__("keras_tuner.src.utils", fromlist=["save_json"]).save_json
+        ),
         "Oracle._set_project_dir": lambda: oracle._set_project_dir,
         "HyperbandOracle._get_num_brackets": lambda: num_brackets(oracle),
         "HyperbandOracle._get_num_rounds": lambda: num_rounds(oracle, 0),
