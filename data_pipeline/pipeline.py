@@ -154,6 +154,10 @@ class PreparedData:
             images, rows, labels, batch_size, shuffle=False, augment=False, seed=self.config.seed
         )
 
+    def paths(self, split: str) -> list[Path]:
+        """The original files of a split, in the order of ``arrays(split)``."""
+        return [self.discovery.root / f.path for f in self.cached.files if f.split == split]
+
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """A split as in-memory uint8 images and int labels (evaluation, exports)."""
         rows, labels = self.cached.split(split)

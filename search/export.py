@@ -3,12 +3,13 @@
 The model is the confirmed winner's run with the best validation accuracy (``confirm.csv``), or,
 for a run without confirmation, the best search trial. Its checkpoint (the weights of its best
 validation epoch) is loaded into a fresh model, scored on the validation and test sets,
-exported with ``model.export`` to ``RUN_DIR/best_model/``
-(serving signature ``serve``: uint8 RGB images, shape ``(None, S, S, 3)``; the model scales
-them to [0, 1] itself) and saved
-as ``RUN_DIR/best_model.keras``. A fresh process then loads the SavedModel with
-``tf.saved_model.load`` and scores the same images; ``RUN_DIR/export.json`` records the
-accuracies of both, which must be equal on both sets.
+exported to ``RUN_DIR/best_model/`` with two serving signatures (``search.serving``: ``serve``
+takes uint8 RGB images ``(None, S, S, 3)``, ``serve_bytes`` encoded image files), with its model
+card (``search.model_card``), and saved as ``RUN_DIR/best_model.keras``. A fresh process then
+loads the SavedModel with ``tf.saved_model.load`` and scores the same images, and the test set
+again through ``serve_bytes`` from the original files; ``RUN_DIR/export.json`` records the
+accuracies of both (which must be equal) and how far ``serve_bytes`` agrees with the training
+path.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from data_pipeline.errors import DataError
 from data_pipeline.files import file_digest
 from data_pipeline.pipeline import PreparedData, prepare
 from search import results as res
-from search.confirm import load_confirm, params_of, winner
+from search.confirm import evidence, load_confirm, params_of, winner
+from search.model_card import build_card, write_card
 from search.quiet import import_tensorflow_quietly
 from search.rundir import (
     RunConfig,
@@ -42,6 +44,13 @@ from search.rundir import (
     locked,
     now_iso,
     write_json_atomic,
+)
+from search.serving import (
+    BYTES_INPUT,
+    BYTES_SIGNATURE,
+    agreement,
+    export_saved_model,
+    score_files,
 )
 from search.space import resolve
 
@@ -147,13 +156,18 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     stage = run_dir / f".export-{os.getpid()}"
     stage.mkdir()
     out = stage / "best_model"
-    model.export(str(out), format="tf_saved_model", verbose=False)
+    export_saved_model(model, out, image_size=params.image_size, classes=data.classes)
     (out / "labels.json").write_text(
         json.dumps(
             {
                 "classes": list(data.classes),
                 "image_size": params.image_size,
                 "input": "uint8 RGB (None, S, S, 3), resized as in training; signature 'serve'",
+                "signatures": {
+                    "serve": "image: uint8 (None, S, S, 3) -> output_0: class probabilities",
+                    BYTES_SIGNATURE: f"{BYTES_INPUT}: encoded JPEG/PNG/GIF/BMP (None,) -> "
+                    "probabilities, class_index, class_name, error",
+                },
                 "trial_id": trial_id,
             },
             indent=2,
@@ -175,7 +189,6 @@ def export_run(run_dir: Path) -> dict[str, Any]:
         shutil.rmtree(stage, ignore_errors=True)
         raise ExportError(f"reloading the export failed:\n{verify.stderr[-2000:]}")
     reloaded = json.loads(verify.stdout.strip().splitlines()[-1])
-    files = [*sorted(p for p in out.rglob("*") if p.is_file()), keras_path]
     val_memory, test_memory = scores["validation"][1], scores["test"][1]
     record = {
         "source_trial": trial_id,
@@ -195,8 +208,18 @@ def export_run(run_dir: Path) -> dict[str, Any]:
         "n_test": scores["test"][2],
         "classes": list(data.classes),
         "latency_ms_per_image": reloaded["latency_ms_per_image"],
+        "serve_bytes": reloaded["serve_bytes"],
         "saved_model": str(run_dir / "best_model"),
         "keras_file": str(run_dir / "best_model.keras"),
+    }
+    _, test_labels = data.cached.split("test")
+    table = load_confirm(run_dir)
+    confirmed = evidence(run_dir, table, test_labels, None) if len(table) else None
+    card = build_card(config, record, confirmed=confirmed)
+    write_card(out, card)
+    files = [*sorted(p for p in out.rglob("*") if p.is_file()), keras_path]
+    record |= {
+        "model_card": card,
         "size_bytes": sum(p.stat().st_size for p in files),
         "files": {str(p.relative_to(stage)): file_digest(p, algorithm="sha256") for p in files},
         "created_at": now_iso(),
@@ -270,6 +293,9 @@ def verify_run(run_dir: Path, stage: Path) -> dict[str, Any]:
     kprobs = np.concatenate([keras_model.predict_on_batch(b) for b in _batches(x_val, batch)])
     memory = np.load(stage / "probs-in-memory.npy")
     memory_test = np.load(stage / "probs-in-memory-test.npy")
+    # serve_bytes from the original files, against the training path's test predictions
+    by_files = score_files(loaded.signatures[BYTES_SIGNATURE], data.paths("test"), batch=batch)
+    by_bytes = agreement(memory_test, by_files, y_test)
     one = next(_batches(x_val[:1], 1))
     serve(tf.constant(one))
     t0 = time.perf_counter()
@@ -283,6 +309,7 @@ def verify_run(run_dir: Path, stage: Path) -> dict[str, Any]:
             max(np.max(np.abs(probs - memory)), np.max(np.abs(test_probs - memory_test)))
         ),
         "latency_ms_per_image": (time.perf_counter() - t0) / 20 * 1000,
+        "serve_bytes": by_bytes,
     }
 
 

@@ -1,7 +1,9 @@
 """``python -m search.predict MODEL_DIR IMG...``: classify images with an exported model.
 
-MODEL_DIR is ``RUN_DIR/best_model`` (or the run directory itself). Images are decoded and
-resized exactly as in training, then fed to the SavedModel's ``serve`` signature.
+MODEL_DIR is ``RUN_DIR/best_model`` (or the run directory itself). By default images are
+decoded and resized exactly as in training, then fed to the SavedModel's ``serve`` signature;
+``--signature bytes`` sends the files' bytes to ``serve_bytes``, which decodes them in the
+graph (as a deployed model does).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ class ModelError(ValueError):
 BATCH = 64  # images decoded and scored at a time: memory stays flat in the number of images
 
 
-def load_model(model_dir: Path) -> tuple[dict[str, Any], Any]:
-    """The export's ``labels.json`` and its ``serve`` signature, or a ``ModelError`` that says
+def load_model(model_dir: Path, signature: str = "serve") -> tuple[dict[str, Any], Any]:
+    """The export's ``labels.json`` and one of its signatures, or a ``ModelError`` that says
     what is wrong with the folder."""
     import tensorflow as tf
 
@@ -50,20 +52,25 @@ def load_model(model_dir: Path) -> tuple[dict[str, Any], Any]:
             "with python -m search.export RUN_DIR."
         ) from None
     try:
-        serve = tf.saved_model.load(str(model_dir)).signatures["serve"]
+        serve = tf.saved_model.load(str(model_dir)).signatures[signature]
     except Exception as exc:  # TensorFlow raises many types for a damaged SavedModel
         raise ModelError(
-            f"{str(model_dir)!r} holds no loadable SavedModel with a 'serve' signature "
+            f"{str(model_dir)!r} holds no loadable SavedModel with a {signature!r} signature "
             f"({type(exc).__name__}: {str(exc)[:200]}); export it again with "
             "python -m search.export RUN_DIR."
         ) from None
     return {**meta, "image_size": size, "classes": classes}, serve
 
 
-def predict(model_dir: Path, paths: Sequence[Path], *, batch: int = BATCH) -> list[dict[str, Any]]:
-    """Label and probability for each image (or its decoding error), ``batch`` at a time."""
+def predict(
+    model_dir: Path, paths: Sequence[Path], *, batch: int = BATCH, signature: str = "pixels"
+) -> list[dict[str, Any]]:
+    """Label and probability for each image (or its decoding error), ``batch`` at a time;
+    ``signature`` ``pixels`` decodes here as in training, ``bytes`` in the model's graph."""
     import tensorflow as tf
 
+    if signature == "bytes":
+        return _predict_bytes(model_dir, paths, batch=batch)
     meta, serve = load_model(model_dir)
     size = meta["image_size"]
     out: list[dict[str, Any]] = []
@@ -93,6 +100,29 @@ def predict(model_dir: Path, paths: Sequence[Path], *, batch: int = BATCH) -> li
     return out
 
 
+def _predict_bytes(model_dir: Path, paths: Sequence[Path], *, batch: int) -> list[dict[str, Any]]:
+    from search.serving import BYTES_SIGNATURE, score_files
+
+    _, serve_bytes = load_model(model_dir, BYTES_SIGNATURE)
+    out = score_files(serve_bytes, paths, batch=batch)
+    rows: list[dict[str, Any]] = []
+    for i, path in enumerate(paths):
+        k = int(out["class_index"][i])
+        if k < 0:
+            error = out["error"][i].decode()
+            rows.append({"path": str(path), "label": None, "probability": None, "error": error})
+        else:
+            label = out["class_name"][i].decode()
+            rows.append(
+                {
+                    "path": str(path),
+                    "label": label,
+                    "probability": float(out["probabilities"][i][k]),
+                }
+            )
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m search.predict", description=__doc__)
     p.add_argument("model_dir", type=Path)
@@ -100,6 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument(
         "--batch-size", type=int, default=BATCH, help="images per batch (default %(default)s)"
+    )
+    p.add_argument(
+        "--signature",
+        choices=("pixels", "bytes"),
+        default="pixels",
+        help="pixels: decode here as in training, then 'serve' (default); bytes: send the "
+        "encoded files to 'serve_bytes', which decodes in the model's graph",
     )
     args = p.parse_args(argv)
     import_tensorflow_quietly()
@@ -111,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: image(s) not found: {', '.join(missing)}", file=sys.stderr)
         return 2
     try:
-        rows = predict(args.model_dir, args.images, batch=args.batch_size)
+        rows = predict(args.model_dir, args.images, batch=args.batch_size, signature=args.signature)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,179 @@
+"""The model card written beside an exported model: what it is, how good it is, how to call it.
+
+``best_model/model_card.json`` (for programs and the report) and ``best_model/README.md`` (for
+people) say what the model was trained on (split sizes, classes), its test accuracy with a 95%
+interval (confirmed over seeds against the baseline when the run has a confirmation, else the
+exported model's own, marked unconfirmed), its parameters, its preprocessing, the library
+versions, and three ways to call it. Each of the three is run by ``tests/test_serving.py`` on a
+tiny exported model, as written here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from search.rundir import RunConfig
+from search.serving import BYTES_INPUT, BYTES_SIGNATURE
+from search.stats import accuracy_ci
+
+EXAMPLE_IMAGE = "cat.jpg"  # the image the usage examples send; any JPEG/PNG/GIF/BMP will do
+
+PYTHON = f"""import tensorflow as tf
+
+model = tf.saved_model.load("best_model")
+serve_bytes = model.signatures["{BYTES_SIGNATURE}"]
+with open("{EXAMPLE_IMAGE}", "rb") as f:
+    out = serve_bytes({BYTES_INPUT}=tf.constant([f.read()]))
+print(out["class_name"].numpy()[0].decode(), out["probabilities"].numpy()[0])"""
+
+SAVED_MODEL_CLI = [
+    "python -c \"import numpy as np; np.save('images.npy', "
+    f"np.array([open('{EXAMPLE_IMAGE}', 'rb').read()], dtype=object))\"",
+    f"saved_model_cli run --dir best_model --tag_set serve --signature_def {BYTES_SIGNATURE} "
+    f"--inputs {BYTES_INPUT}=images.npy",
+]
+
+REST_BODY = {"signature_name": BYTES_SIGNATURE, "inputs": {BYTES_INPUT: [{"b64": "<BASE64>"}]}}
+REST_NOTE = (
+    "TensorFlow Serving's REST API (POST /v1/models/NAME:predict): replace <BASE64> with the "
+    f"base64 of {EXAMPLE_IMAGE}'s bytes, e.g. "
+    f'base64 -w0 {EXAMPLE_IMAGE}; TF Serving decodes {{"b64": ...}} values into bytes.'
+)
+
+PREPROCESSING = (
+    "serve_bytes: encoded JPEG, PNG, GIF or BMP of any size, decoded in the graph as in "
+    "training: JPEGs at the largest DCT scale (1/2, 1/4, 1/8) that keeps the short side at "
+    "least S, fast integer IDCT, plain chroma upsampling; transparency on white; RGB; "
+    "bilinear resize to S x S (half-pixel centres, no antialiasing), rounded to uint8. "
+    "serve: uint8 RGB pixels (None, S, S, 3) already decoded and resized that way. The model "
+    "divides by 255 itself."
+)
+
+
+def build_card(
+    config: RunConfig,
+    record: dict[str, Any],
+    *,
+    confirmed: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The card's content. ``record`` is the export's (``export.json``) fields; ``confirmed``
+    the run's confirmed comparison (``search.confirm.evidence``), if it has one."""
+
+    n_test = int(record["n_test"])
+    own = float(record["test_accuracy_in_memory"])
+    accuracy: dict[str, Any] = {
+        "test_accuracy": own,
+        "test_ci95": list(accuracy_ci(own, n_test)),
+        "what": f"this model on {n_test} test images that chose nothing in its training",
+        "confirmed": None,
+    }
+    if confirmed and confirmed.get("winner"):
+        win, base = confirmed["winner"], confirmed.get("baseline") or {}
+        accuracy["confirmed"] = {
+            "seeds": confirmed.get("confirm_seeds"),
+            "tuned_test_accuracy_seeds": win.get("test_accuracy_seeds"),
+            "tuned_test_accuracy_mean": win.get("test_accuracy_mean"),
+            "baseline_test_accuracy_mean": base.get("test_accuracy_mean"),
+            "delta_points": confirmed.get("delta_points"),
+            "delta_ci95": confirmed.get("delta_ci95"),
+            "verdict": confirmed.get("verdict"),
+            "sentence": confirmed.get("sentence"),
+        }
+    return {
+        "model": "AlexNet (alexnet-tuner), a Keras model exported as a TensorFlow SavedModel",
+        "source": record.get("source_run") or f"trial {record['source_trial']}",
+        "trained_on": {
+            "data": Path(str(config.data_config.data_dir)).name,
+            "layout": config.data.get("layout"),
+            "split_sizes": {s: config.split_size(s) for s in ("train", "validation", "test")},
+            "image_size": config.image_size,
+        },
+        "classes": list(config.classes),
+        "accuracy": accuracy,
+        "parameters": record["params"],
+        "preprocessing": PREPROCESSING,
+        "signatures": {
+            "serve": "image: uint8 (None, S, S, 3) -> output_0: float32 (None, classes)",
+            BYTES_SIGNATURE: f"{BYTES_INPUT}: string (None,) -> probabilities, class_index "
+            "(-1: undecodable), class_name, error",
+        },
+        "serve_bytes_agreement": record.get("serve_bytes"),
+        "versions": config.versions,
+        "usage": {
+            "python": PYTHON,
+            "saved_model_cli": SAVED_MODEL_CLI,
+            "tf_serving_rest_body": REST_BODY,
+            "tf_serving_note": REST_NOTE,
+        },
+    }
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    acc = card["accuracy"]
+    lo, hi = acc["test_ci95"]
+    confirmed = acc["confirmed"]
+    verdict = (
+        f"- **Confirmed against the blog's configuration**: {confirmed['sentence']}\n"
+        if confirmed and confirmed.get("sentence")
+        else "- **Unconfirmed**: the run did not retrain its winner and the baseline over seeds.\n"
+    )
+    sizes = ", ".join(f"{k} {v:,}" for k, v in card["trained_on"]["split_sizes"].items())
+    params = ", ".join(f"{k}={v}" for k, v in card["parameters"].items())
+    versions = ", ".join(f"{k} {v}" for k, v in card["versions"].items())
+    agree = card.get("serve_bytes_agreement") or {}
+    agreement = (
+        f"On the {agree['n']} test images, serve_bytes from the original files gives the "
+        f"training path's label for {100 * agree['label_agreement']:.2f}% of them (largest "
+        f"probability difference {agree['max_probability_difference']:.2g}; accuracy "
+        f"{agree['accuracy']:.4f}).\n\n"
+        if agree
+        else ""
+    )
+    usage = card["usage"]
+    return f"""# Model card: {card["source"]}
+
+{card["model"]}.
+
+- **Trained on**: {card["trained_on"]["data"]} ({card["trained_on"]["layout"]} layout), {sizes}
+  images; input {card["trained_on"]["image_size"]}x{card["trained_on"]["image_size"]} RGB.
+- **Classes**: {", ".join(card["classes"])} (class_index in this order).
+- **Test accuracy**: {acc["test_accuracy"]:.4f} (95% CI {lo:.3f}-{hi:.3f}): {acc["what"]}.
+{verdict}- **Parameters**: {params}.
+- **Versions**: {versions}.
+
+## Preprocessing
+
+{card["preprocessing"]}
+
+{agreement}## Signatures
+
+- `serve`: {card["signatures"]["serve"]}
+- `{BYTES_SIGNATURE}`: {card["signatures"][BYTES_SIGNATURE]}
+
+## Three ways to call it (from the folder that holds `best_model/` and `{EXAMPLE_IMAGE}`)
+
+Python:
+
+```python
+{usage["python"]}
+```
+
+`saved_model_cli`:
+
+```bash
+{chr(10).join(usage["saved_model_cli"])}
+```
+
+{usage["tf_serving_note"]}
+
+```json
+{json.dumps(usage["tf_serving_rest_body"], indent=2)}
+```
+"""
+
+
+def write_card(model_dir: Path, card: dict[str, Any]) -> None:
+    (model_dir / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
+    (model_dir / "README.md").write_text(card_markdown(card))
