@@ -238,7 +238,19 @@ def write_index(runs_dir: Path) -> Path:
             runs.append((f"{config.parent.name}/report.html", load_run(config.parent)))
         except (FileNotFoundError, ValueError, KeyError, RunDirError):  # a damaged run is left out
             continue
-    html = _env().get_template("index.html").render(root=str(runs_dir), runs=index_rows(runs))
+    from reports.compare import compare_blocks, group_runs
+
+    comparable = [g for g in group_runs(runs) if len(g.runs) >= 2]
+    html = (
+        _env()
+        .get_template("index.html")
+        .render(
+            root=str(runs_dir),
+            runs=index_rows(runs),
+            groups=compare_blocks(comparable),
+            plotly_js=_plotly_js() if comparable else "",
+        )
+    )
     path = index_path(runs_dir)
     write_text_atomic(path, html)
     return path

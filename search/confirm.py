@@ -121,10 +121,22 @@ def params_of(row: Any) -> dict[str, Any]:
     return values_of(DEFAULT_SPACE, row)
 
 
-def candidate_name(cands: list[Candidate], cand: Candidate) -> str:
+def candidate_name(
+    cands: list[Candidate], cand: Candidate, table: pd.DataFrame | None = None
+) -> str:
+    """``baseline`` or ``top-k`` (its rank now); one name per configuration in ``confirm.csv``:
+    a configuration confirmed before keeps its name, and a search extended since (whose new
+    top-k is another trial) names the newcomer ``top-k, trial ID``."""
     if cand.is_baseline:
         return BASELINE_ID
-    return f"top-{[c for c in cands if not c.is_baseline].index(cand) + 1}"
+    name = f"top-{[c for c in cands if not c.is_baseline].index(cand) + 1}"
+    if table is None or table.empty:
+        return name
+    mine = table.loc[table["trial_id"].astype(str) == cand.trial_id, "candidate"]
+    if len(mine):
+        return str(mine.iloc[0])
+    taken = set(table["candidate"].astype(str))
+    return name if name not in taken else f"{name}, trial {cand.trial_id}"
 
 
 def confirm_seed(seed: int, index: int) -> int:

@@ -57,18 +57,19 @@ def run_confirmation(
     if not any(not c.is_baseline for c in cands):
         say("confirmation: no search trial has a score to confirm.")
         return
+    names = {c.trial_id: candidate_name(cands, c, load_confirm(run_dir)) for c in cands}
     say(
         "confirmation: "
-        + ", ".join(f"{candidate_name(cands, c)} (trial {c.trial_id})" for c in cands)
+        + ", ".join(f"{names[c.trial_id]} (trial {c.trial_id})" for c in cands)
         + f"; {seeds} seeds each, {max_epochs} epochs, then {n_test:,} test images"
     )
     for index in range(seeds):
         for cand in cands:
             if run_id(cand, index) in finished_runs(load_confirm(run_dir)):
-                continue
+                continue  # confirmed before (also before the search was extended)
             if not budget.fits(runner.est.trial_s(max_epochs), "the next confirmation run"):
                 return
-            runner.confirm(cand, candidate_name(cands, cand), index, n_test=n_test)
+            runner.confirm(cand, names[cand.trial_id], index, n_test=n_test)
             prune_confirm_checkpoints(run_dir)
 
 

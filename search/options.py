@@ -173,8 +173,7 @@ class SearchOptions:
 
     def identity(self) -> dict[str, Any]:
         """The settings that define a run: a run directory holds exactly one of these."""
-        keys = (
-            "trials",
+        keys = (  # not --trials: a larger --trials continues the same run (``rundir.EXTENDABLE``)
             "engine",
             "max_epochs",
             "factor",

@@ -198,6 +198,10 @@ def locked(run_dir: Path) -> Iterator[None]:
         ) from None
 
 
+EXTENDABLE = frozenset({"trials"})
+"""Settings a run directory may be given again with another value: more trials extend it."""
+
+
 def check_identity(run_dir: Path, identity: dict[str, Any]) -> bool:
     """True when the run directory already holds this run; refuse one made with other settings."""
     existing = read_json(run_dir / "config.json")
@@ -206,7 +210,7 @@ def check_identity(run_dir: Path, identity: dict[str, Any]) -> bool:
     before = existing.get("identity", {})
     diffs = [
         f"{k}: {before.get(k)!r} -> {identity.get(k)!r}"
-        for k in sorted(set(before) | set(identity))
+        for k in sorted((set(before) | set(identity)) - EXTENDABLE)
         if before.get(k) != identity.get(k)
     ]
     if diffs:

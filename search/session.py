@@ -67,11 +67,12 @@ class Search:
             )
         with rundir.locked(self.run_dir) if self.chief else contextlib.nullcontext():
             resumed = rundir.check_identity(self.run_dir, o.identity())
+            extended = resumed and self._check_extension()
             data = self._prepare_data()
             config = self._run_config(data)
             if self.chief:
                 data.write_reject_manifest(self.run_dir / "rejects.json")
-                if not resumed:
+                if not resumed or extended:  # an extension records its --trials and command
                     config.write(self.run_dir)
             engine = make_engine(o.engine, self.space, self._engine_settings(self.run_dir))
             with res.locked_results(self.run_dir):
@@ -366,6 +367,25 @@ class Search:
         return 0
 
     # ----------------------------------------------------------------------------- state
+    def _check_extension(self) -> bool:
+        """Whether this command extends the run (a larger --trials than it was started with);
+        a --trials below what the run has done is refused."""
+        done = len(res.search_trials(res.load_trials(self.run_dir)))
+        if self.opts.trials < done:
+            raise rundir.RunDirError(
+                f"--trials {self.opts.trials} is fewer than the {done} trials run directory "
+                f"{str(self.run_dir)!r} has done: trials are never taken back. Pass --trials "
+                f"{done} or more to continue it, or another --run-dir for a new search."
+            )
+        before = int(rundir.RunConfig.read(self.run_dir).options.get("trials", 0))
+        if self.opts.trials > before:
+            self.say(
+                f"extending the search: {done} done, {self.opts.trials - done} to run "
+                f"(--trials {before} -> {self.opts.trials})"
+            )
+            return True
+        return False
+
     def _progress(self) -> planning.Progress:
         trials = res.load_trials(self.run_dir)
         total = planning.confirm_runs_total(self.opts)

@@ -240,3 +240,72 @@ def test_an_optuna_trial_is_pruned_end_to_end(tmp_path: Path) -> None:
     study = engine.study  # type: ignore[attr-defined]
     states = [t.state for t in study.trials]
     assert states.count(optuna.trial.TrialState.PRUNED) == len(pruned)
+
+
+def test_an_extended_search_confirms_only_the_new_top_and_reuses_earlier_runs(
+    tmp_path: Path,
+) -> None:
+    from search.confirm import ConfirmRow, load_confirm, record_confirm, winner
+    from search.finish import run_confirmation
+    from search.plan import Estimator
+
+    class Recorder:
+        est = Estimator(1.0)
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, str, int]] = []
+
+        def confirm(self, cand, name: str, index: int, *, n_test: int) -> None:
+            self.calls.append((cand.trial_id, name, index))
+            record_confirm(
+                tmp_path,
+                ConfirmRow(
+                    run_id=f"confirm-{cand.trial_id}-s{index + 1}",
+                    candidate=name,
+                    trial_id=cand.trial_id,
+                    seed_index=index + 1,
+                    seed=index,
+                    values=cand.values,
+                    search_val_accuracy=cand.search_val_accuracy,
+                    val_accuracy=0.9 if cand.trial_id == "t5" else 0.6,
+                    best_epoch=1,
+                    test_accuracy=0.5,
+                    n_validation=10,
+                    n_test=n_test,
+                    epochs=2,
+                    seconds=1.0,
+                    peak_rss_mb=None,
+                    status="completed",
+                    error=None,
+                    ended_at="now",
+                ),
+            )
+
+    def confirm(runner: Recorder) -> None:
+        run_confirmation(
+            tmp_path,
+            runner,  # type: ignore[arg-type]
+            Budget(None, print),
+            print,
+            seeds=2,
+            top=1,
+            max_epochs=2,
+            baseline=baseline_values(),
+            n_test=4,
+        )
+
+    res.record_trial(tmp_path, _row("baseline", "completed", 0.5), [])
+    for i, score in enumerate([0.6, 0.7, 0.65]):
+        res.record_trial(tmp_path, _row(f"t{i}", "completed", score), [])
+    first = Recorder()
+    confirm(first)
+    assert {(t, n) for t, n, _ in first.calls} == {("t1", "top-1"), ("baseline", "baseline")}
+    # the search is extended and a new trial takes the top
+    res.record_trial(tmp_path, _row("t5", "completed", 0.8), [])
+    second = Recorder()
+    confirm(second)
+    assert second.calls == [("t5", "top-1, trial t5", 0), ("t5", "top-1, trial t5", 1)]
+    table = load_confirm(tmp_path)
+    assert len(table) == 6 and table["run_id"].is_unique
+    name, run = winner(table)  # chosen on validation over every confirmed configuration
+    assert name == "top-1, trial t5" and run["trial_id"] == "t5"

@@ -116,3 +116,38 @@ def test_equal_budget_figures_render(tmp_path: Path) -> None:
         f"--screenshot={shot}",
     )
     assert shot.stat().st_size > 50_000
+
+
+def test_comparable_runs_are_drawn_side_by_side_in_the_index_and_the_compare_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reports import compare
+
+    runs = tmp_path / "runs"
+    first = make_run(runs / "hyperband-a", failed=False, max_epochs=20)
+    add_budget_confounded_trials(first)
+    second = make_run(runs / "random-<b>", failed=True)
+    write_report(first)
+    write_report(second)
+    index = (runs / "index.html").read_text()
+    assert index.count('id="fig-compare-0"') == 1 and "Comparable searches" in index
+    assert "random-&lt;b&gt;" in index and "random-<b>" not in index
+    dom = chromium(tmp_path, (runs / "index.html").as_uri(), "--dump-dom")
+    assert 'data-errors="0"' in dom and dom.count('data-drawn="1"') == 1
+    out = tmp_path / "pages" / "compare.html"
+    out.parent.mkdir()
+    assert compare.main([str(first), str(second), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert 'href="../runs/hyperband-a/report.html"' in page  # relative: the folder can move
+    dom = chromium(tmp_path, out.as_uri(), "--dump-dom")
+    assert 'data-errors="0"' in dom and dom.count('data-drawn="1"') == 1
+    assert "x: wall time" in page and "epochs to reach its baseline" in page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    chromium(
+        tmp_path,
+        out.as_uri(),
+        "--window-size=1300,1100",
+        f"--screenshot={ARTIFACTS / 'compare.png'}",
+    )
+    assert compare.main([str(tmp_path / "nowhere")]) == 2
+    assert "not a search run directory" in capsys.readouterr().err

@@ -299,3 +299,32 @@ def test_a_users_own_index_html_is_left_alone(tmp_path: Path) -> None:
     make_run(ours / "b")
     assert write_index(ours).name == "index.html"
     assert write_index(ours).name == "index.html"  # our own index is ours to rewrite
+
+
+def test_only_runs_on_the_same_images_and_splits_are_compared(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from reports import compare
+
+    a = load_run(make_run(tmp_path / "runs" / "a"))
+    b = load_run(make_run(tmp_path / "runs" / "b", failed=False))
+    bigger = replace(
+        b,
+        name="c",
+        config=replace(b.config, data_config=replace(b.config.data_config, image_size=128)),
+    )
+    groups = compare.group_runs([("a", a), ("b", b), ("c", bigger)])
+    assert [[name for name, _ in g.runs] for g in groups] == [["a", "b"], ["c"]]
+    assert "at 67px" in groups[0].label and "at 128px" in groups[1].label
+    info = compare.compare_info([a, b])
+    assert info.epochs["a"] == [3, 6, 9, 12, 12]  # the failed trial trained nothing
+    assert info.best["a"] == pytest.approx([0.65, 0.70, 0.70, 0.72, 0.72])
+    assert info.wall["a"] == pytest.approx([1.5, 3.0, 4.5, 6.0, 7.5])
+    assert compare.epochs_to_reach(info.epochs["a"], info.best["a"], 0.70) == 6
+    assert compare.epochs_to_reach(info.epochs["a"], info.best["a"], 0.9) is None
+    rows = compare.compare_rows([("a.html", a), ("b.html", b)])
+    assert rows[0]["to_baseline"] == 3 and rows[0]["verdict"] in (
+        "better",
+        "worse",
+        "indistinguishable",
+    )

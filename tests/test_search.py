@@ -129,6 +129,16 @@ def test_two_trial_search_per_engine(
     ]
     if engine == "hyperband":
         assert "Hyperband: max 2 epochs" in out.stdout
+    # the same command with a larger --trials continues the search: nothing lost or repeated
+    more = search_args(tiny, run_dir, "--engine", engine, "--trials", "4", "--max-epochs", "2")
+    again = _cli(main, more[3:], capsys)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "extending the search: 2 done, 2 to run" in again.stdout
+    extended = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    assert len(extended) == 5 and extended["trial_id"].is_unique  # baseline + 4
+    kept = extended.set_index("trial_id").loc[trials["trial_id"], ["ended_at", "val_accuracy"]]
+    assert kept.equals(trials.set_index("trial_id")[["ended_at", "val_accuracy"]])
+    assert json.loads((run_dir / "export.json").read_text())["equal"]
 
 
 def test_export_reloads_exactly_and_predicts(
@@ -221,13 +231,20 @@ def _wait_for_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 
     raise AssertionError(f"{path} never reached {n} rows")
 
 
-def test_kill_9_and_resume(tiny: dict[str, Path], tmp_path: Path) -> None:
+def test_kill_9_during_an_extension_and_resume(
+    tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search.run import main
+
     run_dir = tmp_path / "run"
+    first = search_args(tiny, run_dir, "--trials", "2", "--max-epochs", "3")
+    assert _cli(main, first[3:], capsys).returncode == 0
+    done = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
     args = search_args(
         tiny, run_dir, "--trials", "5", "--max-epochs", "3", "--trials-per-worker", "2"
     )
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_rows(run_dir / "trials.csv", 3, proc)  # baseline + 2 trials
+    _wait_for_rows(run_dir / "trials.csv", 4, proc)  # baseline + 2 + the first new trial
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
@@ -239,9 +256,20 @@ def test_kill_9_and_resume(tiny: dict[str, Path], tmp_path: Path) -> None:
     after = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
     search = after[after["trial_id"] != "baseline"]
     assert len(search) == 5 and after["trial_id"].is_unique
+    assert (after["trial_id"] == "baseline").sum() == 1  # the baseline is not trained again
     kept = after.set_index("trial_id").loc[before["trial_id"], "ended_at"]
     assert list(kept) == list(before["ended_at"])  # finished trials were not run again
+    first_values = after.set_index("trial_id").loc[done["trial_id"], "learning_rate"]
+    assert list(first_values) == list(done["learning_rate"])
+    assert json.loads((run_dir / "config.json").read_text())["options"]["trials"] == 5
     assert json.loads((run_dir / "export.json").read_text())["equal"]
+    # fewer trials than done: refused, with the reason and the fix, and nothing touched
+    fewer = _cli(main, search_args(tiny, run_dir, "--trials", "3", "--max-epochs", "3")[3:], capsys)
+    assert fewer.returncode == 2 and "fewer than the 5 trials" in fewer.stderr
+    assert "--trials 5 or more" in fewer.stderr
+    other = _cli(main, search_args(tiny, run_dir, "--trials", "6", "--max-epochs", "4")[3:], capsys)
+    assert other.returncode == 2 and "max_epochs: 3 -> 4" in other.stderr
+    assert pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str}).equals(after)
 
 
 def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(

@@ -48,12 +48,17 @@ class KerasTunerEngine(SearchEngine):
             self.oracle = kta.oracle_client(oracle, settings.oracle_address, settings.tuner_id)
             return
         kta.attach(oracle, settings.state_dir)
+        self._extend(oracle, settings)
         self.oracle = oracle
         if settings.oracle_address:
             self._server = kta.serve_oracle(oracle, settings.oracle_address)
 
     def _make_oracle(self, kt: Any, common: dict[str, Any], settings: EngineSettings) -> Any:
         raise NotImplementedError
+
+    def _extend(self, oracle: Any, settings: EngineSettings) -> None:
+        """After a reload: let a search given a larger --trials go on (``max_trials`` is not
+        part of the oracle's saved state, so it already holds the new number)."""
 
     def serves_workers(self) -> bool:
         return self._server is not None
@@ -126,6 +131,14 @@ class HyperbandEngine(KerasTunerEngine):
             factor=settings.factor,
             hyperband_iterations=max(1, math.ceil(settings.n_trials / self.per_iteration)),
             **common,
+        )
+
+    def _extend(self, oracle: Any, settings: EngineSettings) -> None:
+        # the saved state restores the iterations the search was started with; a larger
+        # --trials runs the next iteration's brackets, in Keras Tuner's own order
+        oracle.hyperband_iterations = max(
+            oracle.hyperband_iterations,
+            math.ceil(settings.n_trials / self.per_iteration),
         )
 
     def needed_checkpoints(self) -> set[str]:
