@@ -73,7 +73,7 @@ def _two_processes(args: list[str], run_dir: Path, env: dict[str, str]) -> list[
     return outs
 
 
-def _check(run_dir: Path, study: optuna.Study, n: int) -> None:
+def _check(run_dir: Path, study: optuna.Study, n: int, processes: int = 2) -> None:
     trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
     search = trials[trials["trial_id"] != "baseline"]
     assert len(search) == n and search["trial_id"].is_unique
@@ -81,21 +81,28 @@ def _check(run_dir: Path, study: optuna.Study, n: int) -> None:
         t for t in study.trials if t.state.is_finished() and t.state != optuna.trial.TrialState.FAIL
     ]
     assert sorted(f"{t.number:04d}" for t in finished) == sorted(search["trial_id"])
-    assert len({t.user_attrs["pid"] for t in finished}) == 2  # both processes trained
+    assert len({t.user_attrs["pid"] for t in finished}) == processes  # each process trained
     assert json.loads((run_dir / "export.json").read_text())["equal"]
     assert (run_dir / "report.html").exists()
 
 
-def test_two_processes_on_the_embedded_journal(tiny: dict[str, Path], tmp_path: Path) -> None:
+def test_two_processes_on_the_embedded_journal_extend_a_search(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     run_dir = tmp_path / "run"
+    first = search_args(tiny, run_dir, "--engine", "optuna", "--trials", "2", "--max-epochs", "2")
+    done = subprocess.run(first, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # the same search given more trials, by a chief and a worker
     args = search_args(tiny, run_dir, "--engine", "optuna", "--trials", "6", "--max-epochs", "2")
     outs = _two_processes(args, run_dir, {})
-    assert "worker done" in outs[0]
+    assert "worker done" in outs[0] and "extending the search: 2 done, 4 to run" in outs[1]
     storage = JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal")))
-    _check(run_dir, optuna.load_study(study_name="alexnet-tuner", storage=storage), 6)
+    study = optuna.load_study(study_name="alexnet-tuner", storage=storage)
+    _check(run_dir, study, 6, processes=3)  # the first run's process, then chief and worker
 
 
 def test_a_worker_needs_a_chief(tiny: dict[str, Path], tmp_path: Path) -> None:
