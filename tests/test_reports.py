@@ -197,7 +197,9 @@ def test_index_lists_every_run(tmp_path: Path) -> None:
     make_run(tmp_path / "runs" / "b", state="running", exported=False, confirmed=False)
     (tmp_path / "runs" / "not-a-run").mkdir()
     html = write_index(tmp_path / "runs").read_text()
-    assert html.count('href="a/report.html"') == 1 and 'href="b/report.html"' in html
+    listing = html.split("Comparable searches")[0]  # the table of runs, before the groups
+    assert listing.count('href="a/report.html"') == 1 and 'href="b/report.html"' in listing
+    assert html.count("Comparable searches") == 1  # a and b saw the same images: one group
     assert "not-a-run" not in html
     summary = json.loads((tmp_path / "runs" / "a" / "summary.json").read_text())
     lo, hi = summary["delta_ci95"]
