@@ -484,13 +484,24 @@ def _param_from_dict(item: dict[str, Any]) -> Param:
 
 
 def to_keras_tuner(space: Space) -> Any:
-    """Keras Tuner ``HyperParameters`` for the space."""
+    """Keras Tuner ``HyperParameters`` for the searched parameters of the space.
+
+    Fixed ones are left out (``complete`` adds their values): Keras Tuner draws a seed for every
+    hyperparameter it holds, ``Fixed`` ones included, so a parameter held fixed would change
+    every trial a seed gives after the first, and adding one to the space would change the
+    searches of everyone who does not open it.
+    """
     import keras_tuner as kt
 
     hp = kt.HyperParameters()
-    for p in space:
+    for p in searched(space):
         p.to_keras_tuner(hp)
     return hp
+
+
+def complete(space: Space, chosen: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter's value: the searched ones as chosen, the fixed ones at their value."""
+    return {p.name: p.value if isinstance(p, FixedParam) else chosen[p.name] for p in space}
 
 
 def suggest_optuna(trial: Any, space: Space) -> dict[str, Any]:

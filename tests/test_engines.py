@@ -158,3 +158,26 @@ def test_keras_tuner_state_is_written_atomically_and_a_torn_file_is_a_clear_erro
     trial_file.write_text(trial_file.read_text()[:20])  # torn, as by an older version's crash
     with pytest.raises(RunDirError, match=r"damaged .*start a new --run-dir"):
         make_engine("random", DEFAULT_SPACE, _settings(tmp_path, 2, 3))
+
+
+@pytest.mark.parametrize("kind", ["random", "hyperband", "bayesian"])
+def test_a_parameter_held_fixed_does_not_change_the_trials_a_seed_gives(
+    tmp_path: Path, kind: str
+) -> None:
+    """Adding a parameter that stays fixed (weight_decay, by default) leaves every existing
+    search as it was: Keras Tuner would draw a seed for it too."""
+    without = tuple(p for p in DEFAULT_SPACE if p.name != "weight_decay")
+
+    def values(space, folder: str) -> list[dict]:
+        engine = make_engine(kind, space, _settings(tmp_path / folder, 3, 6))
+        out = []
+        for score in (0.6, 0.7, 0.65, 0.62):
+            spec = engine.next_trial()
+            out.append({k: v for k, v in spec.values.items() if k != "weight_decay"})
+            _finish(engine, spec, score)
+        return out
+
+    with_fixed = values(DEFAULT_SPACE, "a")
+    assert with_fixed == values(without, "b")
+    engine = make_engine(kind, DEFAULT_SPACE, _settings(tmp_path / "c", 3, 6))
+    assert engine.next_trial().values["weight_decay"] == 0.0  # filled in at its value

@@ -11,7 +11,7 @@ from typing import Any
 
 from search.engines import kt_adapter as kta
 from search.engines.base import WAIT, EngineSettings, SearchEngine, TrialOutcome, TrialSpec
-from search.space import PARAM_NAMES, Space, to_keras_tuner
+from search.space import Space, complete, to_keras_tuner
 
 KT_SEED_FOR_ZERO = 2**31 - 1
 
@@ -24,6 +24,7 @@ class KerasTunerEngine(SearchEngine):
 
         kta.check()
         kta.atomic_saves()
+        self.space = space
         self.max_epochs = settings.max_epochs
         self.factor = settings.factor
         common: dict[str, Any] = {
@@ -81,7 +82,7 @@ class KerasTunerEngine(SearchEngine):
         values = trial.hyperparameters.values
         return TrialSpec(
             trial_id=trial.trial_id,
-            values={k: values[k] for k in PARAM_NAMES},
+            values=complete(self.space, values),
             epochs=int(values.get("tuner/epochs", self.max_epochs)),
             initial_epoch=int(values.get("tuner/initial_epoch", 0)),
             parent_id=values.get("tuner/trial_id"),
