@@ -94,32 +94,16 @@ def compare_plot(info: CompareInfo) -> go.Figure:
         title="Best validation accuracy so far, on the compute spent",
         xaxis_title=epochs_title,
         yaxis_title="best validation accuracy",
-        updatemenus=[
-            {
-                "type": "buttons",
-                "direction": "right",
-                "x": 1.0,
-                "y": 1.15,
-                "buttons": [
-                    {
-                        "label": "x: epochs",
-                        "method": "update",
-                        "args": [
-                            {"x": [info.epochs[n] for n in info.names]},
-                            {"xaxis.title.text": epochs_title},
-                        ],
-                    },
-                    {
-                        "label": "x: wall time",
-                        "method": "update",
-                        "args": [
-                            {"x": [info.wall[n] for n in info.names]},
-                            {"xaxis.title.text": "seconds of training (cumulative)"},
-                        ],
-                    },
-                ],
-            }
-        ],
+        updatemenus=fig.x_axis_buttons(
+            [
+                ("x: epochs", [info.epochs[n] for n in info.names], epochs_title),
+                (
+                    "x: wall time",
+                    [info.wall[n] for n in info.names],
+                    "seconds of training (cumulative)",
+                ),
+            ]
+        ),
     )
     return figure
 

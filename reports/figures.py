@@ -91,6 +91,26 @@ def history_info(
     )
 
 
+def x_axis_buttons(views: list[tuple[str, list[Any], str]]) -> list[dict[str, Any]]:
+    """Plotly ``updatemenus``: one button per (label, x of every trace, axis title)."""
+    return [
+        {
+            "type": "buttons",
+            "direction": "right",
+            "x": 1.0,
+            "y": 1.15,
+            "buttons": [
+                {
+                    "label": label,
+                    "method": "update",
+                    "args": [{"x": xs}, {"xaxis.title.text": title}],
+                }
+                for label, xs, title in views
+            ],
+        }
+    ]
+
+
 def history_plot(info: HistoryInfo) -> go.Figure:
     """Best so far against the epochs spent (the compute axis: a 3-epoch trial costs less than
     a 20-epoch one); a button switches the x-axis to the trial order."""
@@ -132,32 +152,12 @@ def history_plot(info: HistoryInfo) -> go.Figure:
     )
     compute_title = "epochs trained so far (search trials, in order of completion)"
     fig.update_layout(
-        updatemenus=[
-            {
-                "type": "buttons",
-                "direction": "right",
-                "x": 1.0,
-                "y": 1.15,
-                "buttons": [
-                    {
-                        "label": "x: epochs spent",
-                        "method": "update",
-                        "args": [
-                            {"x": [t[0] for t in by_trace]},
-                            {"xaxis.title.text": compute_title},
-                        ],
-                    },
-                    {
-                        "label": "x: trial order",
-                        "method": "update",
-                        "args": [
-                            {"x": [t[1] for t in by_trace]},
-                            {"xaxis.title.text": "trial (in order of completion)"},
-                        ],
-                    },
-                ],
-            }
-        ]
+        updatemenus=x_axis_buttons(
+            [
+                ("x: epochs spent", [t[0] for t in by_trace], compute_title),
+                ("x: trial order", [t[1] for t in by_trace], "trial (in order of completion)"),
+            ]
+        )
     )
     if info.baseline is not None:
         fig.add_hline(
