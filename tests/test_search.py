@@ -130,12 +130,12 @@ def test_two_trial_search_per_engine(
     if engine == "hyperband":
         assert "Hyperband: max 2 epochs" in out.stdout
     # the same command with a larger --trials continues the search: nothing lost or repeated
-    more = search_args(tiny, run_dir, "--engine", engine, "--trials", "3", "--max-epochs", "2")
+    more = search_args(tiny, run_dir, "--engine", engine, "--trials", "4", "--max-epochs", "2")
     again = _cli(main, more[3:], capsys)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "extending the search: 2 done, 1 to run" in again.stdout
+    assert "extending the search: 2 done, 2 to run" in again.stdout
     extended = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
-    assert len(extended) == 4 and extended["trial_id"].is_unique  # baseline + 3
+    assert len(extended) == 5 and extended["trial_id"].is_unique  # baseline + 4
     kept = extended.set_index("trial_id").loc[trials["trial_id"], ["ended_at", "val_accuracy"]]
     assert kept.equals(trials.set_index("trial_id")[["ended_at", "val_accuracy"]])
     assert json.loads((run_dir / "export.json").read_text())["equal"]
