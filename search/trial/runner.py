@@ -158,11 +158,12 @@ class TrialRunner:
             rundir.checkpoint_path(run_dir, spec.trial_id).unlink(missing_ok=True)
         acc = format_accuracy(row.val_accuracy, self.n_validation)
         err = f" - {row.error}" if row.error else ""
-        note = res.progress_note(res.load_trials(run_dir))
+        trials = res.load_trials(run_dir)  # read once: the note and the count below
+        note = res.progress_note(trials)
         self.progress.update(self.overall, note=note)
         overall = next(t for t in self.progress.tasks if t.id == self.overall)
         eta = (float(overall.total or 0) - overall.completed) * self.est.epoch_s()
-        n_done = len(res.search_trials(res.load_trials(run_dir)))
+        n_done = len(res.search_trials(trials))
         self.progress.console.print(
             f"trial {spec.trial_id} {row.status}: val_accuracy {acc} (best epoch "
             f"{row.best_epoch}, {row.epochs} epochs, {format_seconds(row.seconds)}){err}"
