@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +171,14 @@ def test_the_model_cards_three_ways_run_as_written(
 
     # 2. saved_model_cli, as shell commands
     for command in usage["saved_model_cli"]:
-        done = subprocess.run(command, shell=True, cwd=here, capture_output=True, text=True)
+        # as from an activated environment: its scripts (saved_model_cli) on PATH
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        }
+        done = subprocess.run(
+            command, shell=True, cwd=here, capture_output=True, text=True, env=env
+        )
         assert done.returncode == 0, done.stderr[-2000:]
     assert f"[b'{name}']" in done.stdout and "class_index" in done.stdout
 
