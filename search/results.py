@@ -43,6 +43,10 @@ TRIAL_COLUMNS = (
     "ended_at",
 )
 HISTORY_COLUMNS = ("trial_id", "epoch", "metric", "value")
+# Where each training's time went (long format: trial x component), written beside the row.
+COST_COLUMNS = ("trial_id", "component", "seconds")
+# The components that are not the epochs' own work: a trial's fixed cost.
+EPOCH_COMPONENTS = ("train", "validation")
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,47 @@ def load_trials(run_dir: Path) -> pd.DataFrame:
 
 def load_history(run_dir: Path) -> pd.DataFrame:
     return read_table(Path(run_dir) / "history.csv", HISTORY_COLUMNS, {"trial_id": str})
+
+
+def load_costs(run_dir: Path) -> pd.DataFrame:
+    return read_table(Path(run_dir) / "costs.csv", COST_COLUMNS, {"trial_id": str})
+
+
+def record_costs(run_dir: Path, trial_id: str, costs: dict[str, float]) -> None:
+    """Replace one training's cost breakdown (a re-run trial's replaces the lost run's)."""
+    with locked_results(run_dir):
+        path = Path(run_dir) / "costs.csv"
+        old = load_costs(run_dir)
+        old = old[old["trial_id"] != trial_id]
+        new = pd.DataFrame(
+            [{"trial_id": trial_id, "component": k, "seconds": v} for k, v in costs.items()],
+            columns=list(COST_COLUMNS),
+        )
+        _write_csv_atomic(pd.concat([old, new], ignore_index=True) if len(old) else new, path)
+
+
+def cost_summary(costs: pd.DataFrame) -> pd.DataFrame:
+    """Per component: trainings, total, mean and median seconds per training (0 where a
+    training did not have it, e.g. no process start); ``fixed`` sums every component but the
+    epochs' own ``train`` and ``validation``."""
+    if costs.empty:
+        return pd.DataFrame(columns=["component", "trainings", "total", "mean", "median"])
+    wide = costs.pivot_table(
+        index="trial_id", columns="component", values="seconds", aggfunc="sum"
+    ).fillna(0.0)
+    fixed = [c for c in wide.columns if c not in EPOCH_COMPONENTS]
+    wide["fixed"] = wide[fixed].sum(axis=1)
+    rows = [
+        {
+            "component": name,
+            "trainings": len(wide),
+            "total": float(wide[name].sum()),
+            "mean": float(wide[name].mean()),
+            "median": float(wide[name].median()),
+        }
+        for name in wide.columns
+    ]
+    return pd.DataFrame(rows).sort_values("total", ascending=False, ignore_index=True)
 
 
 @contextlib.contextmanager

@@ -44,3 +44,18 @@ def test_an_empty_results_file_is_refused_with_a_message(tmp_path: Path) -> None
     assert out.returncode == 2 and "is empty" in out.stderr and "Traceback" not in out.stderr
     index = write_index(tmp_path / "runs").read_text()  # the damaged run does not stop the index
     assert 'href="b/report.html"' in index and 'href="a/report.html"' not in index
+
+
+def test_costs_are_replaced_per_training_and_summarised_per_component(tmp_path: Path) -> None:
+    from search.results import cost_summary, load_costs, record_costs
+
+    record_costs(tmp_path, "0001", {"train": 10.0, "validation": 2.0, "build": 0.5})
+    record_costs(tmp_path, "0002", {"train": 20.0, "validation": 4.0, "process_start": 3.0})
+    record_costs(tmp_path, "0002", {"train": 30.0, "validation": 6.0, "process_start": 1.0})
+    costs = load_costs(tmp_path)
+    assert sorted(costs["trial_id"].unique()) == ["0001", "0002"]  # the re-run replaced
+    summary = cost_summary(costs).set_index("component")
+    assert summary.loc["train", "total"] == 40.0
+    # a training without a component counts 0 for it; fixed = all but the epochs' own work
+    assert summary.loc["process_start", "mean"] == 0.5
+    assert summary.loc["fixed", "total"] == 1.5 and summary.loc["fixed", "median"] == 0.75

@@ -95,6 +95,26 @@ def test_a_nan_loss_fails_the_trial(setup: protocol.Setup) -> None:
     assert done.val_accuracy is None
 
 
+def test_a_training_reports_where_its_time_went(setup: protocol.Setup) -> None:
+    out = io.StringIO()
+    process = TrialProcess(setup, out)
+    done, epochs = _train(process, out, trial_id="timed", epochs=3)
+    assert done.status == "completed" and len(epochs) == 3
+    costs = done.costs
+    for name in ("build", "compile", "tracing", "train", "validation", "checkpoint",
+                 "checkpoint_wait", "callbacks", "fit_other", "teardown"):
+        assert costs[name] >= 0.0, name
+    assert costs["train"] > 0 and costs["validation"] > 0
+    # the epochs' own work, their tracing and the hooks fit inside fit's time ...
+    inside_fit = ("tracing", "train", "validation", "callbacks", "checkpoint", "fit_other")
+    assert sum(costs[k] for k in inside_fit) == pytest.approx(done.fit_seconds, abs=0.05)
+    # ... and every component inside the training's time
+    assert sum(costs.values()) <= done.seconds + 0.05
+    # the checkpoint, written off the training thread, is complete when Done is reported
+    with np.load(rundir.checkpoint_path(Path(setup.run_dir), "timed")) as saved:
+        assert len(saved.files) > 0
+
+
 def test_a_promoted_trial_starts_from_its_parents_weights(
     setup: protocol.Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,6 +215,53 @@ def test_the_client_replaces_its_process_every_n_trainings(
         client.close()
     assert client.started == 3
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+
+
+SLOW_FAKE_PROCESS = """
+import os, sys, time
+from search.trial import protocol
+sys.stdin.readline()
+time.sleep(1.0)  # a trial process takes seconds to start (imports, data mapping)
+print(protocol.encode(protocol.Ready(os.getpid(), "float32", False, 1, 4, 0)), end="", flush=True)
+for line in sys.stdin:
+    msg = protocol.decode(line)
+    if isinstance(msg, protocol.Exit):
+        break
+    time.sleep(1.5)  # training
+    print(protocol.encode(protocol.Done(msg.trial_id, "completed", val_accuracy=0.5,
+                                        best_epoch=1, epochs=1, params=os.getpid())),
+          end="", flush=True)
+"""
+
+
+@pytest.mark.parametrize("prestart", [True, False])
+def test_the_next_process_starts_while_the_last_trial_of_the_current_one_trains(
+    setup: protocol.Setup, tmp_path: Path, prestart: bool
+) -> None:
+    client = TrialProcessClient(
+        tmp_path,
+        setup.config,
+        tmp_path / "log",
+        trials_per_process=1,
+        command=(sys.executable, "-c", SLOW_FAKE_PROCESS),
+        prestart=prestart,
+    )
+    try:
+        done = [
+            client.run_trial(protocol.Train(f"{i}", PARAMS, 1, "c.npz", "STOP", 1), lambda e: 0)
+            for i in range(3)
+        ]
+    finally:
+        client.close()
+    assert len({d.params for d in done}) == 3  # a process per trial
+    waits = [d.costs["process_start"] for d in done]
+    assert waits[0] >= 1.0  # nothing was started ahead of the first
+    if prestart:  # started during the previous trial: ready when needed
+        assert max(waits[1:]) < 0.5
+    else:
+        assert min(waits[1:]) >= 1.0
+    assert client.started == (4 if prestart else 3)  # the one started ahead of a 4th trial
+    assert "chief" in done[1].costs and "exchange" in done[1].costs
 
 
 def test_the_stop_file_prunes_the_trial_after_its_epoch(setup: protocol.Setup) -> None:

@@ -10,12 +10,13 @@ libraries print goes to stderr, which the search keeps in ``RUN_DIR/logs``).
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import math
 import os
+import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -108,10 +109,62 @@ def make_strategy(name: str) -> tuple[Any, int]:
     return strategy, int(strategy.num_replicas_in_sync)
 
 
+class TrialTiming:
+    """Where one training's time goes, for the per-trial cost breakdown (``costs.csv``).
+
+    Tracing (building the train and test graphs at their first call) has no hook of its own
+    without a per-batch callback, which would slow every step: it is the first epoch's (and
+    the first validation's) excess over the median of the trial's other epochs. A one-epoch
+    training has no steady epoch to compare with, so its tracing stays inside ``train``.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.epochs: list[float] = []
+        self.validations: list[float] = []
+        self.callbacks = 0.0
+
+    @contextlib.contextmanager
+    def add(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def costs(self, fit_seconds: float) -> dict[str, float]:
+        """Seconds per component; ``train`` + ``validation`` are the epochs' own work."""
+        out = dict(self.seconds)
+        epochs, vals = self.epochs, self.validations
+        checkpoint = out.get("checkpoint", 0.0)
+        trace_train = trace_test = 0.0
+        if len(epochs) > 1:
+            trace_train = max(0.0, epochs[0] - statistics.median(epochs[1:]))
+        if len(vals) > 1:
+            trace_test = max(0.0, vals[0] - statistics.median(vals[1:]))
+            trace_train = max(0.0, trace_train - trace_test)  # the epoch includes validation
+        validation = sum(vals) - trace_test
+        # an epoch (begin hook to end hook) includes its validation, not the end hook's work
+        train = sum(epochs) - sum(vals) - trace_train
+        out.update(
+            tracing=trace_train + trace_test,
+            train=max(0.0, train),
+            validation=max(0.0, validation),
+            callbacks=max(0.0, self.callbacks - checkpoint),  # events, disk usage, stop file
+            fit_other=max(0.0, fit_seconds - sum(epochs) - self.callbacks),
+        )
+        return {k: round(v, 4) for k, v in out.items()}
+
+
 class TrialProcess:
     def __init__(self, setup: Setup, out: TextIO) -> None:
+        t0 = time.perf_counter()
+        import keras  # noqa: F401  (timed here: the largest part of a process's start)
+        import tensorflow  # noqa: F401
+
         from data_pipeline.pipeline import prepare
 
+        self.import_seconds = time.perf_counter() - t0
         config = setup.config
         self.options = config.options
         self.out = out
@@ -119,11 +172,13 @@ class TrialProcess:
         strategy, self.replicas = make_strategy(self.options.get("strategy", "none"))
         self.scope = strategy.scope if strategy is not None else contextlib.nullcontext
         self.policy, self.jit = configure_devices(self.options["precision"], self.options["xla"])
+        t0 = time.perf_counter()
         self.data = prepare(config.data_config)
         # Mirrored: each replica gets --batch-size, so the global batch grows with the replicas.
         self.batch_size = config.batch_size * self.replicas
         self.augment = bool(self.options["augment"])
         self.train, self.val = self.data.datasets(self.batch_size, augment=self.augment)
+        self.data_seconds = time.perf_counter() - t0
         self.run_dir = Path(setup.run_dir)
 
     def emit(self, event: Message) -> None:
@@ -163,14 +218,13 @@ class TrialProcess:
             )
         )
         del model
-        keras.backend.clear_session()
-        gc.collect()
+        keras.backend.clear_session()  # with Python's garbage collection
 
     def trial(self, msg: Train) -> None:
         import keras
 
         from models.alexnet import build_alexnet, compile_alexnet
-        from models.checkpoint import load_weights, save_weights
+        from models.checkpoint import CheckpointWriter, load_weights
 
         trial_id = msg.trial_id
         checkpoint = Path(msg.checkpoint)
@@ -187,28 +241,39 @@ class TrialProcess:
         }
 
         class Report(keras.callbacks.Callback):
+            """Per-epoch events, checkpoints and timings. No batch-level hook: one would make
+            Keras wait for every step's result before dispatching the next."""
+
             epoch = 0
             t0 = 0.0
+            test_t0 = 0.0
 
             def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
                 self.epoch, self.t0 = epoch, time.perf_counter()
 
-            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-                loss = (logs or {}).get("loss")
-                if loss is not None and not math.isfinite(float(loss)):
-                    state["error"] = f"NaN/inf loss at epoch {self.epoch + 1}, batch {batch}"
-                    self.model.stop_training = True
+            def on_test_begin(self, logs: Any = None) -> None:
+                self.test_t0 = time.perf_counter()
+
+            def on_test_end(self, logs: Any = None) -> None:
+                timing.validations.append(time.perf_counter() - self.test_t0)
 
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                ended = time.perf_counter()
+                timing.epochs.append(ended - self.t0)
                 logs = {k: float(v) for k, v in (logs or {}).items()}
                 if os.getppid() != process.parent:  # the search was killed: stop at once
                     os._exit(3)
-                if state["error"]:
+                loss = logs.get("loss")
+                if loss is not None and not math.isfinite(loss):
+                    # the epoch's mean loss: NaN/inf as soon as one batch's loss was
+                    state["error"] = f"NaN/inf loss at epoch {epoch + 1}"
+                    self.model.stop_training = True
                     return
                 val = logs.get("val_accuracy", float("nan"))
                 if math.isfinite(val) and val > state["best"]:
                     state["best"], state["best_epoch"] = val, epoch + 1
-                    save_weights(self.model, checkpoint)
+                    with timing.add("checkpoint"):
+                        writer.save(self.model, checkpoint)
                 state["epochs"] = epoch + 1
                 state["disk_mb"] = max(state["disk_mb"], disk_usage_mb(process.run_dir))
                 process.emit(
@@ -223,9 +288,12 @@ class TrialProcess:
                 if stop_file.exists():
                     state["pruned"] = True
                     self.model.stop_training = True
+                timing.callbacks += time.perf_counter() - ended
 
         _reset_peak_rss()
         started = time.perf_counter()
+        timing = TrialTiming()
+        writer = CheckpointWriter()
         fit_seconds = 0.0
         n_params = 0
         test_accuracy = None
@@ -233,11 +301,14 @@ class TrialProcess:
             keras.utils.set_random_seed(msg.seed)
             params = msg.params
             with self.scope():
-                model = build_alexnet(params)
-                n_params = int(model.count_params())
+                with timing.add("build"):
+                    model = build_alexnet(params)
+                    n_params = int(model.count_params())
                 if msg.warm_start:
-                    load_weights(model, Path(msg.warm_start))
-                compile_alexnet(model, params, jit_compile=self.jit)
+                    with timing.add("warm_start"):
+                        load_weights(model, Path(msg.warm_start))
+                with timing.add("compile"):
+                    compile_alexnet(model, params, jit_compile=self.jit)
             train = self.train
             if msg.shuffle_seed is not None:  # a confirmation run: its own data order
                 train = self.data.datasets(
@@ -253,6 +324,8 @@ class TrialProcess:
                 callbacks=[Report()],
             )
             fit_seconds = time.perf_counter() - t0
+            with timing.add("checkpoint_wait"):  # the last write, if it is not done yet
+                writer.wait()
             status = "failed" if state["error"] else ("pruned" if state["pruned"] else "completed")
             error = state["error"]
             if status != "failed" and state["best_epoch"] is None:
@@ -260,14 +333,20 @@ class TrialProcess:
             if status == "completed" and msg.test_predictions:
                 # Confirmation runs only: the weights of the best validation epoch, scored
                 # once on the test set the search never saw.
-                load_weights(model, checkpoint)
-                test_accuracy = self._score_test(model, Path(msg.test_predictions))
+                with timing.add("test_scoring"):
+                    load_weights(model, checkpoint)
+                    test_accuracy = self._score_test(model, Path(msg.test_predictions))
         except Exception as exc:  # a failed trial is recorded; the search goes on
             status, error = "failed", f"{type(exc).__name__}: {str(exc)[:800]}"
         finally:
-            model = None
-            keras.backend.clear_session()
-            gc.collect()
+            with timing.add("teardown"):
+                with contextlib.suppress(Exception):  # already failed: no write outlives it
+                    writer.wait()
+                writer.close()
+                model = None
+                # collects garbage itself: one more gc.collect() (as Keras Tuner does) finds
+                # nothing and costs 0.2 s per trial
+                keras.backend.clear_session()
         self.emit(
             Done(
                 trial_id=trial_id,
@@ -282,6 +361,7 @@ class TrialProcess:
                 peak_rss_mb=_read_peak_rss_mb(),
                 disk_mb=state["disk_mb"],
                 test_accuracy=test_accuracy,
+                costs=timing.costs(fit_seconds),
             )
         )
 
@@ -324,6 +404,8 @@ def main() -> int:
             replicas=process.replicas,
             global_batch=process.batch_size,
             gpus=_visible_gpus(),
+            import_seconds=process.import_seconds,
+            data_seconds=process.data_seconds,
         )
     )
     for line in sys.stdin:

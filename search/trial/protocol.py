@@ -8,7 +8,7 @@ hand and a message that does not fit is an error at the boundary, not a ``KeyErr
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from models.alexnet import AlexNetParams
@@ -66,6 +66,8 @@ class Ready:
     replicas: int
     global_batch: int
     gpus: int
+    import_seconds: float = 0.0  # importing TensorFlow and Keras
+    data_seconds: float = 0.0  # mapping the image cache and building the datasets
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class Done:
     peak_rss_mb: float | None = None
     disk_mb: float = 0.0
     test_accuracy: float | None = None
+    costs: dict[str, float] = field(default_factory=dict)  # seconds per component
 
 
 def failed(trial_id: str, error: str) -> Done:

@@ -106,6 +106,7 @@ class TrialRunner:
                 on_epoch,
             )
         rundir.clear_stop_file(stop_file)
+        res.record_costs(self.run_dir, trial_id, done.costs)
         self.progress.remove_task(task)
         skipped = epochs - initial_epoch - len(history)
         if skipped > 0:  # pruned or failed early: the plan's epochs will not be trained
