@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from search.confirm import load_confirm
-from search.results import load_history, load_trials
+from search.results import load_costs, load_history, load_trials
 from search.rundir import RunConfig, running_pid
 from search.space import Space
 
@@ -28,6 +28,7 @@ class RunData:
     pid_alive: bool
     confirm: pd.DataFrame  # confirm.csv: one row per confirmation run (empty without one)
     summary: dict[str, Any] | None  # summary.json: the verdict, once the run has finished
+    costs: pd.DataFrame  # costs.csv: where each training's time went (trial x component)
 
     @property
     def space(self) -> Space:
@@ -64,4 +65,5 @@ def load_run(run_dir: Path) -> RunData:
         pid_alive=running_pid(status),
         confirm=load_confirm(run_dir),
         summary=_json(run_dir / "summary.json"),
+        costs=load_costs(run_dir),
     )

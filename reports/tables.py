@@ -7,7 +7,15 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from reports.rundata import RunData
-from search.results import BASELINE_ID, baseline_score, best_trial, missing, search_trials
+from search.results import (
+    BASELINE_ID,
+    EPOCH_COMPONENTS,
+    baseline_score,
+    best_trial,
+    cost_summary,
+    missing,
+    search_trials,
+)
 from search.results import number as _num
 from search.space import PARAM_NAMES, Space
 from search.stats import accuracy_ci
@@ -141,6 +149,22 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
                 }
             )
     return rows
+
+
+def cost_rows(costs: pd.DataFrame, trials: pd.DataFrame) -> list[dict[str, Any]]:
+    """Where the search trials' time went (``costs.csv``), per component, largest first, with
+    its share of their total; ``fixed`` (all but the epochs' own work) comes first."""
+    ids = set(search_trials(trials)["trial_id"])
+    summary = cost_summary(costs[costs["trial_id"].isin(ids)])
+    if summary.empty:
+        return []
+    parts = summary[summary["component"] != "fixed"]
+    total = float(parts["total"].sum()) or 1.0
+    rows = [
+        {**r, "share": r["total"] / total, "epochs": r["component"] in EPOCH_COMPONENTS}
+        for r in summary.to_dict("records")
+    ]
+    return sorted(rows, key=lambda r: (r["component"] != "fixed", -r["total"]))
 
 
 def _cell(value: Any) -> Any:

@@ -26,6 +26,7 @@ from reports.rundata import RunData, load_run
 from reports.tables import (
     confirm_rows,
     confusion,
+    cost_rows,
     grid_sample,
     results_rows,
     run_state,
@@ -164,6 +165,7 @@ def render_report(
             rows=results_rows(run.trials, run.space, summary.n_validation),
             space_toml=to_toml(run.space),
             confirm_rows=confirm_rows(run.confirm, summary.n_validation, summary.n_test),
+            cost_rows=cost_rows(run.costs, run.trials),
             columns=COLUMNS,
             figures=blocks,
             warnings=warnings,

@@ -14,9 +14,9 @@ import pytest
 from reports import figures as fig
 from reports.budgets import equal_budget, trial_path
 from reports.rundata import load_run
-from reports.tables import confusion, grid_sample, results_rows, summarize
+from reports.tables import confusion, cost_rows, grid_sample, results_rows, summarize
 from reports.writer import figure_json, write_index, write_report
-from search.results import load_trials
+from search.results import load_trials, record_costs
 from tests.report_fixtures import (
     XSS_CLASS,
     XSS_ERROR,
@@ -44,6 +44,23 @@ def test_summary_and_table(run_dir: Path) -> None:
     assert [r["trial_id"] for r in rows] == ["0003", "0001", "0000", "baseline", "0002", "0004"]
     assert [r["baseline"] for r in rows].count(True) == 1
     assert rows[-1]["status"] == "failed" and "MemoryError" in rows[-1]["error"]
+
+
+def test_the_report_shows_where_the_search_trials_time_went(run_dir: Path) -> None:
+    record_costs(run_dir, "0000", {"train": 8.0, "validation": 1.0, "tracing": 0.5})
+    record_costs(run_dir, "0001", {"train": 6.0, "validation": 1.0, "process_start": 1.5})
+    record_costs(run_dir, "baseline", {"train": 100.0, "validation": 10.0})  # not a trial
+    run = load_run(run_dir)
+    rows = {r["component"]: r for r in cost_rows(run.costs, run.trials)}
+    assert rows["train"]["total"] == 14.0 and rows["train"]["trainings"] == 2
+    assert rows["fixed"]["total"] == 2.0 and rows["fixed"]["mean"] == 1.0
+    assert rows["train"]["share"] == pytest.approx(14.0 / 18.0)
+    assert next(iter(rows)) == "fixed"
+    html = write_report(run_dir).read_text()
+    assert "Where the time went" in html and "fixed (all but train and validation)" in html
+    # a run without costs.csv (older runs) has no such section
+    (run_dir / "costs.csv").unlink()
+    assert "Where the time went" not in write_report(run_dir).read_text()
 
 
 def test_figure_infos(run_dir: Path) -> None:
