@@ -332,6 +332,8 @@ def run_ours(s: Settings, work: Path, i: int) -> dict[str, Any]:
         "costs": res.cost_summary(costs).to_dict("records"),
         **peaks,
     }
+    for name in ("trials.csv", "costs.csv"):  # kept for a closer look
+        shutil.copy(run_dir / name, work / f"ours-{i}-{name}")
     shutil.rmtree(run_dir, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
     return out

@@ -241,19 +241,31 @@ def make_dataset(
     ds = tf.data.Dataset.from_tensor_slices((rows.astype(np.int64), labels.astype(np.int32)))
     if shuffle:
         ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+    # A batch is one memory copy: one thread gathers it while the model trains on the previous
+    # one. Augmentation (a resize per image) gets a second thread.
+    parallel = 2 if augment else 1
+    ds = ds.batch(batch_size).map(load, num_parallel_calls=parallel, deterministic=True)
+    return ds.prefetch(PREFETCH_BATCHES).with_options(_options())
+
+
+PREFETCH_BATCHES = 2
 
 
 def _options():
-    """No static graph rewrites: the pipeline is already batched, parallel and prefetched, and a
-    rewrite serialises the dataset graph, copying the captured image tensor (hundreds of MB) at
-    every epoch. Runtime autotuning of parallelism and buffer sizes stays on."""
+    """No static graph rewrites and no runtime autotuning.
+
+    A rewrite serialises the dataset graph, copying the captured image tensor (hundreds of MB)
+    at every epoch. Autotuning (``AUTOTUNE`` parallelism and buffers) made every other epoch
+    40% slower on 2 cores (1.8 s vs 2.5 s at 128px, its threads competing with training), and a
+    search 5% slower than stock Keras Tuner's; the fixed sizes above are what it converges to
+    for a pipeline whose only work is a memory copy (``bench/README.md``, issue 16).
+    """
     import tensorflow as tf
 
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False
     options.experimental_optimization.inject_prefetch = False
+    options.autotune.enabled = False
     return options
 
 

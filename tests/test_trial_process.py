@@ -101,8 +101,18 @@ def test_a_training_reports_where_its_time_went(setup: protocol.Setup) -> None:
     done, epochs = _train(process, out, trial_id="timed", epochs=3)
     assert done.status == "completed" and len(epochs) == 3
     costs = done.costs
-    for name in ("build", "compile", "tracing", "train", "validation", "checkpoint",
-                 "checkpoint_wait", "callbacks", "fit_other", "teardown"):
+    for name in (
+        "build",
+        "compile",
+        "tracing",
+        "train",
+        "validation",
+        "checkpoint",
+        "checkpoint_wait",
+        "callbacks",
+        "fit_other",
+        "teardown",
+    ):
         assert costs[name] >= 0.0, name
     assert costs["train"] > 0 and costs["validation"] > 0
     # the epochs' own work, their tracing and the hooks fit inside fit's time ...
