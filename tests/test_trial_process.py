@@ -231,13 +231,13 @@ SLOW_FAKE_PROCESS = """
 import os, sys, time
 from search.trial import protocol
 sys.stdin.readline()
-time.sleep(1.0)  # a trial process takes seconds to start (imports, data mapping)
+time.sleep(0.6)  # a trial process takes seconds to start (imports, data mapping)
 print(protocol.encode(protocol.Ready(os.getpid(), "float32", False, 1, 4, 0)), end="", flush=True)
 for line in sys.stdin:
     msg = protocol.decode(line)
     if isinstance(msg, protocol.Exit):
         break
-    time.sleep(1.5)  # training
+    time.sleep(2.5)  # training: time enough for the next process to start, also on a busy machine
     print(protocol.encode(protocol.Done(msg.trial_id, "completed", val_accuracy=0.5,
                                         best_epoch=1, epochs=1, params=os.getpid())),
           end="", flush=True)
@@ -259,18 +259,18 @@ def test_the_next_process_starts_while_the_last_trial_of_the_current_one_trains(
     try:
         done = [
             client.run_trial(protocol.Train(f"{i}", PARAMS, 1, "c.npz", "STOP", 1), lambda e: 0)
-            for i in range(3)
+            for i in range(2)
         ]
     finally:
         client.close()
-    assert len({d.params for d in done}) == 3  # a process per trial
-    waits = [d.costs["process_start"] for d in done]
-    assert waits[0] >= 1.0  # nothing was started ahead of the first
+    assert done[0].params != done[1].params  # a process per trial
+    first, second = (d.costs["process_start"] for d in done)
+    assert first >= 0.6  # nothing was started ahead of the first
     if prestart:  # started during the previous trial: ready when needed
-        assert max(waits[1:]) < 0.5
+        assert second < 0.4
     else:
-        assert min(waits[1:]) >= 1.0
-    assert client.started == (4 if prestart else 3)  # the one started ahead of a 4th trial
+        assert second >= 0.6
+    assert client.started == (3 if prestart else 2)  # the one started ahead of a third trial
     assert "chief" in done[1].costs and "exchange" in done[1].costs
 
 
