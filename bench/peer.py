@@ -275,37 +275,8 @@ def run_ours(s: Settings, work: Path, i: int) -> dict[str, Any]:
     from search import results as res
 
     run_dir, cache = work / f"ours-{i}", work / f"ours-{i}-cache"
-    cmd = [
-        sys.executable,
-        "-m",
-        "search.run",
-        "--engine",
-        "hyperband",
-        "--trials",
-        str(s.trials),
-        "--data-dir",
-        str(s.data_dir),
-        "--image-size",
-        str(s.image_size),
-        "--width",
-        str(s.width),
-        "--batch-size",
-        str(s.batch_size),
-        "--max-epochs",
-        str(s.max_epochs),
-        "--factor",
-        str(s.factor),
-        "--seed",
-        str(s.seed),
-        "--confirm",
-        "0",
-        "--run-dir",
-        str(run_dir),
-        "--cache-dir",
-        str(cache),
-    ]
-    if s.subset:
-        cmd += ["--subset", str(s.subset)]
+    cmd = [sys.executable, "-m", "search.run", "--engine", "hyperband", *_settings_args(s)]
+    cmd += ["--confirm", "0", "--run-dir", str(run_dir), "--cache-dir", str(cache)]
     wall, peaks = _run(cmd, [run_dir, cache], work / f"ours-{i}.log")
     trials = res.load_trials(run_dir)
     search = res.search_trials(trials)
