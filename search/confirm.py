@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data_pipeline.files import write_text_atomic
 from search.results import (
     BASELINE_ID,
     best_trial,
@@ -32,6 +31,7 @@ from search.results import (
     number,
     ranked_trials,
     read_table,
+    replace_rows,
 )
 from search.space import DEFAULT_SPACE, PARAM_NAMES, values_of
 from search.stats import accuracy_ci, paired_difference, sentence
@@ -164,11 +164,9 @@ def load_confirm(run_dir: Path) -> pd.DataFrame:
 
 def record_confirm(run_dir: Path, row: ConfirmRow) -> None:
     with locked_results(run_dir):
-        table = load_confirm(run_dir)
-        table = table[table["run_id"] != row.run_id]
         added = pd.DataFrame([flatten(row)], columns=list(CONFIRM_COLUMNS))
-        table = pd.concat([table, added], ignore_index=True) if len(table) else added
-        write_text_atomic(Path(run_dir) / "confirm.csv", table.to_csv(index=False))
+        path, table = Path(run_dir) / "confirm.csv", load_confirm(run_dir)
+        replace_rows(path, table, added, key="run_id", value=row.run_id)
 
 
 def finished_runs(table: pd.DataFrame) -> set[str]:

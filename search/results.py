@@ -45,7 +45,7 @@ TRIAL_COLUMNS = (
 HISTORY_COLUMNS = ("trial_id", "epoch", "metric", "value")
 # Where each training's time went (long format: trial x component), written beside the row.
 COST_COLUMNS = ("trial_id", "component", "seconds")
-# The components that are not the epochs' own work: a trial's fixed cost.
+# The epochs' own work; every other component is a trial's fixed cost.
 EPOCH_COMPONENTS = ("train", "validation")
 
 
@@ -159,14 +159,11 @@ def load_costs(run_dir: Path) -> pd.DataFrame:
 def record_costs(run_dir: Path, trial_id: str, costs: dict[str, float]) -> None:
     """Replace one training's cost breakdown (a re-run trial's replaces the lost run's)."""
     with locked_results(run_dir):
-        path = Path(run_dir) / "costs.csv"
-        old = load_costs(run_dir)
-        old = old[old["trial_id"] != trial_id]
         new = pd.DataFrame(
             [{"trial_id": trial_id, "component": k, "seconds": v} for k, v in costs.items()],
             columns=list(COST_COLUMNS),
         )
-        _write_csv_atomic(pd.concat([old, new], ignore_index=True) if len(old) else new, path)
+        replace_rows(Path(run_dir) / "costs.csv", load_costs(run_dir), new, value=trial_id)
 
 
 def cost_summary(costs: pd.DataFrame) -> pd.DataFrame:
@@ -210,8 +207,6 @@ def record_trial(run_dir: Path, row: TrialRow, history: Epochs) -> None:
 
 
 def _record_trial(run_dir: Path, row: TrialRow, history: Epochs) -> None:
-    hist = load_history(run_dir)
-    hist = hist[hist["trial_id"] != row.trial_id]
     new = pd.DataFrame(
         [
             {"trial_id": row.trial_id, "epoch": epoch, "metric": k, "value": v}
@@ -220,16 +215,18 @@ def _record_trial(run_dir: Path, row: TrialRow, history: Epochs) -> None:
         ],
         columns=list(HISTORY_COLUMNS),
     )
-    _write_csv_atomic(
-        pd.concat([hist, new], ignore_index=True) if len(hist) else new, run_dir / "history.csv"
-    )
-    trials = load_trials(run_dir)
-    trials = trials[trials["trial_id"] != row.trial_id]
+    replace_rows(run_dir / "history.csv", load_history(run_dir), new, value=row.trial_id)
     added = pd.DataFrame([row.record()], columns=list(TRIAL_COLUMNS))
-    _write_csv_atomic(
-        pd.concat([trials, added], ignore_index=True) if len(trials) else added,
-        run_dir / "trials.csv",
-    )
+    replace_rows(run_dir / "trials.csv", load_trials(run_dir), added, value=row.trial_id)
+
+
+def replace_rows(
+    path: Path, table: pd.DataFrame, new: pd.DataFrame, *, value: str, key: str = "trial_id"
+) -> None:
+    """Write ``table`` to ``path`` atomically, its rows whose ``key`` is ``value`` replaced by
+    ``new`` (a re-run's rows replace those of the run that was lost)."""
+    kept = table[table[key] != value]
+    _write_csv_atomic(pd.concat([kept, new], ignore_index=True) if len(kept) else new, path)
 
 
 def missing(value: Any) -> bool:
