@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from search.rundir import disk_usage_mb
+from search.trial.process import memory_mb
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,6 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 class Monitor:
     """Peak RSS of a process tree and peak disk of some folders, sampled in a thread."""
 
@@ -98,7 +89,7 @@ class Monitor:
             while i < len(pids):
                 pids += tree.get(pids[i], [])
                 i += 1
-            rss = [_rss_mb(p) for p in pids]
+            rss = [memory_mb("VmRSS", p) or 0.0 for p in pids]
             self.peak_tree_mb = max(self.peak_tree_mb, sum(rss))
             self.peak_process_mb = max(self.peak_process_mb, max(rss))
             if time.monotonic() - last_disk >= 1.0:

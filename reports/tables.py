@@ -9,7 +9,6 @@ import pandas as pd
 from reports.rundata import RunData
 from search.results import (
     BASELINE_ID,
-    EPOCH_COMPONENTS,
     baseline_score,
     best_trial,
     cost_summary,
@@ -160,10 +159,7 @@ def cost_rows(costs: pd.DataFrame, trials: pd.DataFrame) -> list[dict[str, Any]]
         return []
     parts = summary[summary["component"] != "fixed"]
     total = float(parts["total"].sum()) or 1.0
-    rows = [
-        {**r, "share": r["total"] / total, "epochs": r["component"] in EPOCH_COMPONENTS}
-        for r in summary.to_dict("records")
-    ]
+    rows = [{**r, "share": r["total"] / total} for r in summary.to_dict("records")]
     return sorted(rows, key=lambda r: (r["component"] != "fixed", -r["total"]))
 
 

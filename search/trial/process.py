@@ -46,13 +46,22 @@ def _protocol_stream() -> TextIO:
     return out
 
 
-def _read_peak_rss_mb() -> float:
+def memory_mb(name: str, pid: int | str = "self") -> float | None:
+    """A process's memory figure from ``/proc/PID/status`` (``VmRSS``, ``VmHWM``: the peak)
+    in MB; None where there is no such file (not Linux, a process that has ended)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{name}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
+    return None
+
+
+def _read_peak_rss_mb() -> float:
+    peak = memory_mb("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -158,13 +167,8 @@ class TrialTiming:
 
 class TrialProcess:
     def __init__(self, setup: Setup, out: TextIO) -> None:
-        t0 = time.perf_counter()
-        import keras  # noqa: F401  (timed here: the largest part of a process's start)
-        import tensorflow  # noqa: F401
-
         from data_pipeline.pipeline import prepare
 
-        self.import_seconds = time.perf_counter() - t0
         config = setup.config
         self.options = config.options
         self.out = out
@@ -404,7 +408,6 @@ def main() -> int:
             replicas=process.replicas,
             global_batch=process.batch_size,
             gpus=_visible_gpus(),
-            import_seconds=process.import_seconds,
             data_seconds=process.data_seconds,
         )
     )

@@ -66,7 +66,6 @@ class Ready:
     replicas: int
     global_batch: int
     gpus: int
-    import_seconds: float = 0.0  # importing TensorFlow and Keras
     data_seconds: float = 0.0  # mapping the image cache and building the datasets
 
 
