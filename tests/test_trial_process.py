@@ -191,19 +191,25 @@ def test_a_missing_parent_checkpoint_fails_the_trial_clearly(tmp_path: Path) -> 
     assert row["status"] == "failed" and row["parent_id"] == "0001"
 
 
-FAKE_PROCESS = """
-import os, sys
+def fake_process(start_s: float = 0.0, train_s: float = 0.0) -> tuple[str, ...]:
+    """The command of a stand-in trial process that takes ``start_s`` to start and ``train_s``
+    per training, answering each ``Train`` with a ``Done`` that carries its pid in ``params``."""
+    script = f"""
+import os, sys, time
 from search.trial import protocol
 sys.stdin.readline()
+time.sleep({start_s})
 print(protocol.encode(protocol.Ready(os.getpid(), "float32", False, 1, 4, 0)), end="", flush=True)
 for line in sys.stdin:
     msg = protocol.decode(line)
     if isinstance(msg, protocol.Exit):
         break
+    time.sleep({train_s})
     print(protocol.encode(protocol.Done(msg.trial_id, "completed", val_accuracy=0.5,
                                         best_epoch=1, epochs=1, params=os.getpid())),
           end="", flush=True)
 """
+    return (sys.executable, "-c", script)
 
 
 def test_the_client_replaces_its_process_every_n_trainings(
@@ -214,7 +220,7 @@ def test_the_client_replaces_its_process_every_n_trainings(
         setup.config,
         tmp_path / "log",
         trials_per_process=2,
-        command=(sys.executable, "-c", FAKE_PROCESS),
+        command=fake_process(),
     )
     try:
         pids = []
@@ -227,23 +233,6 @@ def test_the_client_replaces_its_process_every_n_trainings(
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
 
 
-SLOW_FAKE_PROCESS = """
-import os, sys, time
-from search.trial import protocol
-sys.stdin.readline()
-time.sleep(0.6)  # a trial process takes seconds to start (imports, data mapping)
-print(protocol.encode(protocol.Ready(os.getpid(), "float32", False, 1, 4, 0)), end="", flush=True)
-for line in sys.stdin:
-    msg = protocol.decode(line)
-    if isinstance(msg, protocol.Exit):
-        break
-    time.sleep(2.5)  # training: time enough for the next process to start, also on a busy machine
-    print(protocol.encode(protocol.Done(msg.trial_id, "completed", val_accuracy=0.5,
-                                        best_epoch=1, epochs=1, params=os.getpid())),
-          end="", flush=True)
-"""
-
-
 @pytest.mark.parametrize("prestart", [True, False])
 def test_the_next_process_starts_while_the_last_trial_of_the_current_one_trains(
     setup: protocol.Setup, tmp_path: Path, prestart: bool
@@ -253,7 +242,9 @@ def test_the_next_process_starts_while_the_last_trial_of_the_current_one_trains(
         setup.config,
         tmp_path / "log",
         trials_per_process=1,
-        command=(sys.executable, "-c", SLOW_FAKE_PROCESS),
+        # seconds to start (imports, data mapping); a training long enough for the next
+        # process to start, also on a busy machine
+        command=fake_process(start_s=0.6, train_s=2.5),
         prestart=prestart,
     )
     try:
