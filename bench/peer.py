@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -303,25 +303,13 @@ def run_ours(s: Settings, work: Path, i: int) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------- report
 def _settings_args(s: Settings) -> list[str]:
-    args = [
-        "--data-dir",
-        str(s.data_dir),
-        "--trials",
-        str(s.trials),
-        "--image-size",
-        str(s.image_size),
-        "--width",
-        str(s.width),
-        "--batch-size",
-        str(s.batch_size),
-        "--max-epochs",
-        str(s.max_epochs),
-        "--factor",
-        str(s.factor),
-        "--seed",
-        str(s.seed),
-    ]
-    return args + (["--subset", str(s.subset)] if s.subset else [])
+    """The settings as command-line flags, which both ``search.run`` and this module take."""
+    args: list[str] = []
+    for f in fields(s):
+        value = getattr(s, f.name)
+        if value is not None:
+            args += [f"--{f.name.replace('_', '-')}", str(value)]
+    return args
 
 
 def same_trials(stock: list[dict[str, Any]], ours: list[dict[str, Any]]) -> int:
@@ -383,17 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write the measurements here as JSON")
     p.add_argument("--_stock", nargs=3, type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    s = Settings(
-        data_dir=args.data_dir.resolve(),
-        trials=args.trials,
-        image_size=args.image_size,
-        width=args.width,
-        batch_size=args.batch_size,
-        max_epochs=args.max_epochs,
-        factor=args.factor,
-        seed=args.seed,
-        subset=args.subset or None,
-    )
+    s = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})
+    s = replace(s, data_dir=s.data_dir.resolve(), subset=s.subset or None)
     if args._stock:
         stock_search(s, *args._stock)
         return 0
