@@ -10,7 +10,7 @@ from search.engines import EngineSettings, TrialOutcome, make_engine
 from search.engines import kt_adapter as kta
 from search.engines.keras_tuner import HyperbandEngine, KerasTunerEngine
 from search.engines.optuna_tpe import OptunaEngine
-from search.space import DEFAULT_SPACE
+from search.space import DEFAULT_SPACE, searched
 
 
 def _dead_pid() -> int:
@@ -90,6 +90,48 @@ def test_optuna_requeues_a_trial_left_running(tmp_path: Path) -> None:
     retried = again.next_trial()
     assert retried.values == pytest.approx(b.values)
     assert retried.trial_id != b.trial_id
+
+
+def test_optuna_fails_a_trial_whose_process_died_before_claiming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna
+
+    from search.engines import optuna_tpe
+
+    first = make_engine("optuna", DEFAULT_SPACE, _settings(tmp_path, 2, 3))
+    assert isinstance(first, OptunaEngine)
+    orphan = first.study.ask()  # asked, then killed before naming its process
+    again = make_engine("optuna", DEFAULT_SPACE, _settings(tmp_path, 2, 3))
+    assert isinstance(again, OptunaEngine)
+    assert again.in_flight({}) == 1  # just asked: its process may still claim it
+    monkeypatch.setattr(optuna_tpe, "CLAIM_S", 0.0)
+    assert again.in_flight({}) == 0  # never claimed: dead, so the search does not wait forever
+    state = again.study.trials[orphan.number].state
+    assert state == optuna.trial.TrialState.FAIL
+
+
+def test_an_optuna_trial_names_its_process_only_with_all_its_values(tmp_path: Path) -> None:
+    engine = make_engine("optuna", DEFAULT_SPACE, _settings(tmp_path, 2, 3))
+    assert isinstance(engine, OptunaEngine)
+    seen: list[tuple[str, int]] = []
+    real = engine.study.ask
+
+    def ask(*args, **kwargs):
+        trial = real(*args, **kwargs)
+        claim = trial.set_user_attr
+
+        def set_user_attr(key, value):
+            seen.append((key, len(engine.study.trials[trial.number].params)))
+            claim(key, value)
+
+        trial.set_user_attr = set_user_attr
+        return trial
+
+    engine.study.ask = ask
+    engine.next_trial()
+    opened = len(searched(DEFAULT_SPACE))
+    assert ("pid", opened) in seen
 
 
 @pytest.mark.parametrize("kind", ["hyperband", "random", "bayesian", "optuna"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import threading
 from pathlib import Path
@@ -33,6 +34,27 @@ def _connect(make: Any, url: str) -> Any:
             "runs and is reachable, the database exists, and the password is in $PGPASSWORD "
             "(pip install -e '.[postgres]' provides the driver)."
         ) from None
+
+
+CLAIM_S = 60  # a trial is claimed by its process within milliseconds of being asked
+
+
+def _unclaimed(trial: Any) -> bool:
+    """Whether a running trial's process died between asking for it and claiming it."""
+    started = trial.datetime_start
+    return (
+        "pid" not in trial.user_attrs
+        and started is not None
+        and (datetime.datetime.now() - started).total_seconds() > CLAIM_S
+    )
+
+
+def _dead(trial: Any) -> bool:
+    """Whether a running trial's process (on this host) is gone."""
+    from search.storage import process_alive
+
+    host, pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
+    return _unclaimed(trial) or not process_alive(host, pid)
 
 
 class OptunaEngine(SearchEngine):
@@ -86,8 +108,6 @@ class OptunaEngine(SearchEngine):
         """Tell trials that were recorded but never told; fail and requeue dead ones."""
         import optuna
 
-        from search.storage import process_alive
-
         running = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         for t in running:
             trial_id = f"{t.number:04d}"
@@ -96,9 +116,7 @@ class OptunaEngine(SearchEngine):
             if trial_id in recorded:
                 with contextlib.suppress(RuntimeError, ValueError):
                     self._tell(t.number, recorded[trial_id])
-            elif not isinstance(self.storage, optuna.storages.RDBStorage) and not process_alive(
-                t.user_attrs.get("host"), t.user_attrs.get("pid")
-            ):
+            elif not isinstance(self.storage, optuna.storages.RDBStorage) and _dead(t):
                 with contextlib.suppress(RuntimeError, ValueError):
                     self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
                     self.study.enqueue_trial(t.params, skip_if_exists=False)
@@ -117,9 +135,11 @@ class OptunaEngine(SearchEngine):
         from search.storage import this_host
 
         trial = self.study.ask()
+        values = suggest_optuna(trial, self.space)
+        # Claimed after its values are drawn: a trial that names its process has all of
+        # them, so a retry after that process dies repeats the trial as it was.
         trial.set_user_attr("host", this_host())
         trial.set_user_attr("pid", os.getpid())
-        values = suggest_optuna(trial, self.space)
         trial_id = f"{trial.number:04d}"
         self._running[trial_id] = trial
         if hasattr(self.storage, "record_heartbeat"):
