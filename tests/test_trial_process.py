@@ -19,7 +19,7 @@ from search.rundir import RunConfig
 from search.space import DEFAULT_SPACE
 from search.trial import protocol
 from search.trial.client import TrialProcessClient
-from search.trial.process import TrialProcess
+from search.trial.process import TrialProcess, compile_for_training
 from tests.conftest import make_blog_layout
 
 PARAMS = AlexNetParams(image_size=67, width=0.125, dense_units=8, learning_rate=1e-3)
@@ -123,6 +123,31 @@ def test_a_training_reports_where_its_time_went(setup: protocol.Setup) -> None:
     # the checkpoint, written off the training thread, is complete when Done is reported
     with np.load(rundir.checkpoint_path(Path(setup.run_dir), "timed")) as saved:
         assert len(saved.files) > 0
+
+
+def test_a_trials_training_step_is_traced_once() -> None:
+    import keras
+
+    from models.alexnet import build_alexnet
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (8, 67, 67, 3), dtype=np.uint8)
+    y = rng.integers(0, 2, 8).astype(np.int32)
+    keras.utils.set_random_seed(1)
+    model = build_alexnet(PARAMS)
+    compile_for_training(model, PARAMS, jit_compile=False)
+    traced = 0
+    step = model.train_step
+
+    def counting_step(data):  # runs in Python once per tracing, never per batch
+        nonlocal traced
+        traced += 1
+        return step(data)
+
+    model.train_step = counting_step
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    keras.backend.clear_session()
+    assert traced == 1  # twice if the first step had to create the optimizer's variables
 
 
 def test_a_promoted_trial_starts_from_its_parents_weights(

@@ -10,6 +10,7 @@ libraries print goes to stderr, which the search keeps in ``RUN_DIR/logs``).
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import math
 import os
@@ -116,6 +117,17 @@ def make_strategy(name: str) -> tuple[Any, int]:
             devices=devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
         )
     return strategy, int(strategy.num_replicas_in_sync)
+
+
+def compile_for_training(model: Any, params: Any, *, jit_compile: Any) -> None:
+    """``compile_alexnet``, with the optimizer's variables made now rather than inside the
+    first training step: a ``tf.function`` that creates variables is traced twice, which
+    cost 0.4 s per trial here. The training is the same to the bit (its variables start at 0).
+    """
+    from models.alexnet import compile_alexnet
+
+    compile_alexnet(model, params, jit_compile=jit_compile)
+    model.optimizer.build(model.trainable_variables)
 
 
 class TrialTiming:
@@ -227,7 +239,7 @@ class TrialProcess:
     def trial(self, msg: Train) -> None:
         import keras
 
-        from models.alexnet import build_alexnet, compile_alexnet
+        from models.alexnet import build_alexnet
         from models.checkpoint import CheckpointWriter, load_weights
 
         trial_id = msg.trial_id
@@ -312,7 +324,7 @@ class TrialProcess:
                     with timing.add("warm_start"):
                         load_weights(model, Path(msg.warm_start))
                 with timing.add("compile"):
-                    compile_alexnet(model, params, jit_compile=self.jit)
+                    compile_for_training(model, params, jit_compile=self.jit)
             train = self.train
             if msg.shuffle_seed is not None:  # a confirmation run: its own data order
                 train = self.data.datasets(
@@ -400,6 +412,11 @@ def main() -> int:
     except Exception as exc:
         out.write(encode(Failure(f"{type(exc).__name__}: {exc}")))
         return 1
+    # What exists now (the libraries, the images) lives as long as the process: kept out of
+    # every later garbage collection, so the one in clear_session at the end of each trial
+    # looks at that trial's objects only (0.22 s -> 0.02 s per trial).
+    gc.collect()
+    gc.freeze()
     process.emit(
         Ready(
             pid=os.getpid(),
