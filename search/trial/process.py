@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from search.rundir import disk_usage_mb
 from search.trial.protocol import (
@@ -36,6 +36,9 @@ from search.trial.protocol import (
     decode,
     encode,
 )
+
+if TYPE_CHECKING:
+    from models.alexnet import AlexNetParams
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -119,7 +122,7 @@ def make_strategy(name: str) -> tuple[Any, int]:
     return strategy, int(strategy.num_replicas_in_sync)
 
 
-def compile_for_training(model: Any, params: Any, *, jit_compile: Any) -> None:
+def compile_for_training(model: Any, params: AlexNetParams, *, jit_compile: Any) -> None:
     """``compile_alexnet``, with the optimizer's variables made now rather than inside the
     first training step: a ``tf.function`` that creates variables is traced twice, which
     cost 0.4 s per trial here. The training is the same to the bit (its variables start at 0).
