@@ -209,12 +209,12 @@ class TrialProcess:
         import keras
         import numpy as np
 
-        from models.alexnet import build_alexnet, compile_alexnet
+        from models.alexnet import build_alexnet
 
         params = msg.params
         with self.scope():
             model = build_alexnet(params)
-            compile_alexnet(model, params, jit_compile=self.jit)
+            compile_for_training(model, params, jit_compile=self.jit)
         x, y = next(iter(self.train))
         model.train_on_batch(x, y)  # tracing and compilation, not timed
         steps = max(1, msg.steps)
