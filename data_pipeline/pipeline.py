@@ -146,6 +146,19 @@ class PreparedData:
             ),
         )
 
+    def training_dataset(
+        self, splits: tuple[str, ...], batch_size: int, *, augment: bool = False, seed: int
+    ):
+        """Shuffled batches of several splits together: the refit of the winner on train +
+        validation, once every choice is made."""
+        parts = [self.cached.split(s) for s in splits]
+        rows = np.concatenate([r for r, _ in parts])
+        labels = np.concatenate([y for _, y in parts])
+        images = _as_tensor(self.cached.images)
+        return make_dataset(
+            images, rows, labels, batch_size, shuffle=True, augment=augment, seed=seed
+        )
+
     def evaluation_dataset(self, split: str, batch_size: int):
         """One split in file order, unshuffled and unaugmented: for scoring a trained model."""
         rows, labels = self.cached.split(split)

@@ -602,24 +602,31 @@ class ConfirmInfo(NamedTuple):
 
 
 def confirm_info(confirm: pd.DataFrame, n_validation: int, n_test: int) -> ConfirmInfo:
+    """Per stage and candidate; the refit has no validation score (it trained on those
+    images) and selection runs no test score (they never read it)."""
     done = confirm[confirm["status"] == "completed"]
+    if "stage" not in done:
+        done = done.assign(stage="judge")
     names: list[str] = []
     search_val: list[float | None] = []
     seeds: dict[str, dict[str, list[float]]] = {}
-    order = sorted(set(done["candidate"]), key=lambda c: (c == BASELINE_ID, c))
-    for cand in order:
-        rows = done[done["candidate"] == cand].sort_values("seed_index")
-        label = (
-            "baseline (blog)"
-            if cand == BASELINE_ID
-            else f"{cand} (trial {rows['trial_id'].iloc[0]})"
-        )
-        names.append(label)
-        search_val.append(_num(rows["search_val_accuracy"].iloc[0]))
-        seeds[label] = {
-            "val": [float(v) for v in rows["val_accuracy"]],
-            "test": [float(v) for v in rows["test_accuracy"]],
-        }
+    for stage in ("select", "judge", "refit"):
+        part = done[done["stage"].fillna("judge") == stage]
+        order = sorted(set(part["candidate"]), key=lambda c: (c == BASELINE_ID, c))
+        for cand in order:
+            rows = part[part["candidate"] == cand].sort_values("seed_index")
+            who = (
+                "baseline (blog)"
+                if cand == BASELINE_ID
+                else f"{cand} (trial {rows['trial_id'].iloc[0]})"
+            )
+            label = f"{stage}: {who}"
+            names.append(label)
+            search_val.append(_num(rows["search_val_accuracy"].iloc[0]))
+            seeds[label] = {
+                kind: [float(v) for v in pd.to_numeric(rows[col], errors="coerce").dropna()]
+                for kind, col in (("val", "val_accuracy"), ("test", "test_accuracy"))
+            }
     return ConfirmInfo(names, search_val, seeds, n_validation, n_test)
 
 
@@ -627,7 +634,7 @@ def confirm_plot(info: ConfirmInfo) -> go.Figure:
     fig = go.Figure()
     kinds = (
         ("search", "selected in the search (validation, optimistic)", "#7f7f7f", "diamond"),
-        ("val", "confirmation seeds: validation", "#1f77b4", "circle"),
+        ("val", "each seed's best epoch on validation (selected)", "#1f77b4", "circle"),
         ("test", "confirmation seeds: test (untouched)", "#2ca02c", "square"),
     )
     for offset, (kind, name, color, symbol) in zip((-0.2, 0.0, 0.2), kinds, strict=True):
@@ -647,7 +654,8 @@ def confirm_plot(info: ConfirmInfo) -> go.Figure:
                 mode="markers",
                 name=name,
                 marker={"color": color, "symbol": symbol, "size": 9},
-                error_y=error_bars(ys, n),
+                # best-epoch validation scores are selected: no interval is drawn for them
+                error_y=error_bars(ys, n) if kind == "test" else None,
                 text=text,
                 hovertemplate="%{text}<br>accuracy %{y:.4f}<extra></extra>",
             )
@@ -658,7 +666,7 @@ def confirm_plot(info: ConfirmInfo) -> go.Figure:
         ticktext=[esc(c) for c in info.candidates],
     )
     fig.update_layout(
-        title="Confirmation: each candidate retrained with new seeds (bars: 95% interval)",
+        title="Evidence: selection and judge runs with new seeds (bars: test 95% interval)",
         yaxis_title="accuracy",
     )
     return fig

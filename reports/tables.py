@@ -103,50 +103,66 @@ def _ci(accuracy: float | None, n: int) -> tuple[float, float] | None:
     return accuracy_ci(accuracy, n) if accuracy is not None and n > 0 else None
 
 
+STAGE_TITLES = {
+    "select": "selection (validation only)",
+    "judge": "judge (fresh seeds, test)",
+    "refit": "refit (train + validation, test)",
+}
+
+
 def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[dict[str, Any]]:
-    """One row per confirmation run, grouped by candidate, then each candidate's mean."""
+    """One row per evidence run, by stage (select, judge, refit) and candidate, then each
+    candidate's mean. Validation scores are best epochs (selected): shown without an interval;
+    test scores carry theirs."""
     rows: list[dict[str, Any]] = []
-    order = sorted(set(confirm["candidate"]), key=lambda c: (c == BASELINE_ID, c))
-    for cand in order:
-        runs = confirm[confirm["candidate"] == cand].sort_values("seed_index")
-        for r in runs.to_dict("records"):
-            val, test = _num(r.get("val_accuracy")), _num(r.get("test_accuracy"))
-            rows.append(
-                {
-                    "candidate": str(cand),
-                    "trial_id": str(r["trial_id"]),
-                    "seed": int(r["seed_index"]),
-                    "status": str(r["status"]),
-                    "search_val": _num(r.get("search_val_accuracy")),
-                    "val": val,
-                    "val_ci": _ci(val, n_validation),
-                    "test": test,
-                    "test_ci": _ci(test, n_test),
-                    "best_epoch": _cell(r.get("best_epoch")),
-                    "seconds": _cell(r.get("seconds")),
-                    "error": _cell(r.get("error")),
-                    "mean": False,
-                }
-            )
-        done = runs[runs["status"] == "completed"]
-        if len(done):
-            rows.append(
-                {
-                    "candidate": str(cand),
-                    "trial_id": str(runs["trial_id"].iloc[0]),
-                    "seed": f"mean of {len(done)}",
-                    "status": "",
-                    "search_val": _num(runs["search_val_accuracy"].iloc[0]),
-                    "val": float(done["val_accuracy"].mean()),
-                    "val_ci": None,
-                    "test": float(done["test_accuracy"].mean()),
-                    "test_ci": None,
-                    "best_epoch": "",
-                    "seconds": float(done["seconds"].sum()),
-                    "error": "",
-                    "mean": True,
-                }
-            )
+    stages = confirm["stage"].fillna("judge").astype(str) if "stage" in confirm else None
+    frame = confirm.assign(stage=stages if stages is not None else "judge")
+    for stage in ("select", "judge", "refit"):
+        part = frame[frame["stage"] == stage]
+        order = sorted(set(part["candidate"]), key=lambda c: (c == BASELINE_ID, c))
+        for cand in order:
+            runs = part[part["candidate"] == cand].sort_values("seed_index")
+            for r in runs.to_dict("records"):
+                test = _num(r.get("test_accuracy"))
+                rows.append(
+                    {
+                        "stage": STAGE_TITLES[stage],
+                        "candidate": str(cand),
+                        "trial_id": str(r["trial_id"]),
+                        "seed": int(r["seed_index"]) if stage != "refit" else "-",
+                        "status": str(r["status"]),
+                        "search_val": _num(r.get("search_val_accuracy")),
+                        "val": _num(r.get("val_accuracy")),
+                        "at_chance": str(r.get("at_chance")) in ("True", "true", "1"),
+                        "test": test,
+                        "test_ci": _ci(test, n_test),
+                        "best_epoch": _cell(r.get("best_epoch")),
+                        "seconds": _cell(r.get("seconds")),
+                        "error": _cell(r.get("error")),
+                        "mean": False,
+                    }
+                )
+            done = runs[runs["status"] == "completed"]
+            if len(done) > 1:
+                tests = pd.to_numeric(done["test_accuracy"], errors="coerce").dropna()
+                rows.append(
+                    {
+                        "stage": STAGE_TITLES[stage],
+                        "candidate": str(cand),
+                        "trial_id": str(runs["trial_id"].iloc[0]),
+                        "seed": f"mean of {len(done)}",
+                        "status": "",
+                        "search_val": _num(runs["search_val_accuracy"].iloc[0]),
+                        "val": float(pd.to_numeric(done["val_accuracy"]).mean()),
+                        "at_chance": False,
+                        "test": float(tests.mean()) if len(tests) else None,
+                        "test_ci": None,
+                        "best_epoch": "",
+                        "seconds": float(done["seconds"].sum()),
+                        "error": "",
+                        "mean": True,
+                    }
+                )
     return rows
 
 

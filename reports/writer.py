@@ -35,6 +35,7 @@ from reports.tables import (
 from search.results import TRIAL_COLUMNS, baseline_score, best_trial, search_trials
 from search.rundir import RunDirError, format_seconds, now_iso
 from search.space import to_toml
+from search.stats import SELECTED_NOTE
 
 # the user-facing columns of trials.csv, in its order, with the interval beside the score
 _SHOWN = list(TRIAL_COLUMNS[: TRIAL_COLUMNS.index("error") + 1])
@@ -165,6 +166,7 @@ def render_report(
             rows=results_rows(run.trials, run.space, summary.n_validation),
             space_toml=to_toml(run.space),
             confirm_rows=confirm_rows(run.confirm, summary.n_validation, summary.n_test),
+            selected_note=SELECTED_NOTE,
             cost_rows=cost_rows(run.costs, run.trials),
             columns=COLUMNS,
             figures=blocks,

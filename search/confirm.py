@@ -1,20 +1,30 @@
-"""The confirmation phase: the search's best configurations and the baseline, trained again.
+"""The evidence phase: the search's best configurations chosen again over seeds, then judged.
 
 The search's best validation score is optimistic: it is the best of many noisy scores, and the
-same validation images chose the trial, its epoch and its promotions (the winner's curse).
-So after the search the top ``--confirm-top`` configurations and the baseline are each trained
-from scratch with ``--confirm`` new seeds for the full budget, their best epoch chosen on
-validation, then scored once on the test set, which nothing before has read. The winner is the
-candidate with the best mean *validation* accuracy (never chosen on test); it is compared with
-the baseline on the same test images and seeds (``search.stats.paired_difference``).
+same validation images chose the trial, its epoch and its promotions (the winner's curse); a
+configuration can also win the search on one lucky seed and collapse on the next. So after the
+search, in two stages that never share a run:
 
-``confirm.csv`` has one row per finished run, written after its test predictions
-(``confirm/<run_id>.npy``, the predicted class of every test image in file order), so a run
-killed at any moment is either recorded whole or run again.
+1. **select** (when ``--confirm-top`` M > 1): the top M distinct configurations are each
+   trained from scratch with ``--confirm`` K selection seeds and scored on *validation only*.
+   The winner is the best by ``robust_score``: the mean validation accuracy over its seeds minus
+   its standard error, so a configuration with a collapsed seed loses to a steady one of
+   similar mean. With M = 1 the search's choice stands and this stage is skipped.
+2. **judge**: the winner and the baseline are trained with K *fresh* seeds (the same for both),
+   their best epoch chosen on validation, then scored once on the test set, which nothing
+   before has read: ``search.stats.paired_difference`` gives the verdict. No run that helped
+   choose the winner judges it.
+
+Then (``--refit trainval``, the default) the winner is trained once more on train +
+validation for the median best epoch of its judge runs, scored once on test, and that model is
+the one exported (``refit``). ``confirm.csv`` has one row per finished run, written after its
+test predictions (``confirm/<run_id>.npy``), so a run killed at any moment is either recorded
+whole or run again.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +37,7 @@ from search.results import (
     BASELINE_ID,
     best_trial,
     flatten,
+    load_trials,
     locked_results,
     number,
     ranked_trials,
@@ -34,10 +45,21 @@ from search.results import (
     replace_rows,
 )
 from search.space import DEFAULT_SPACE, PARAM_NAMES, values_of
-from search.stats import accuracy_ci, paired_difference, sentence
+from search.stats import (
+    DEFAULT_MARGIN,
+    accuracy_ci,
+    paired_difference,
+    sentence,
+    settle_hint,
+)
+
+SELECT, JUDGE, REFIT = "select", "judge", "refit"
+STAGES = (SELECT, JUDGE, REFIT)
+REFIT_MODES = ("trainval", "none")
 
 CONFIRM_COLUMNS = (
     "run_id",
+    "stage",
     "candidate",
     "trial_id",
     "seed_index",
@@ -46,6 +68,7 @@ CONFIRM_COLUMNS = (
     "search_val_accuracy",
     "val_accuracy",
     "best_epoch",
+    "at_chance",
     "test_accuracy",
     "n_validation",
     "n_test",
@@ -74,6 +97,7 @@ class Candidate:
 @dataclass(frozen=True)
 class ConfirmRow:
     run_id: str
+    stage: str  # select (validation only), judge (fresh seeds, scored on test) or refit
     candidate: str  # "baseline" or "top-1", "top-2", ...
     trial_id: str
     seed_index: int
@@ -82,6 +106,7 @@ class ConfirmRow:
     search_val_accuracy: float | None
     val_accuracy: float | None
     best_epoch: int | None
+    at_chance: bool  # its validation accuracy cannot be told from the commonest class's share
     test_accuracy: float | None
     n_validation: int
     n_test: int
@@ -116,6 +141,12 @@ def candidates(
     return out
 
 
+def run_candidates(run_dir: Path, options: dict[str, Any]) -> list[Candidate]:
+    """The search configurations a run's evidence phase confirms (its ``--confirm-top``)."""
+    top = int(options.get("confirm_top", 1))
+    return candidates(load_trials(Path(run_dir)), top=top, baseline=None)
+
+
 def params_of(row: Any) -> dict[str, Any]:
     """A results row's parameter values as plain Python (JSON-ready, comparable)."""
     return values_of(DEFAULT_SPACE, row)
@@ -139,14 +170,18 @@ def candidate_name(
     return name if name not in taken else f"{name}, trial {cand.trial_id}"
 
 
-def confirm_seed(seed: int, index: int) -> int:
-    """Seed ``index`` of the confirmation: the same for every candidate (the runs are paired by
-    seed), and unlike any search trial's seed."""
-    return (seed * 104_729 + zlib.crc32(f"confirm-{index}".encode())) % 2**31
+def confirm_seed(seed: int, index: int, stage: str = JUDGE) -> int:
+    """Seed ``index`` of a stage: the same for every candidate of the stage (runs are paired by
+    seed), unlike any search trial's seed, and the judge's unlike the selection's (fresh)."""
+    tag = f"confirm-{index}" if stage == JUDGE else f"{stage}-{index}"
+    return (seed * 104_729 + zlib.crc32(tag.encode())) % 2**31
 
 
-def run_id(cand: Candidate, index: int) -> str:
-    return f"confirm-{cand.trial_id}-s{index + 1}"
+def run_id(cand: Candidate, index: int, stage: str = JUDGE) -> str:
+    """``confirm-<trial>-s<k>`` (judge), ``select-<trial>-s<k>``, ``refit-<trial>``."""
+    if stage == REFIT:
+        return f"refit-{cand.trial_id}"
+    return f"{'confirm' if stage == JUDGE else stage}-{cand.trial_id}-s{index + 1}"
 
 
 def predictions_path(run_dir: Path, rid: str) -> Path:
@@ -157,7 +192,7 @@ def load_confirm(run_dir: Path) -> pd.DataFrame:
     table = read_table(
         Path(run_dir) / "confirm.csv",
         CONFIRM_COLUMNS,
-        {"run_id": str, "trial_id": str, "error": str},
+        {"run_id": str, "trial_id": str, "error": str, "stage": str},
     )
     return table[table["run_id"].notna()].reset_index(drop=True)
 
@@ -173,24 +208,105 @@ def finished_runs(table: pd.DataFrame) -> set[str]:
     return set(table.loc[table["status"] == "completed", "run_id"].astype(str))
 
 
-def best_runs(table: pd.DataFrame) -> pd.DataFrame:
-    """Each non-baseline candidate's finished run with the best validation accuracy (ties: the
-    earlier seed), indexed by candidate: the runs whose weights may still be exported."""
-    done = table[(table["status"] == "completed") & (table["candidate"] != BASELINE_ID)]
-    ordered = done.sort_values(["val_accuracy", "seed_index"], ascending=[False, True])
-    return ordered.drop_duplicates("candidate").set_index("candidate", drop=False)
+def _done(table: pd.DataFrame, stage: str) -> pd.DataFrame:
+    return table[(table["status"] == "completed") & (table["stage"] == stage)]
 
 
-def winner(table: pd.DataFrame) -> tuple[str, pd.Series] | None:
-    """The confirmed winner: the non-baseline candidate with the best mean validation accuracy
-    over its seeds (test is never used to choose), and its run with the best validation
-    accuracy, which is the one exported."""
-    done = table[(table["status"] == "completed") & (table["candidate"] != BASELINE_ID)]
-    if done.empty:
+def robust_score(scores: Any) -> float:
+    """How a configuration ranks in the selection: its mean validation accuracy over seeds
+    minus the standard error of that mean. A collapsed seed (0.75, 0.75, 0.52: mean 0.673)
+    costs it a standard error of 0.077, so it ranks below a steady configuration of the same
+    mean (0.68, 0.67, 0.67); between steady ones the mean decides."""
+    values = np.asarray(pd.to_numeric(pd.Series(scores), errors="coerce").dropna(), float)
+    if values.size == 0:
+        return -math.inf
+    if values.size == 1:
+        return float(values[0])
+    return float(values.mean() - values.std(ddof=1) / math.sqrt(values.size))
+
+
+def selection(table: pd.DataFrame, cands: list[Candidate]) -> pd.DataFrame:
+    """The selection stage per candidate, best first: seeds, mean and sd of the validation
+    accuracy, runs at chance, ``robust_score`` (ties: the better search rank)."""
+    done = _done(table, SELECT)
+    rows = []
+    for rank, cand in enumerate(c for c in cands if not c.is_baseline):
+        mine = done[done["trial_id"].astype(str) == cand.trial_id]
+        vals = pd.to_numeric(mine["val_accuracy"], errors="coerce").dropna()
+        rows.append(
+            {
+                "trial_id": cand.trial_id,
+                "search_rank": rank + 1,
+                "seeds": len(vals),
+                "val_mean": float(vals.mean()) if len(vals) else None,
+                "val_sd": float(vals.std(ddof=1)) if len(vals) > 1 else None,
+                "at_chance": int(mine["at_chance"].astype(str).isin(["True", "true", "1"]).sum()),
+                "score": robust_score(vals),
+                "search_val_accuracy": cand.search_val_accuracy,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return frame.sort_values(["score", "search_rank"], ascending=[False, True]).reset_index(
+        drop=True
+    )
+
+
+def choose_winner(table: pd.DataFrame, cands: list[Candidate]) -> Candidate | None:
+    """The configuration that goes to the judge: with one candidate, the search's choice; with
+    several, the best of the selection stage (None until one of its runs has finished)."""
+    search_cands = [c for c in cands if not c.is_baseline]
+    if len(search_cands) <= 1:
+        return search_cands[0] if search_cands else None
+    ranked = selection(table, search_cands)
+    ranked = ranked[ranked["seeds"] > 0]
+    if ranked.empty:
         return None
-    means = done.groupby("candidate")["val_accuracy"].mean()
-    best = sorted(means.index, key=lambda c: (-means[c], c))[0]
-    return best, best_runs(table).loc[best]
+    best = str(ranked["trial_id"].iloc[0])
+    return next(c for c in search_cands if c.trial_id == best)
+
+
+def judge_runs(table: pd.DataFrame, trial_id: str) -> pd.DataFrame:
+    done = _done(table, JUDGE)
+    return done[done["trial_id"].astype(str) == trial_id].sort_values("seed_index")
+
+
+def refit_epochs(table: pd.DataFrame, trial_id: str) -> int | None:
+    """The refit's epochs: the median best epoch of the winner's judge runs (the epochs that
+    validation chose for this configuration), rounded up; None before any has finished."""
+    epochs = pd.to_numeric(judge_runs(table, trial_id)["best_epoch"], errors="coerce").dropna()
+    return max(1, math.ceil(float(epochs.median()))) if len(epochs) else None
+
+
+def refit_run(table: pd.DataFrame, trial_id: str) -> pd.Series | None:
+    done = _done(table, REFIT)
+    mine = done[done["trial_id"].astype(str) == trial_id]
+    return mine.iloc[-1] if len(mine) else None
+
+
+def shipped_run(table: pd.DataFrame, trial_id: str, refit: str) -> pd.Series | None:
+    """The run whose weights are exported: the refit (unless ``--refit none`` or it has not
+    finished), else the winner's judge run with the best validation accuracy (ties: the
+    earlier seed)."""
+    if refit != "none":
+        row = refit_run(table, trial_id)
+        if row is not None:
+            return row
+    runs = judge_runs(table, trial_id)
+    if runs.empty:
+        return None
+    return runs.sort_values(["val_accuracy", "seed_index"], ascending=[False, True]).iloc[0]
+
+
+def keep_checkpoints(table: pd.DataFrame) -> set[str]:
+    """Runs whose weights may still be exported: every refit and each configuration's best
+    judge run (the winner can change when the search or the confirmation is extended)."""
+    keep = set(_done(table, REFIT)["run_id"].astype(str))
+    judged = _done(table, JUDGE)
+    judged = judged[judged["candidate"] != BASELINE_ID]
+    ordered = judged.sort_values(["val_accuracy", "seed_index"], ascending=[False, True])
+    return keep | set(ordered.drop_duplicates("trial_id")["run_id"].astype(str))
 
 
 def _correct(run_dir: Path, rid: str, labels: np.ndarray) -> np.ndarray:
@@ -202,28 +318,49 @@ def evidence(
     table: pd.DataFrame,
     test_labels: np.ndarray,
     export: dict[str, Any] | None,
+    *,
+    cands: list[Candidate],
+    refit: str = "trainval",
+    margin: float = DEFAULT_MARGIN,
 ) -> dict[str, Any]:
     """``summary.json``: the confirmed answer to "is the tuned AlexNet better than the blog's?"
 
-    Only seeds that finished for both the winner and the baseline enter the comparison (it is
-    paired by seed). Accuracies are fractions; ``delta_*`` are percentage points.
+    The verdict compares the winner's and the baseline's *judge* runs only, on the seeds that
+    finished for both (it is paired by seed). Accuracies are fractions; ``delta_*`` are
+    percentage points; ``verdict`` is one of ``search.stats.VERDICTS`` (or ``unconfirmed``).
     """
     n_test = len(test_labels)
-    out: dict[str, Any] = {"test_n": n_test, "confirmed": True}
-    pick = winner(table)
-    done = table[table["status"] == "completed"]
-    base = done[done["candidate"] == BASELINE_ID]
+    out: dict[str, Any] = {"test_n": n_test, "confirmed": True, "margin_points": margin}
+    search_cands = [c for c in cands if not c.is_baseline]
+    ranked = selection(table, search_cands) if len(search_cands) > 1 else pd.DataFrame()
+    out["selection"] = {
+        "stage": "select"
+        if len(search_cands) > 1
+        else "none (one candidate: the search's best stands)",
+        "rule": "mean validation accuracy over seeds minus its standard error",
+        "candidates": [_plain(r) for r in ranked.to_dict("records")],
+    }
+    pick = choose_winner(table, cands)
+    out["at_chance_runs"] = sorted(
+        table.loc[table["at_chance"].astype(str).isin(["True", "true", "1"]), "run_id"].astype(str)
+    )
     if pick is None:
-        return {**out, "verdict": "unconfirmed", "reason": "no confirmation run finished"}
-    name, best_run = pick
-    win = done[done["candidate"] == name]
+        return {
+            **out,
+            "verdict": "inconclusive",
+            "sentence": "Inconclusive: no selection run finished, so no winner was chosen; "
+            "rerun the same command to continue.",
+        }
+    done = _done(table, JUDGE)
+    win = judge_runs(table, pick.trial_id)
+    base = done[done["candidate"] == BASELINE_ID]
     seeds = sorted(set(win["seed_index"]) & set(base["seed_index"]))
     out["confirm_seeds"] = len(seeds)
     out["winner"] = _side(win, seeds) | {
-        "candidate": name,
-        "trial_id": str(best_run["trial_id"]),
-        "params": params_of(best_run),
-        "search_val_accuracy": number(best_run["search_val_accuracy"]),
+        "candidate": str(win["candidate"].iloc[0]) if len(win) else None,
+        "trial_id": pick.trial_id,
+        "params": dict(pick.values),
+        "search_val_accuracy": pick.search_val_accuracy,
     }
     if len(base):
         out["baseline"] = _side(base, seeds) | {
@@ -233,11 +370,13 @@ def evidence(
         by_seed = lambda frame: frame.set_index("seed_index").loc[seeds, "run_id"]  # noqa: E731
         w = np.stack([_correct(run_dir, r, test_labels) for r in by_seed(win)])
         b = np.stack([_correct(run_dir, r, test_labels) for r in by_seed(base)])
-        diff = paired_difference(w, b)
+        diff = paired_difference(w, b, margin=margin)
         out |= {
             "delta_points": diff.points,
-            "delta_ci95": list(diff.ci95),
-            "verdict": diff.verdict if len(seeds) >= 2 else "indistinguishable",
+            "delta_ci95": list(diff.ci95) if diff.ci95 is not None else None,
+            "verdict": diff.verdict,
+            "seeds_needed": diff.seeds_needed,
+            "settle": settle_hint(diff) or None,
             "sentence": sentence(
                 n_test=n_test,
                 seeds=len(seeds),
@@ -246,17 +385,53 @@ def evidence(
                 diff=diff,
             ),
         }
-    else:
+    elif len(win) and not len(base):
         out |= {
             "delta_points": None,
             "delta_ci95": None,
             "verdict": "unconfirmed",
-            "sentence": "No baseline confirmation runs (--no-baseline or none finished): the "
+            "sentence": "No baseline judge runs (--no-baseline or none finished): the "
             "tuned model cannot be compared with the blog's.",
         }
+    else:
+        out |= {
+            "delta_points": None,
+            "delta_ci95": None,
+            "verdict": "inconclusive",
+            "sentence": "Inconclusive: the winner's and the baseline's judge runs did not "
+            "finish (time budget or failures); rerun the same command to complete them.",
+        }
+    out["shipped"] = shipped_summary(table, pick, refit)
     if export:
         out["exported"] = exported_summary(export)
     return out
+
+
+def shipped_summary(table: pd.DataFrame, pick: Candidate, refit: str) -> dict[str, Any]:
+    """Which model is shipped, on which images it was trained and how it was scored."""
+    row = shipped_run(table, pick.trial_id, refit)
+    if row is None:
+        return {"run_id": None, "what": "nothing yet: no judge or refit run finished"}
+    if str(row["stage"]) == REFIT:
+        return {
+            "run_id": str(row["run_id"]),
+            "what": "the winner refitted on train + validation",
+            "trained_on": ["train", "validation"],
+            "epochs": int(row["epochs"]),
+            "scored": "once on the test set, which no choice used",
+        }
+    return {
+        "run_id": str(row["run_id"]),
+        "what": "the winner's judge run with the best validation accuracy"
+        + (" (the refit has not finished)" if refit != "none" else " (--refit none)"),
+        "trained_on": ["train"],
+        "best_epoch": number(row["best_epoch"]),
+        "scored": "once on the test set; its epoch and this run were chosen on validation",
+    }
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: (number(v) if isinstance(v, float) else v) for k, v in record.items()}
 
 
 def exported_summary(export: dict[str, Any]) -> dict[str, Any]:
@@ -265,7 +440,10 @@ def exported_summary(export: dict[str, Any]) -> dict[str, Any]:
         "trial_id": export.get("source_trial"),
         "run_id": export.get("source_run"),
         "seed": export.get("source_seed"),
-        "val_accuracy": export.get("val_accuracy_in_memory"),
+        # a refitted model trained on the validation images: no validation score for it
+        "val_accuracy": None
+        if export.get("trained_on_validation")
+        else export.get("val_accuracy_in_memory"),
         "test_accuracy": acc,
         "test_ci95": list(accuracy_ci(acc, n)) if acc is not None and n else None,
     }
@@ -284,7 +462,8 @@ def unconfirmed(trials: pd.DataFrame, export: dict[str, Any] | None, n_test: int
         "delta_ci95": None,
         "sentence": "Unconfirmed (--confirm 0): the best trial's validation accuracy was "
         "selected on the same images that scored it, so its gain over the baseline is "
-        "optimistic; run with --confirm 3 for a verdict on the test set.",
+        "optimistic; rerun the same command with --confirm 3 for a verdict on the test set "
+        "(this run continues: nothing is trained twice).",
     }
     if best is not None:
         out["winner"] = {

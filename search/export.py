@@ -1,8 +1,9 @@
 """``python -m search.export RUN_DIR``: export the best model as a SavedModel, and prove it.
 
-The model is the confirmed winner's run with the best validation accuracy (``confirm.csv``), or,
-for a run without confirmation, the best search trial. Its checkpoint (the weights of its best
-validation epoch) is loaded into a fresh model, scored on the validation and test sets,
+The model is the confirmed winner's refit on train + validation (``confirm.csv``; with
+``--refit none`` or before the refit has finished, the winner's judge run with the best
+validation accuracy), or, for a run without confirmation, the best search trial. Its checkpoint
+is loaded into a fresh model, scored on the validation and test sets,
 exported to ``RUN_DIR/best_model/`` with two serving signatures (``search.serving``: ``serve``
 takes uint8 RGB images ``(None, S, S, 3)``, ``serve_bytes`` encoded image files), with its model
 card (``search.model_card``), and saved as ``RUN_DIR/best_model.keras``. A fresh process then
@@ -33,7 +34,15 @@ from data_pipeline.errors import DataError
 from data_pipeline.files import file_digest
 from data_pipeline.pipeline import PreparedData, prepare
 from search import results as res
-from search.confirm import evidence, load_confirm, params_of, winner
+from search.confirm import (
+    REFIT,
+    choose_winner,
+    evidence,
+    load_confirm,
+    params_of,
+    run_candidates,
+    shipped_run,
+)
 from search.model_card import build_card, write_card
 from search.quiet import import_tensorflow_quietly
 from search.rundir import (
@@ -94,18 +103,21 @@ def _write_predictions(path: Path, data: PreparedData, probs: np.ndarray) -> Non
     frame.to_csv(path, index=False)
 
 
-def _source(run_dir: Path) -> dict[str, Any]:
-    """What to export: the confirmed winner's best validation run, else the best trial."""
-    pick = winner(load_confirm(run_dir))
-    if pick is not None:
-        _, row = pick
+def _source(run_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """What to export: the confirmed winner's refit or best judge run, else the best trial."""
+    table = load_confirm(run_dir)
+    pick = choose_winner(table, run_candidates(run_dir, options)) if len(table) else None
+    row = shipped_run(table, pick.trial_id, options.get("refit", "none")) if pick else None
+    if row is not None:
+        refit = str(row["stage"]) == REFIT
         return {
-            "what": f"confirmation run {row['run_id']}",
+            "what": f"{'refit' if refit else 'confirmation'} run {row['run_id']}",
             "run_id": str(row["run_id"]),
             "trial_id": str(row["trial_id"]),
             "seed": int(row["seed"]),
             "values": params_of(row),
-            "val_accuracy": float(row["val_accuracy"]),
+            "val_accuracy": None if refit else float(row["val_accuracy"]),
+            "trained_on_validation": refit,
         }
     best = res.best_trial(res.load_trials(run_dir))
     if best is None:
@@ -117,6 +129,7 @@ def _source(run_dir: Path) -> dict[str, Any]:
         "seed": None,
         "values": params_of(best),
         "val_accuracy": float(best["val_accuracy"]),
+        "trained_on_validation": False,
     }
 
 
@@ -127,7 +140,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     from models.checkpoint import load_weights
 
     config, data = _data(run_dir)
-    source = _source(run_dir)
+    source = _source(run_dir, config.options)
     ckpt = checkpoint_path(run_dir, source["run_id"] or source["trial_id"])
     if not ckpt.exists():
         raise ExportError(f"the checkpoint of {source['what']} is missing ({ckpt}).")
@@ -194,6 +207,9 @@ def export_run(run_dir: Path) -> dict[str, Any]:
         "source_trial": trial_id,
         "source_run": source["run_id"],
         "source_seed": source["seed"],
+        # a refit trained on the validation images: its validation score below only checks
+        # the reload, it is no estimate of anything
+        "trained_on_validation": source["trained_on_validation"],
         "params": params.to_dict(),
         "val_accuracy_trial": source["val_accuracy"],
         "val_accuracy_in_memory": val_memory,
@@ -214,7 +230,19 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     }
     _, test_labels = data.cached.split("test")
     table = load_confirm(run_dir)
-    confirmed = evidence(run_dir, table, test_labels, None) if len(table) else None
+    confirmed = (
+        evidence(
+            run_dir,
+            table,
+            test_labels,
+            None,
+            cands=run_candidates(run_dir, config.options),
+            refit=config.options.get("refit", "none"),
+            margin=float(config.options.get("margin", 2.0)),
+        )
+        if len(table) and config.options.get("confirm")
+        else None
+    )
     card = build_card(config, record, confirmed=confirmed)
     write_card(out, card)
     files = [*sorted(p for p in out.rglob("*") if p.is_file()), keras_path]
@@ -347,10 +375,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     verdict = "passed" if record["equal"] else "FAILED"
     source = record["source_run"] or f"trial {record['source_trial']}"
+    trained = " (trained on: a reload check only)" if record["trained_on_validation"] else ""
     print(
         f"export check {verdict}: {source}; in memory / reloaded SavedModel: validation "
         f"{record['val_accuracy_in_memory']:.4f} / {record['val_accuracy_reloaded']:.4f} "
-        f"({record['n_validation']} images), test {record['test_accuracy_in_memory']:.4f} / "
+        f"({record['n_validation']} images{trained}), "
+        f"test {record['test_accuracy_in_memory']:.4f} / "
         f"{record['test_accuracy_reloaded']:.4f} ({record['n_test']} images); "
         f"{record['saved_model']}"
     )

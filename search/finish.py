@@ -17,17 +17,25 @@ from data_pipeline.pipeline import PreparedData
 from search import results as res
 from search import rundir
 from search.confirm import (
-    best_runs,
+    JUDGE,
+    REFIT,
+    SELECT,
+    Candidate,
     candidate_name,
     candidates,
+    choose_winner,
     evidence,
     finished_runs,
+    keep_checkpoints,
     load_confirm,
+    refit_epochs,
+    run_candidates,
     run_id,
+    selection,
     unconfirmed,
 )
 from search.loop import Budget
-from search.stats import format_accuracy
+from search.stats import format_selected
 from search.trial.runner import TrialRunner
 
 
@@ -46,39 +54,91 @@ def run_confirmation(
     max_epochs: int,
     baseline: dict[str, Any] | None,
     n_test: int,
+    refit: str = "trainval",
 ) -> None:
-    """Train the candidates again with new seeds and score them once on test.
+    """The evidence phase (``search.confirm``): select over seeds on validation, judge the
+    winner against the baseline with fresh seeds on test, refit the winner.
 
-    Seed-major order (every candidate's seed 1, then seed 2, ...): a run stopped by the time
-    budget still has complete pairs of seeds to compare. Runs already in ``confirm.csv`` are
-    not trained again.
+    Seed-major order in each stage (every candidate's seed 1, then seed 2, ...): a run stopped
+    by the time budget still has complete pairs of seeds. Runs already in ``confirm.csv`` are
+    not trained again, so a larger ``--confirm`` or ``--confirm-top`` continues.
     """
-    cands = candidates(res.load_trials(run_dir), top=top, baseline=baseline)
-    if not any(not c.is_baseline for c in cands):
+    cands = candidates(res.load_trials(run_dir), top=top, baseline=None)
+    if not cands:
         say("confirmation: no search trial has a score to confirm.")
         return
-    names = {c.trial_id: candidate_name(cands, c, load_confirm(run_dir)) for c in cands}
+    table = load_confirm(run_dir)
+    names = {c.trial_id: candidate_name(cands, c, table) for c in cands}
+
+    def train(stage: str, order: list[Candidate], what: str) -> bool:
+        for index in range(seeds):
+            for cand in order:
+                if run_id(cand, index, stage) in finished_runs(load_confirm(run_dir)):
+                    continue  # done before (also before the search or confirmation grew)
+                if not budget.fits(runner.est.trial_s(max_epochs), what):
+                    return False
+                name = BASELINE_NAME if cand.is_baseline else names[cand.trial_id]
+                runner.confirm(cand, name, index, n_test=n_test, stage=stage)
+                prune_confirm_checkpoints(run_dir)
+        return True
+
+    if len(cands) > 1:
+        say(
+            "selection: "
+            + ", ".join(f"{names[c.trial_id]} (trial {c.trial_id})" for c in cands)
+            + f"; {seeds} seeds each, {max_epochs} epochs, scored on validation only"
+        )
+        if not train(SELECT, cands, "the next selection run"):
+            return
+        for line in selection_lines(load_confirm(run_dir), cands, names):
+            say(line)
+    winner = choose_winner(load_confirm(run_dir), cands)
+    if winner is None:
+        say("selection: no run finished; no winner to judge.")
+        return
+    judged = [winner] + ([Candidate(BASELINE_NAME, dict(baseline), None)] if baseline else [])
     say(
-        "confirmation: "
-        + ", ".join(f"{names[c.trial_id]} (trial {c.trial_id})" for c in cands)
-        + f"; {seeds} seeds each, {max_epochs} epochs, then {n_test:,} test images"
+        f"judging: winner {names[winner.trial_id]} (trial {winner.trial_id})"
+        + (" and the baseline" if baseline else "")
+        + f", {seeds} fresh seeds each, {max_epochs} epochs, then {n_test:,} test images"
     )
-    for index in range(seeds):
-        for cand in cands:
-            if run_id(cand, index) in finished_runs(load_confirm(run_dir)):
-                continue  # confirmed before (also before the search was extended)
-            if not budget.fits(runner.est.trial_s(max_epochs), "the next confirmation run"):
-                return
-            runner.confirm(cand, names[cand.trial_id], index, n_test=n_test)
-            prune_confirm_checkpoints(run_dir)
+    if not train(JUDGE, judged, "the next judge run"):
+        return
+    if refit == "none":
+        return
+    table = load_confirm(run_dir)
+    epochs = refit_epochs(table, winner.trial_id)
+    if epochs is None or run_id(winner, 0, REFIT) in finished_runs(table):
+        return
+    if budget.fits(runner.est.trial_s(epochs), "the refit of the winner"):
+        runner.refit(winner, names[winner.trial_id], epochs=epochs, n_test=n_test)
+        prune_confirm_checkpoints(run_dir)
+
+
+BASELINE_NAME = res.BASELINE_ID
+
+
+def selection_lines(table: Any, cands: list[Candidate], names: dict[str, str]) -> list[str]:
+    """The selection's ranking, one line per candidate, the winner first."""
+    ranked = selection(table, cands)
+    lines = []
+    for i, row in enumerate(ranked.to_dict("records")):
+        sd = f" +- {row['val_sd']:.4f}" if row["val_sd"] is not None else ""
+        chance = f", {row['at_chance']} seed(s) AT CHANCE" if row["at_chance"] else ""
+        mean = "-" if row["val_mean"] is None else f"{row['val_mean']:.4f}"
+        lines.append(
+            f"  {'winner ' if i == 0 else '       '}{names[row['trial_id']]} (trial "
+            f"{row['trial_id']}): validation mean {mean}{sd} over {row['seeds']} seeds, "
+            f"score {row['score']:.4f} (mean - standard error){chance}"
+        )
+    return lines
 
 
 def prune_confirm_checkpoints(run_dir: Path) -> None:
-    """Keep the checkpoint of each candidate's best validation run (the export comes from
-    the winner's); the baseline's and every other run's weights are not needed."""
+    """Keep the refit's checkpoint and each configuration's best judge run's (the export comes
+    from the winner's); selection runs and the baseline's weights are not needed."""
     table = load_confirm(run_dir)
-    keep = set(best_runs(table)["run_id"].astype(str))
-    rundir.prune_checkpoints(run_dir, keep, set(table["run_id"].astype(str)))
+    rundir.prune_checkpoints(run_dir, keep_checkpoints(table), set(table["run_id"].astype(str)))
 
 
 def prune_search_checkpoints(run_dir: Path) -> None:
@@ -118,25 +178,33 @@ def best_trial_line(trials: Any, n_validation: int) -> str | None:
         return None
     base = res.baseline_score(trials)
     gain = (
-        f"; baseline {format_accuracy(base, n_validation)}, "
+        f"; baseline {format_selected(base, n_validation)}, "
         f"{100 * (best['val_accuracy'] - base):+.2f} points"
         if base is not None
         else ""
     )
     return (
         f"best search trial {best['trial_id']}: validation "
-        f"{format_accuracy(float(best['val_accuracy']), n_validation)}{gain} (selected on "
+        f"{format_selected(float(best['val_accuracy']), n_validation)}{gain} (* selected on "
         "validation, so optimistic)"
     )
 
 
-def write_summary(run_dir: Path, data: PreparedData, *, confirmed: bool) -> dict[str, Any]:
+def write_summary(run_dir: Path, data: PreparedData, options: dict[str, Any]) -> dict[str, Any]:
     """``summary.json``: the run's answer, confirmed on test or said to be unconfirmed."""
     _, test_labels = data.cached.split("test")
     export = rundir.read_json(run_dir / "export.json")
     table = load_confirm(run_dir)
-    if confirmed and len(table):
-        summary = evidence(run_dir, table, test_labels, export)
+    if options.get("confirm") and len(table):
+        summary = evidence(
+            run_dir,
+            table,
+            test_labels,
+            export,
+            cands=run_candidates(run_dir, options),
+            refit=options.get("refit", "none"),
+            margin=float(options.get("margin", 2.0)),
+        )
     else:
         summary = unconfirmed(res.load_trials(run_dir), export, len(test_labels))
     rundir.write_json_atomic(run_dir / "summary.json", summary)
@@ -144,12 +212,33 @@ def write_summary(run_dir: Path, data: PreparedData, *, confirmed: bool) -> dict
 
 
 def exported_line(summary: dict[str, Any]) -> str | None:
+    """The shipped model: which configuration, trained how, and its own test score."""
     exported = summary.get("exported")
     if not exported or exported.get("test_accuracy") is None:
         return None
     lo, hi = exported["test_ci95"]
     source = exported.get("run_id") or f"trial {exported['trial_id']}"
+    shipped = summary.get("shipped") or {}
+    same = shipped.get("what") and shipped.get("run_id") == exported.get("run_id")
+    how = f", {shipped['what']}" if same else ""
     return (
-        f"exported model ({source}): test accuracy {exported['test_accuracy']:.4f} "
-        f"(95% CI {lo:.3f}-{hi:.3f}, n={summary['test_n']:,})"
+        f"exported model ({source}{how}): test accuracy {exported['test_accuracy']:.4f} "
+        f"(95% CI {lo:.3f}-{hi:.3f}, n={summary['test_n']:,}, scored once)"
     )
+
+
+def winner_line(summary: dict[str, Any]) -> str | None:
+    """The winner named, with its parameters: what a user copies into their own code."""
+    win = summary.get("winner")
+    if not win or not win.get("params"):
+        return None
+    params = ", ".join(f"{k} {_short(v)}" for k, v in win["params"].items())
+    return f"winner: trial {win['trial_id']} ({params})"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:.2g}" if abs(value) < 0.01 and value else f"{value:.3g}"
+    return f"{value:,}" if isinstance(value, int) else str(value)

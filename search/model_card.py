@@ -81,10 +81,18 @@ def build_card(
             "verdict": confirmed.get("verdict"),
             "sentence": confirmed.get("sentence"),
         }
+    trained_on = ["train", "validation"] if record.get("trained_on_validation") else ["train"]
     return {
         "model": "AlexNet (alexnet-tuner), a Keras model exported as a TensorFlow SavedModel",
         "source": record.get("source_run") or f"trial {record['source_trial']}",
+        "shipped": (
+            "the winner refitted on train + validation once every choice was made; its "
+            "test accuracy is measured once, on images no choice used"
+            if record.get("trained_on_validation")
+            else "a training run on train, its epoch chosen on validation"
+        ),
         "trained_on": {
+            "splits": trained_on,
             "data": Path(str(config.data_config.data_dir)).name,
             "layout": config.data.get("layout"),
             "split_sizes": {s: config.split_size(s) for s in ("train", "validation", "test")},
@@ -120,6 +128,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         else "- **Unconfirmed**: the run did not retrain its winner and the baseline over seeds.\n"
     )
     sizes = ", ".join(f"{k} {v:,}" for k, v in card["trained_on"]["split_sizes"].items())
+    verdict += f"- **What was shipped**: {card.get('shipped', '')}.\n"
     params = ", ".join(f"{k}={v}" for k, v in card["parameters"].items())
     versions = ", ".join(f"{k} {v}" for k, v in card["versions"].items())
     agree = card.get("serve_bytes_agreement") or {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,9 +18,11 @@ from data_pipeline.discover import (
 from data_pipeline.errors import DataError
 from data_pipeline.pipeline import DataConfig
 from models.alexnet import AlexNetParams, validate
+from search.confirm import REFIT_MODES
 from search.engines import ENGINES
 from search.rundir import identity_hash
 from search.space import read_space_file
+from search.stats import DEFAULT_MARGIN
 from search.storage import mask_url, resolve_storage
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
@@ -78,7 +81,9 @@ class SearchOptions:
     val_fraction: float = DEFAULT_VAL_FRACTION
     test_fraction: float = DEFAULT_TEST_FRACTION
     confirm: int = 3  # seeds per confirmed candidate (0: no confirmation)
-    confirm_top: int = 1  # search configurations confirmed against the baseline
+    confirm_top: int = 3  # search configurations the selection stage retrains over seeds
+    refit: str = "trainval"  # the shipped model: the winner refitted on train + validation
+    margin: float = DEFAULT_MARGIN  # points: a difference inside it can be "equivalent"
     augment: bool = False
     space: Path | None = None
     baseline: bool = True
@@ -146,6 +151,15 @@ class SearchOptions:
             )
         if not 1 <= self.confirm_top <= 10:
             raise OptionError(f"--confirm-top must be from 1 to 10, but got {self.confirm_top}.")
+        if self.refit not in REFIT_MODES:
+            raise OptionError(
+                f"--refit must be one of {', '.join(REFIT_MODES)}, but got {self.refit!r}."
+            )
+        if not (math.isfinite(self.margin) and 0 < self.margin <= 50):
+            raise OptionError(
+                f"--margin must be a number of points in (0, 50], but got {self.margin}; "
+                f"{DEFAULT_MARGIN:g} is the default."
+            )
         try:
             check_fractions(self.val_fraction, self.test_fraction)
         except DataError as exc:
@@ -173,7 +187,9 @@ class SearchOptions:
 
     def identity(self) -> dict[str, Any]:
         """The settings that define a run: a run directory holds exactly one of these."""
-        keys = (  # not --trials: a larger --trials continues the same run (``rundir.EXTENDABLE``)
+        # not --trials, --confirm, --confirm-top: larger values continue the same run
+        # (``rundir.EXTENDABLE``); not --refit or --margin, which only change the ending
+        keys = (
             "engine",
             "max_epochs",
             "factor",
@@ -184,8 +200,6 @@ class SearchOptions:
             "seed",
             "val_fraction",
             "test_fraction",
-            "confirm",
-            "confirm_top",
             "augment",
             "baseline",
             "precision",
@@ -198,6 +212,7 @@ class SearchOptions:
             out["storage"] = mask_url(url) if url else "journal file in the run directory"
             out["study"] = self.study
         out["space"] = read_space_file(self.space) if self.space else None
+        out["evidence"] = "select-judge-refit"  # the protocol: older runs cannot be continued
         return out
 
     def resolved_data_dir(self) -> Path:

@@ -50,8 +50,13 @@ class Progress:
 
 
 def confirm_runs_total(o: SearchOptions) -> int:
-    """Runs of the confirmation phase: each candidate and the baseline, once per seed."""
-    return o.confirm * (o.confirm_top + (1 if o.baseline else 0)) if o.role == "chief" else 0
+    """Runs of the evidence phase: the selection (each of the top M once per seed, when M >
+    1), the judge (the winner and the baseline once per fresh seed) and the refit."""
+    if o.role != "chief" or o.confirm == 0:
+        return 0
+    select = o.confirm * o.confirm_top if o.confirm_top > 1 else 0
+    judge = o.confirm * (2 if o.baseline else 1)
+    return select + judge + (1 if o.refit != "none" else 0)
 
 
 def total_epochs(o: SearchOptions, engine: SearchEngine) -> int:
@@ -79,11 +84,21 @@ def confirm_line(o: SearchOptions, p: Progress) -> str:
             "confirmation: off (--confirm 0): the comparison with the baseline will be "
             "unconfirmed and selection-biased (validation chose and scored the winner)"
         )
-    who = f"the top {o.confirm_top}" if o.confirm_top > 1 else "the best"
     base = " and the baseline" if o.baseline else ""
+    select = (
+        f"the top {o.confirm_top} configurations x {o.confirm} seeds on validation choose the "
+        "winner; then "
+        if o.confirm_top > 1
+        else "the search's best is the winner; "
+    )
+    refit = (
+        "; the winner refitted on train + validation is exported"
+        if o.refit != "none"
+        else "; the winner's best judge run is exported (--refit none)"
+    )
     return (
-        f"confirmation: {who} configuration{base}, {o.confirm} new seeds each, "
-        f"{o.max_epochs} epochs, scored once on test ({p.confirm_runs_left} of "
+        f"confirmation: {select}the winner{base} x {o.confirm} fresh seeds, {o.max_epochs} "
+        f"epochs, scored once on test{refit} ({p.confirm_runs_left} of "
         f"{p.confirm_runs_total} runs to go)"
     )
 

@@ -19,10 +19,12 @@ from rich.console import Console
 
 from data_pipeline.discover import DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION
 from data_pipeline.errors import DataError
+from search.confirm import REFIT_MODES
 from search.engines import ENGINES
 from search.options import PRESETS, OptionError, SearchOptions, apply_preset, parse_duration
 from search.rundir import RunDirError
 from search.space import SpaceError
+from search.stats import DEFAULT_MARGIN
 from search.storage import StorageError
 
 
@@ -96,15 +98,33 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=3,
         metavar="K",
-        help="after the search, train the top configuration(s) and the baseline again with K "
-        "new seeds each and score them on test (default %(default)s; 0 skips it)",
+        help="seeds of the evidence phase: the top configurations are retrained with K seeds "
+        "to choose the winner on validation, then the winner and the baseline with K fresh "
+        "seeds, scored on test (default %(default)s; 0 skips it; a larger K continues a run)",
     )
     p.add_argument(
         "--confirm-top",
         type=int,
-        default=1,
+        default=3,
         metavar="M",
-        help="how many of the best search configurations to confirm (default %(default)s)",
+        help="how many of the search's best configurations compete over seeds for the win; 1 "
+        "keeps the search's best (default %(default)s; a larger M continues a run)",
+    )
+    p.add_argument(
+        "--refit",
+        choices=REFIT_MODES,
+        default="trainval",
+        help="trainval: ship the winner retrained on train + validation for the epochs its "
+        "judge runs chose, scored once on test; none: ship its best judge run (default "
+        "%(default)s)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        metavar="POINTS",
+        help="a difference whose whole 95%% interval lies within +-POINTS is 'equivalent' "
+        "(default %(default)s)",
     )
     p.add_argument("--augment", action="store_true", help="random flips and crops in training")
     p.add_argument("--space", type=Path, default=None, help="TOML file overriding the space")

@@ -198,8 +198,9 @@ def locked(run_dir: Path) -> Iterator[None]:
         ) from None
 
 
-EXTENDABLE = frozenset({"trials"})
-"""Settings a run directory may be given again with another value: more trials extend it."""
+EXTENDABLE = frozenset({"trials", "confirm", "confirm_top"})
+"""Settings a run directory may be given again with a larger value: more trials, seeds or
+confirmed configurations extend it (``confirm``, ``confirm_top`` were in older identities)."""
 
 
 def check_identity(run_dir: Path, identity: dict[str, Any]) -> bool:

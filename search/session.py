@@ -39,6 +39,12 @@ from search.trial.protocol import Failure, Ready, WarmupDone
 from search.trial.runner import TrialRunner
 
 
+def _commonest_share(data: PreparedData, split: str) -> float:
+    """What always answering the commonest class scores on ``split``: chance, for this data."""
+    counts = data.counts()[split]
+    return max(counts.values()) / sum(counts.values()) if counts else 0.5
+
+
 class SearchFailed(RuntimeError):
     """The search cannot go on (the model cannot be trained at all): exit code 1."""
 
@@ -146,6 +152,7 @@ class Search:
                 overall,
                 est,
                 n_validation=data.split_size("validation"),
+                chance=_commonest_share(data, "validation"),
             )
             if self.chief and o.baseline and not progress_now.baseline_done:
                 after = f" after {progress_now.trials_done} of {o.trials} trials"
@@ -205,6 +212,7 @@ class Search:
                     max_epochs=o.max_epochs,
                     baseline=baseline_values(self.space) if o.baseline else None,
                     n_test=data.split_size("test"),
+                    refit=o.refit,
                 )
         process.close()
         if not self.chief:
@@ -234,16 +242,19 @@ class Search:
             sys.stderr.write(export.stderr[-4000:])
         if not export.ok:
             self.say("export check failed; see above. Results are kept.")
-        summary = finish.write_summary(self.run_dir, data, confirmed=bool(self.opts.confirm))
+        summary = finish.write_summary(self.run_dir, data, self.opts.to_dict())
         status.update(state="finished", disk_mb=rundir.disk_usage_mb(self.run_dir))
         self.say(
             f"done in {format_seconds(budget.elapsed())}; results in {self.run_dir} (peak "
             f"disk {status.data['peak_disk_mb']:.0f} MB)"
         )
-        self.say(summary["sentence"])
-        exported = finish.exported_line(summary)
-        if exported:
-            self.say(exported)
+        for line in (
+            finish.winner_line(summary),
+            summary["sentence"],
+            finish.exported_line(summary),
+        ):
+            if line:
+                self.say(line)
         return 0 if export.ok else 1
 
     # ------------------------------------------------------------------------ collaborators
@@ -368,8 +379,9 @@ class Search:
 
     # ----------------------------------------------------------------------------- state
     def _check_extension(self) -> bool:
-        """Whether this command extends the run (a larger --trials than it was started with);
-        a --trials below what the run has done is refused."""
+        """Whether this command extends the run (a larger --trials, --confirm or --confirm-top
+        than it was started with) or changes how it ends (--refit, --margin); smaller values
+        are refused: what was run is never taken back."""
         done = len(res.search_trials(res.load_trials(self.run_dir)))
         if self.opts.trials < done:
             raise rundir.RunDirError(
@@ -377,14 +389,32 @@ class Search:
                 f"{str(self.run_dir)!r} has done: trials are never taken back. Pass --trials "
                 f"{done} or more to continue it, or another --run-dir for a new search."
             )
-        before = int(rundir.RunConfig.read(self.run_dir).options.get("trials", 0))
-        if self.opts.trials > before:
+        before = rundir.RunConfig.read(self.run_dir).options
+        for key, flag in (("confirm", "--confirm"), ("confirm_top", "--confirm-top")):
+            was, now = int(before.get(key, 0)), int(getattr(self.opts, key))
+            if now < was:
+                raise rundir.RunDirError(
+                    f"{flag} {now} is fewer than the {was} run directory {str(self.run_dir)!r} "
+                    f"was confirmed with: evidence is never taken back. Pass {flag} {was} or "
+                    "more to continue it, or another --run-dir."
+                )
+        changed = False
+        if self.opts.trials > int(before.get("trials", 0)):
             self.say(
                 f"extending the search: {done} done, {self.opts.trials - done} to run "
-                f"(--trials {before} -> {self.opts.trials})"
+                f"(--trials {before.get('trials')} -> {self.opts.trials})"
             )
-            return True
-        return False
+            changed = True
+        for key, flag in (("confirm", "--confirm"), ("confirm_top", "--confirm-top")):
+            if int(getattr(self.opts, key)) > int(before.get(key, 0)):
+                self.say(
+                    f"extending the confirmation: {flag} {before.get(key)} -> "
+                    f"{getattr(self.opts, key)} (runs done before are reused)"
+                )
+                changed = True
+        for key in ("refit", "margin"):
+            changed |= before.get(key) != getattr(self.opts, key)
+        return changed
 
     def _progress(self) -> planning.Progress:
         trials = res.load_trials(self.run_dir)

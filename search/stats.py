@@ -2,7 +2,8 @@
 
 An accuracy on n images is an estimate of a proportion: it is shown with its 95% Wilson
 interval. A difference between two models is judged on the same test images over the same
-seeds, with an interval that accounts for both sources of noise (``paired_difference``).
+seeds, with an interval that accounts for both sources of noise (``paired_difference``), and
+put in one of four words (``VERDICTS``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import numpy as np
 from scipy import stats
 
 Z95 = 1.959963984540054
-VERDICTS = ("better", "worse", "indistinguishable")
+VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+DEFAULT_MARGIN = 2.0  # points: a difference inside +-2 points is one nobody would ship for
+MAX_SEEDS_ADVISED = 50  # --confirm's bound
 
 
 def wilson(correct: float, n: int, *, z: float = Z95) -> tuple[float, float]:
@@ -47,55 +50,133 @@ def format_accuracy(accuracy: float | None, n: int) -> str:
     return f"{accuracy:.4f} (95% CI {lo:.3f}-{hi:.3f}, n={n:,})"
 
 
+SELECTED_MARK = "*"
+SELECTED_NOTE = (
+    "* selected: the best of several epochs (or trials) on the validation images that also "
+    "score it, so it is optimistic; its range is the image noise of one measurement, not a "
+    "confidence interval for the model."
+)
+
+
+def format_selected(accuracy: float | None, n: int) -> str:
+    """A best-epoch validation score: ``0.7750* (range 0.726-0.817, n=320)``; the mark says it
+    was selected on the images that score it (``SELECTED_NOTE``)."""
+    if accuracy is None or not math.isfinite(accuracy):
+        return "-"
+    lo, hi = accuracy_ci(accuracy, n)
+    return f"{accuracy:.4f}{SELECTED_MARK} (range {lo:.3f}-{hi:.3f}, n={n:,})"
+
+
+def at_chance(accuracy: float | None, n: int, chance: float) -> bool:
+    """Whether an accuracy on ``n`` images cannot be told from ``chance`` (the share of the
+    commonest class: what a model that always answers it scores): a run that did not learn."""
+    if accuracy is None or not math.isfinite(accuracy) or n <= 0:
+        return False
+    return accuracy_ci(accuracy, n)[0] <= chance
+
+
 class Difference(NamedTuple):
     """Winner minus baseline on the same test images and seeds, in percentage points."""
 
     points: float
-    ci95: tuple[float, float]
-    verdict: str  # "better", "worse" or "indistinguishable"
+    ci95: tuple[float, float] | None  # None under two paired seeds: no interval is honest
+    verdict: str  # one of VERDICTS
     seeds: int
     images: int
-    t: float  # the interval's multiplier of the standard error (Cochran-Cox)
+    t: float | None  # the interval's half-width in standard errors
+    margin: float  # points: inside +-margin is "equivalent"
+    seeds_needed: int | None  # inconclusive: seeds (at this test size) to reach +-margin
+    images_limit: float | None  # points: the half-width the test images alone leave
 
 
-def verdict(lo: float, hi: float) -> str:
-    """``better`` when the whole interval is above 0, ``worse`` below, else indistinguishable."""
+def verdict(ci95: tuple[float, float] | None, *, margin: float = DEFAULT_MARGIN) -> str:
+    """``better`` when the whole interval is above 0, ``worse`` below, ``equivalent`` when it
+    lies inside +-``margin`` points, else (and without an interval) ``inconclusive``."""
+    if ci95 is None:
+        return "inconclusive"
+    lo, hi = ci95
     if lo > 0:
         return "better"
     if hi < 0:
         return "worse"
-    return "indistinguishable"
+    if -margin < lo and hi < margin:
+        return "equivalent"
+    return "inconclusive"
 
 
-def paired_difference(winner: np.ndarray, baseline: np.ndarray) -> Difference:
-    """Mean test accuracy of ``winner`` minus ``baseline``, with a 95% interval.
+class _Components(NamedTuple):
+    """Two-way variance components of per-(seed, image) differences (fractions squared)."""
+
+    seed: float  # between training runs: sigma_a^2
+    image: float  # between test images: sigma_c^2
+    interaction: float  # seed x image: sigma_e^2
+
+
+def _components(diff: np.ndarray) -> tuple[_Components, float, float]:
+    """Variance components by the ANOVA mean squares, and the two parts of the estimate's
+    variance: the per-seed means' (runs and run-by-image disagreement, K-1 degrees of
+    freedom) and the images' beyond the interaction (n-1)."""
+    k, n = diff.shape
+    grand = diff.mean()
+    by_seed = diff.mean(axis=1)
+    by_image = diff.mean(axis=0)
+    ms_seed = n * float(by_seed.var(ddof=1)) if k > 1 else 0.0
+    ms_image = k * float(by_image.var(ddof=1)) if n > 1 else 0.0
+    resid = diff - by_seed[:, None] - by_image[None, :] + grand
+    df_e = (k - 1) * (n - 1)
+    ms_e = float((resid**2).sum()) / df_e if df_e > 0 else 0.0
+    comp = _Components(
+        seed=max(0.0, (ms_seed - ms_e) / n),
+        image=max(0.0, (ms_image - ms_e) / k),
+        interaction=ms_e,
+    )
+    # Var(mean) = s_a/K + s_e/(Kn) + s_c/n: the first two are the variance of the mean of the
+    # K per-seed means (what another set of runs on these images would give), the last the
+    # images' own share, counted once.
+    return comp, ms_seed / (k * n), comp.image / n
+
+
+def _half_width(v_seed: float, v_image: float, k: int, n: int) -> tuple[float, float]:
+    """Half-width of the 95% interval and its multiplier of the standard error: each part's
+    own t half-width (K-1 and n-1 degrees of freedom), added in quadrature."""
+    var = v_seed + v_image
+    if var <= 0.0:
+        return 0.0, 0.0
+    parts = ((v_seed, k - 1), (v_image, n - 1))
+    half = math.sqrt(sum(v * float(stats.t.ppf(0.975, d)) ** 2 for v, d in parts if d > 0))
+    return half, half / math.sqrt(var)
+
+
+def paired_difference(
+    winner: np.ndarray, baseline: np.ndarray, *, margin: float = DEFAULT_MARGIN
+) -> Difference:
+    """Mean test accuracy of ``winner`` minus ``baseline``, with a 95% interval and a verdict.
 
     ``winner`` and ``baseline`` are boolean arrays of shape (seeds, images): whether seed s of
     each model classified test image i correctly. Row s of both was trained with the same seed,
     and column i is the same image: the comparison is paired on both axes.
 
     The question is whether the winner's *configuration* beats the blog's, for a new training
-    run scored on new images; two sources of noise stand between the estimate and that answer:
+    run scored on new images. With the two-way model of the per-(seed, image) differences,
+    D_si = mu + a_s + c_i + e_si (a run's luck, an image's, and the run-by-image disagreement),
+    the estimate's variance is s_a/K + s_e/(Kn) + s_c/n. The first two are estimated by the
+    variance of the K per-seed means (K-1 degrees of freedom), the last by the images' mean
+    square beyond the interaction (ANOVA, n-1). The first version added the per-seed and the
+    per-image variances, which both hold s_e: the interaction was counted twice.
 
-    - the test images (a finite sample of the population): with the seeds fixed, the estimate is
-      the mean over images of d_i, each image's difference averaged over seeds; its variance is
-      var(d_i)/n. Pairing removes what both models get right or wrong together.
-    - the training runs (initialisation, shuffling): the per-seed differences D_s, all on the
-      same images, vary by var(D_s); their mean has variance var(D_s)/K.
+    The half-width is each part's own t half-width added in quadrature: with seeds dominating
+    it is the t interval of the per-seed means (4.3 standard errors with 3 seeds: the honest
+    price of three seeds), with no seed noise the images' normal interval. Simulated (models
+    that disagree on images in both directions, seeds that collapse, seed noise from none to
+    far above the image noise; ``tests/test_stats.py``) it covered 93-98%, where Cochran-Cox
+    weights on the other split covered 87% with 2 seeds (the weights shrink exactly when the
+    seed variance is underestimated), Satterthwaite's df 87-95%, and the double-counting
+    version up to 99.5%. A hierarchical bootstrap over 3 seeds has only 10 distinct outcomes.
 
-    With the usual two-way model (a seed effect, an image effect, and their interaction) the
-    sum of the two estimates counts the interaction term twice, so the interval errs on the
-    wide side, never the narrow one. The multiplier is Cochran and Cox's: the t quantiles of
-    the two parts (n-1 and K-1 degrees of freedom) weighted by their variances. With K=3 seeds
-    and training noise dominating it approaches t with 2 degrees of freedom (4.3 standard
-    errors): the honest price of three seeds. Welch-Satterthwaite degrees of freedom were
-    tried first and covered only 89% with 2 seeds and 93% with 3 when seed noise dominates
-    (the estimated df is largest exactly when the seed variance is underestimated).
-
-    Why not a hierarchical bootstrap: resampling 3 seeds with replacement has only 10 distinct
-    outcomes and underestimates the seed variance by a factor (K-1)/K, so its interval is too
-    narrow exactly where seeds matter. ``tests/test_stats.py`` checks the coverage of this one
-    by simulation (94-99% for 2 to 5 seeds, small to large seed noise).
+    Under two paired seeds there is no estimate of the seed noise: no interval, and the verdict
+    is ``inconclusive``. An inconclusive verdict comes with ``seeds_needed``: about how many
+    seeds, at this test size, would bring the half-width to ``margin`` (None when the test
+    images alone leave more than that: ``images_limit``).
     """
     w = np.asarray(winner, dtype=float)
     b = np.asarray(baseline, dtype=float)
@@ -104,24 +185,57 @@ def paired_difference(winner: np.ndarray, baseline: np.ndarray) -> Difference:
             f"winner and baseline must be (seeds, images) arrays of one shape, but got "
             f"{w.shape} and {b.shape}."
         )
+    if not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be a positive number of points, but got {margin=}.")
     k, n = w.shape
     diff = w - b
     estimate = float(diff.mean())
-    per_image = diff.mean(axis=0)
-    var_images = float(per_image.var(ddof=1)) / n if n > 1 else 0.0
-    per_seed = diff.mean(axis=1)
-    var_seeds = float(per_seed.var(ddof=1)) / k if k > 1 else 0.0
-    var = var_images + var_seeds
-    if var <= 0.0:  # the same difference on every image and seed (0 for identical models)
-        lo = hi = estimate
-        t = 0.0
-    else:
-        parts = [(var_images, n - 1), (var_seeds, k - 1)]
-        t = sum(v * float(stats.t.ppf(0.975, d)) for v, d in parts if v > 0) / var
-        half = t * math.sqrt(var)
-        lo, hi = estimate - half, estimate + half
-    word = verdict(lo, hi) if n > 1 else "indistinguishable"  # one image proves nothing
-    return Difference(100 * estimate, (100 * lo, 100 * hi), word, k, n, t)
+    if k < 2 or n < 2:  # one run (or one image) says nothing about the noise
+        return Difference(100 * estimate, None, "inconclusive", k, n, None, margin, None, None)
+    comp, v_seed, v_image = _components(diff)
+    half, t = _half_width(v_seed, v_image, k, n)
+    ci95 = (100 * (estimate - half), 100 * (estimate + half))
+    word = verdict(ci95, margin=margin)
+    needed, limit = None, None
+    if word == "inconclusive":
+        needed, limit = _seeds_to_settle(comp, n, margin / 100)
+    return Difference(
+        100 * estimate, ci95, word, k, n, t, margin, needed, None if limit is None else limit
+    )
+
+
+def _seeds_to_settle(comp: _Components, n: int, margin: float) -> tuple[int | None, float]:
+    """The fewest seeds whose projected half-width (same variance components, same n) is at
+    most ``margin``; None if even ``MAX_SEEDS_ADVISED`` do not reach it. Also the half-width
+    the images alone leave (in points), the floor no number of seeds goes below."""
+    limit = 100 * Z95 * math.sqrt(comp.image / n)
+    for k in range(2, MAX_SEEDS_ADVISED + 1):
+        v_seed = (comp.seed + comp.interaction / n) / k
+        v_image = comp.image / n
+        if _half_width(v_seed, v_image, k, n)[0] <= margin:
+            return k, limit
+    return None, limit
+
+
+def settle_hint(diff: Difference) -> str:
+    """What would settle an inconclusive verdict, in a few words; empty otherwise."""
+    if diff.verdict != "inconclusive":
+        return ""
+    if diff.ci95 is None:
+        return (
+            f"only {diff.seeds} paired seed{'s' if diff.seeds != 1 else ''}: no interval can be "
+            "given; rerun with --confirm 3 or more"
+        )
+    if diff.seeds_needed is not None:
+        return (
+            f"about {diff.seeds_needed} seeds (--confirm {diff.seeds_needed}) on these "
+            f"{diff.images:,} test images would bring the interval to +-{diff.margin:g} points"
+        )
+    return (
+        f"no number of seeds up to {MAX_SEEDS_ADVISED} brings the interval to "
+        f"+-{diff.margin:g} points on {diff.images:,} test images (the images alone leave "
+        f"+-{diff.images_limit or 0:.1f}): more test images would"
+    )
 
 
 def sentence(
@@ -133,9 +247,17 @@ def sentence(
     diff: Difference,
 ) -> str:
     """The verdict in one sentence, as the console and the report's summary print it."""
-    lo, hi = diff.ci95
-    return (
-        f"On {n_test:,} untouched test images, {seeds} seeds each: tuned "
-        f"{100 * winner_acc:.1f}% vs blog {100 * baseline_acc:.1f}%, {diff.points:+.1f} points "
-        f"(95% CI {lo:+.1f} to {hi:+.1f}): {diff.verdict}."
+    head = (
+        f"On {n_test:,} untouched test images, {seeds} seed{'s' if seeds != 1 else ''} each: "
+        f"tuned {100 * winner_acc:.1f}% vs blog {100 * baseline_acc:.1f}%, "
+        f"{diff.points:+.1f} points"
     )
+    if diff.ci95 is None:
+        return f"{head} (no interval with under 2 seeds): {diff.verdict}; {settle_hint(diff)}."
+    lo, hi = diff.ci95
+    body = f"{head} (95% CI {lo:+.1f} to {hi:+.1f}): {diff.verdict}"
+    if diff.verdict == "equivalent":
+        return f"{body} (within +-{diff.margin:g} points)."
+    if diff.verdict == "inconclusive":
+        return f"{body}; {settle_hint(diff)}."
+    return body + "."

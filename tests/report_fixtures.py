@@ -16,6 +16,7 @@ from search.confirm import (
     evidence,
     predictions_path,
     record_confirm,
+    run_candidates,
     run_id,
 )
 from search.options import SearchOptions
@@ -115,6 +116,8 @@ def make_run(
         width=0.125,
         batch_size=8,
         confirm=3 if confirmed else 0,
+        confirm_top=1,  # the fixture's judge runs are the search's best's: no selection stage
+        refit="none",
         data_dir=run_dir.parent / "data dir",
     )
     RunConfig(
@@ -243,6 +246,7 @@ def write_confirmation(run_dir: Path, *, seeds: int = 3) -> dict:
                 run_dir,
                 ConfirmRow(
                     run_id=rid,
+                    stage="judge",
                     candidate=name,
                     trial_id=cand.trial_id,
                     seed_index=index + 1,
@@ -251,6 +255,7 @@ def write_confirmation(run_dir: Path, *, seeds: int = 3) -> dict:
                     search_val_accuracy=cand.search_val_accuracy,
                     val_accuracy=val + 0.01 * index,
                     best_epoch=3,
+                    at_chance=False,
                     test_accuracy=float(np.mean(predicted == labels)),
                     n_validation=7,
                     n_test=N_TEST,
@@ -264,7 +269,14 @@ def write_confirmation(run_dir: Path, *, seeds: int = 3) -> dict:
             )
     from search.confirm import load_confirm
 
-    summary = evidence(run_dir, load_confirm(run_dir), labels, None)
+    summary = evidence(
+        run_dir,
+        load_confirm(run_dir),
+        labels,
+        None,
+        cands=run_candidates(run_dir, {"confirm_top": 1}),
+        refit="none",
+    )
     write_json_atomic(run_dir / "summary.json", summary)
     return summary
 

@@ -10,15 +10,24 @@ import pandas as pd
 import pytest
 
 from search.confirm import (
+    CONFIRM_COLUMNS,
+    Candidate,
     candidates,
+    choose_winner,
     confirm_seed,
     evidence,
+    keep_checkpoints,
     load_confirm,
+    refit_epochs,
+    robust_score,
+    run_candidates,
+    selection,
+    shipped_run,
     unconfirmed,
-    winner,
 )
 from search.results import load_trials
 from search.space import baseline_values
+from search.stats import VERDICTS
 from tests.report_fixtures import N_TEST, make_run, write_confirmation
 
 SUMMARY_KEYS = {
@@ -51,24 +60,68 @@ def test_confirmation_seeds_are_shared_by_candidates_and_new() -> None:
     assert confirm_seed(0, 0) != confirm_seed(1, 0)  # --seed 0 is a seed like any other
 
 
-def test_the_winner_is_chosen_on_validation_never_on_test() -> None:
-    rows = []
-    for cand, val, test in (("top-1", 0.80, 0.60), ("top-2", 0.70, 0.90), ("baseline", 0.9, 0.9)):
-        for k in (1, 2):
-            rows.append(
-                {
-                    "run_id": f"{cand}-{k}",
-                    "candidate": cand,
-                    "trial_id": cand,
-                    "seed_index": k,
-                    "val_accuracy": val + 0.01 * k,
-                    "test_accuracy": test,
-                    "status": "completed",
-                }
-            )
-    name, run = winner(pd.DataFrame(rows))
-    assert name == "top-1"  # best mean validation; top-2's better test score plays no part
-    assert run["run_id"] == "top-1-2"  # its best validation run is the one exported
+def _stage_rows(stage: str, scores: dict[str, list[float]], test: float = 0.5) -> list[dict]:
+    return [
+        {
+            "run_id": f"{stage}-{trial}-s{k + 1}",
+            "stage": stage,
+            "candidate": trial,
+            "trial_id": trial,
+            "seed_index": k + 1,
+            "val_accuracy": v,
+            "best_epoch": 4 + 2 * k,
+            "at_chance": v < 0.55,
+            "test_accuracy": test,
+            "status": "completed",
+        }
+        for trial, vals in scores.items()
+        for k, v in enumerate(vals)
+    ]
+
+
+def _cands(*ids: str) -> list[Candidate]:
+    return [Candidate(t, {"dropout": 0.1}, 0.8 - 0.01 * i) for i, t in enumerate(ids)]
+
+
+def test_the_winner_is_chosen_on_selection_runs_never_on_test_or_judge_runs() -> None:
+    rows = _stage_rows("select", {"a": [0.80, 0.81], "b": [0.70, 0.71]}, test=0.9)
+    # judge runs of b that look better play no part in the choice
+    rows += _stage_rows("judge", {"b": [0.95, 0.95]}, test=0.99)
+    table = pd.DataFrame(rows)
+    assert choose_winner(table, _cands("a", "b")).trial_id == "a"  # type: ignore[union-attr]
+
+
+def test_a_configuration_with_a_collapsed_seed_loses_to_a_steady_one_of_similar_mean() -> None:
+    lucky = [0.75, 0.75, 0.52]  # mean 0.673, one seed did not learn
+    steady = [0.68, 0.67, 0.67]  # mean 0.673
+    assert np.mean(lucky) == pytest.approx(np.mean(steady), abs=1e-3)
+    assert robust_score(steady) > robust_score(lucky)
+    table = pd.DataFrame(_stage_rows("select", {"lucky": lucky, "steady": steady}))
+    # "lucky" was the search's best: the seeds overrule it
+    assert choose_winner(table, _cands("lucky", "steady")).trial_id == "steady"  # type: ignore[union-attr]
+    ranked = selection(table, _cands("lucky", "steady"))
+    assert list(ranked["trial_id"]) == ["steady", "lucky"]
+    assert ranked.set_index("trial_id").loc["lucky", "at_chance"] == 1
+    # between steady configurations the mean decides
+    assert robust_score([0.74, 0.75, 0.74]) > robust_score([0.72, 0.73, 0.72])
+
+
+def test_with_one_candidate_the_searchs_choice_stands() -> None:
+    empty = pd.DataFrame(columns=list(CONFIRM_COLUMNS))
+    assert choose_winner(empty, _cands("a")).trial_id == "a"  # type: ignore[union-attr]
+    assert choose_winner(empty, _cands("a", "b")) is None  # no selection run yet
+
+
+def test_the_shipped_model_is_the_refit_else_the_best_judge_run() -> None:
+    rows = _stage_rows("judge", {"a": [0.70, 0.74, 0.72]})
+    table = pd.DataFrame(rows)
+    assert refit_epochs(table, "a") == 6  # median of best epochs 4, 6, 8
+    assert shipped_run(table, "a", "trainval")["run_id"] == "judge-a-s2"  # type: ignore[index]
+    refit = {**rows[0], "run_id": "refit-a", "stage": "refit", "val_accuracy": None}
+    table = pd.DataFrame([*rows, refit])
+    assert shipped_run(table, "a", "trainval")["run_id"] == "refit-a"  # type: ignore[index]
+    assert shipped_run(table, "a", "none")["run_id"] == "judge-a-s2"  # type: ignore[index]
+    assert keep_checkpoints(table) == {"refit-a", "judge-a-s2"}
 
 
 def test_summary_json_answers_the_question(tmp_path: Path) -> None:
@@ -83,7 +136,7 @@ def test_summary_json_answers_the_question(tmp_path: Path) -> None:
     assert summary["delta_points"] == pytest.approx(delta)
     lo, hi = summary["delta_ci95"]
     assert lo <= summary["delta_points"] <= hi
-    assert summary["verdict"] in ("better", "worse", "indistinguishable")
+    assert summary["verdict"] in VERDICTS
     assert summary["sentence"].startswith(f"On {N_TEST} untouched test images, 3 seeds each")
 
 
@@ -93,7 +146,9 @@ def test_only_seeds_finished_for_both_sides_are_compared(tmp_path: Path) -> None
     table = load_confirm(run_dir)
     table.loc[table["run_id"] == "confirm-baseline-s3", "status"] = "failed"
     labels = np.array([i % 2 for i in range(N_TEST)])
-    summary = evidence(run_dir, table, labels, None)
+    summary = evidence(
+        run_dir, table, labels, None, cands=run_candidates(run_dir, {"confirm_top": 1})
+    )
     assert summary["confirm_seeds"] == 2
     assert len(summary["winner"]["test_accuracy_seeds"]) == 2
 
@@ -123,3 +178,19 @@ def test_an_export_is_swapped_in_whole(tmp_path: Path) -> None:
     assert (run_dir / "best_model.keras").read_text() == "new keras"
     assert json.loads((run_dir / "export.json").read_text()) == {"new": True}
     assert not stage.exists()
+
+
+def test_one_paired_seed_gives_no_interval_and_an_inconclusive_verdict(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "run", confirmed=False)
+    write_confirmation(run_dir, seeds=3)
+    table = load_confirm(run_dir)
+    table.loc[table["run_id"].isin(["confirm-baseline-s2", "confirm-baseline-s3"]), "status"] = (
+        "failed"
+    )
+    labels = np.array([i % 2 for i in range(N_TEST)])
+    summary = evidence(
+        run_dir, table, labels, None, cands=run_candidates(run_dir, {"confirm_top": 1})
+    )
+    assert summary["confirm_seeds"] == 1
+    assert summary["delta_ci95"] is None and summary["verdict"] == "inconclusive"
+    assert "inconclusive" in summary["sentence"] and "better" not in summary["sentence"]

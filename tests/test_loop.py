@@ -37,11 +37,19 @@ def _spec(i: int, epochs: int = 2) -> TrialSpec:
     return TrialSpec(f"t{i}", baseline_values(), epochs)
 
 
-def _row(trial_id: str, status: str, score: float | None, error: str | None = None):
+def _row(
+    trial_id: str,
+    status: str,
+    score: float | None,
+    error: str | None = None,
+    *,
+    dropout: float | None = None,
+):
+    values = baseline_values() if dropout is None else {**baseline_values(), "dropout": dropout}
     return res.TrialRow(
         trial_id=trial_id,
         status=status,
-        values=baseline_values(),
+        values=values,
         val_accuracy=score,
         best_epoch=1 if score is not None else None,
         epochs=2,
@@ -242,37 +250,41 @@ def test_an_optuna_trial_is_pruned_end_to_end(tmp_path: Path) -> None:
     assert states.count(optuna.trial.TrialState.PRUNED) == len(pruned)
 
 
-def test_an_extended_search_confirms_only_the_new_top_and_reuses_earlier_runs(
+def test_an_extended_search_or_confirmation_trains_only_what_is_new(
     tmp_path: Path,
 ) -> None:
-    from search.confirm import ConfirmRow, load_confirm, record_confirm, winner
+    from search.confirm import ConfirmRow, choose_winner, load_confirm, record_confirm, run_id
     from search.finish import run_confirmation
     from search.plan import Estimator
+
+    val = {"t5": 0.9, "t1": 0.6}
 
     class Recorder:
         est = Estimator(1.0)
 
         def __init__(self) -> None:
-            self.calls: list[tuple[str, str, int]] = []
+            self.calls: list[tuple[str, str, str, int]] = []
 
-        def confirm(self, cand, name: str, index: int, *, n_test: int) -> None:
-            self.calls.append((cand.trial_id, name, index))
+        def _row(self, cand, name: str, index: int, stage: str, epochs: int) -> None:
+            self.calls.append((stage, cand.trial_id, name, index))
             record_confirm(
                 tmp_path,
                 ConfirmRow(
-                    run_id=f"confirm-{cand.trial_id}-s{index + 1}",
+                    run_id=run_id(cand, index, stage),
+                    stage=stage,
                     candidate=name,
                     trial_id=cand.trial_id,
                     seed_index=index + 1,
                     seed=index,
                     values=cand.values,
                     search_val_accuracy=cand.search_val_accuracy,
-                    val_accuracy=0.9 if cand.trial_id == "t5" else 0.6,
-                    best_epoch=1,
+                    val_accuracy=None if stage == "refit" else val.get(cand.trial_id, 0.5),
+                    best_epoch=epochs,
+                    at_chance=False,
                     test_accuracy=0.5,
                     n_validation=10,
-                    n_test=n_test,
-                    epochs=2,
+                    n_test=4,
+                    epochs=epochs,
                     seconds=1.0,
                     peak_rss_mb=None,
                     status="completed",
@@ -281,14 +293,20 @@ def test_an_extended_search_confirms_only_the_new_top_and_reuses_earlier_runs(
                 ),
             )
 
-    def confirm(runner: Recorder) -> None:
+        def confirm(self, cand, name: str, index: int, *, n_test: int, stage: str) -> None:
+            self._row(cand, name, index, stage, 2)
+
+        def refit(self, cand, name: str, *, epochs: int, n_test: int) -> None:
+            self._row(cand, name, 0, "refit", epochs)
+
+    def confirm(runner: Recorder, top: int) -> None:
         run_confirmation(
             tmp_path,
             runner,  # type: ignore[arg-type]
             Budget(None, print),
             print,
             seeds=2,
-            top=1,
+            top=top,
             max_epochs=2,
             baseline=baseline_values(),
             n_test=4,
@@ -296,16 +314,36 @@ def test_an_extended_search_confirms_only_the_new_top_and_reuses_earlier_runs(
 
     res.record_trial(tmp_path, _row("baseline", "completed", 0.5), [])
     for i, score in enumerate([0.6, 0.7, 0.65]):
-        res.record_trial(tmp_path, _row(f"t{i}", "completed", score), [])
+        res.record_trial(tmp_path, _row(f"t{i}", "completed", score, dropout=0.1 * i), [])
     first = Recorder()
-    confirm(first)
-    assert {(t, n) for t, n, _ in first.calls} == {("t1", "top-1"), ("baseline", "baseline")}
-    # the search is extended and a new trial takes the top
-    res.record_trial(tmp_path, _row("t5", "completed", 0.8), [])
+    confirm(first, top=1)  # one candidate: no selection; judge with the baseline; refit
+    assert first.calls == [
+        ("judge", "t1", "top-1", 0),
+        ("judge", "baseline", "baseline", 0),
+        ("judge", "t1", "top-1", 1),
+        ("judge", "baseline", "baseline", 1),
+        ("refit", "t1", "top-1", 0),
+    ]
+    # the search is extended and a new trial takes the top: only its runs are new
+    res.record_trial(tmp_path, _row("t5", "completed", 0.8, dropout=0.5), [])
     second = Recorder()
-    confirm(second)
-    assert second.calls == [("t5", "top-1, trial t5", 0), ("t5", "top-1, trial t5", 1)]
+    confirm(second, top=1)
+    assert second.calls == [
+        ("judge", "t5", "top-1, trial t5", 0),
+        ("judge", "t5", "top-1, trial t5", 1),
+        ("refit", "t5", "top-1, trial t5", 0),
+    ]
+    # --confirm-top 1 -> 3: the selection stage runs (never reusing judge runs), and its
+    # winner t5 was judged and refitted before: nothing else is trained
+    third = Recorder()
+    confirm(third, top=3)
+    assert {c[0] for c in third.calls} == {"select"}
+    assert sorted({c[1] for c in third.calls}) == ["t1", "t2", "t5"]
+    assert len(third.calls) == 6
     table = load_confirm(tmp_path)
-    assert len(table) == 6 and table["run_id"].is_unique
-    name, run = winner(table)  # chosen on validation over every confirmed configuration
-    assert name == "top-1, trial t5" and run["trial_id"] == "t5"
+    assert table["run_id"].is_unique
+    from search.confirm import run_candidates
+
+    pick = choose_winner(table, run_candidates(tmp_path, {"confirm_top": 3}))
+    assert pick is not None and pick.trial_id == "t5"
+    assert Recorder().calls == [] and not [c for c in third.calls if c[0] == "judge"]

@@ -85,7 +85,7 @@ def test_report_and_index_render_offline(tmp_path: Path) -> None:
     index = run_dir.parent / "index.html"
     dom = chromium(tmp_path, index.as_uri(), "--dump-dom")
     assert 'data-errors="0"' in dom and 'href="browser/report.html"' in dom
-    assert re.search(r"(better|worse|indistinguishable)</span>", dom)  # the run's verdict
+    assert re.search(r"(better|worse|equivalent|inconclusive)</span>", dom)  # the run's verdict
     chromium(
         tmp_path,
         index.as_uri(),

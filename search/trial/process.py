@@ -289,7 +289,12 @@ class TrialProcess:
                     self.model.stop_training = True
                     return
                 val = logs.get("val_accuracy", float("nan"))
-                if math.isfinite(val) and val > state["best"]:
+                if msg.refit:  # no validation left to choose with: the planned last epoch
+                    if epoch + 1 == msg.epochs:
+                        state["best_epoch"] = epoch + 1
+                        with timing.add("checkpoint"):
+                            writer.save(self.model, checkpoint)
+                elif math.isfinite(val) and val > state["best"]:
                     state["best"], state["best_epoch"] = val, epoch + 1
                     with timing.add("checkpoint"):
                         writer.save(self.model, checkpoint)
@@ -329,14 +334,21 @@ class TrialProcess:
                 with timing.add("compile"):
                     compile_for_training(model, params, jit_compile=self.jit)
             train = self.train
-            if msg.shuffle_seed is not None:  # a confirmation run: its own data order
+            if msg.refit:  # every choice is made: the validation images train too
+                train = self.data.training_dataset(
+                    ("train", "validation"),
+                    self.batch_size,
+                    augment=self.augment,
+                    seed=msg.shuffle_seed if msg.shuffle_seed is not None else msg.seed,
+                )
+            elif msg.shuffle_seed is not None:  # a confirmation run: its own data order
                 train = self.data.datasets(
                     self.batch_size, augment=self.augment, seed=msg.shuffle_seed
                 )[0]
             t0 = time.perf_counter()
             model.fit(
                 train,
-                validation_data=self.val,
+                validation_data=None if msg.refit else self.val,
                 epochs=msg.epochs,
                 initial_epoch=msg.initial_epoch,
                 verbose=0,
@@ -348,10 +360,17 @@ class TrialProcess:
             status = "failed" if state["error"] else ("pruned" if state["pruned"] else "completed")
             error = state["error"]
             if status != "failed" and state["best_epoch"] is None:
-                status, error = "failed", "no finite validation accuracy"
+                status, error = (
+                    "failed",
+                    (
+                        "stopped before its last epoch"
+                        if msg.refit
+                        else "no finite validation accuracy"
+                    ),
+                )
             if status == "completed" and msg.test_predictions:
-                # Confirmation runs only: the weights of the best validation epoch, scored
-                # once on the test set the search never saw.
+                # Confirmation runs only: the weights of the best validation epoch (a refit's
+                # last), scored once on the test set the search never saw.
                 with timing.add("test_scoring"):
                     load_weights(model, checkpoint)
                     test_accuracy = self._score_test(model, Path(msg.test_predictions))
@@ -371,7 +390,7 @@ class TrialProcess:
                 trial_id=trial_id,
                 status=status,
                 error=error,
-                val_accuracy=state["best"] if state["best_epoch"] else None,
+                val_accuracy=state["best"] if state["best_epoch"] and not msg.refit else None,
                 best_epoch=state["best_epoch"],
                 epochs=state["epochs"],
                 seconds=time.perf_counter() - started,

@@ -50,6 +50,7 @@ class Train:
     warm_start: str | None = None  # a promoted trial starts from its parent's weights
     shuffle_seed: int | None = None  # a confirmation run's own data order
     test_predictions: str | None = None  # a confirmation run: score test, save predictions here
+    refit: bool = False  # train on train + validation for exactly `epochs`, keep the last
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from models.alexnet import AlexNetParams
 from search import results as res
 from search import rundir
 from search.confirm import (
+    JUDGE,
+    REFIT,
     Candidate,
     ConfirmRow,
     confirm_seed,
@@ -26,7 +28,7 @@ from search.options import SearchOptions
 from search.plan import Estimator
 from search.rundir import format_seconds
 from search.space import PARAM_NAMES
-from search.stats import format_accuracy
+from search.stats import at_chance, format_accuracy, format_selected
 from search.trial.client import TrialProcessClient
 from search.trial.protocol import Done, Epoch, Train, failed
 
@@ -50,9 +52,11 @@ class TrialRunner:
         est: Estimator,
         *,
         n_validation: int,
+        chance: float = 0.5,
     ) -> None:
         self.run_dir, self.opts, self.params, self.process = run_dir, opts, params, process
         self.n_validation = n_validation
+        self.chance = chance  # the commonest class's share of validation: chance for this data
         self.status, self.progress, self.overall, self.est = status, progress, overall, est
 
     def _train(
@@ -67,6 +71,7 @@ class TrialRunner:
         prune: Callable[[int, float], bool] | None = None,
         shuffle_seed: int | None = None,
         test_predictions: Path | None = None,
+        refit: bool = False,
     ) -> tuple[Done, list[Epoch]]:
         """Train one model in the trial process with a progress bar: how it ended, its epochs."""
         stop_file = self.run_dir / "trials" / trial_id / "STOP"
@@ -102,6 +107,7 @@ class TrialRunner:
                     seed=seed,
                     shuffle_seed=shuffle_seed,
                     test_predictions=str(test_predictions) if test_predictions else None,
+                    refit=refit,
                 ),
                 on_epoch,
             )
@@ -157,7 +163,7 @@ class TrialRunner:
             engine.finish(spec, outcome)
         else:  # the baseline's weights are not needed after its score is recorded
             rundir.checkpoint_path(run_dir, spec.trial_id).unlink(missing_ok=True)
-        acc = format_accuracy(row.val_accuracy, self.n_validation)
+        acc = format_selected(row.val_accuracy, self.n_validation)
         err = f" - {row.error}" if row.error else ""
         trials = res.load_trials(run_dir)  # read once: the note and the count below
         note = res.progress_note(trials)
@@ -174,12 +180,14 @@ class TrialRunner:
         )
         return outcome
 
-    def confirm(self, cand: Candidate, name: str, index: int, *, n_test: int) -> ConfirmRow:
-        """One confirmation run: ``cand`` from scratch with confirmation seed ``index``, best
-        epoch on validation, then scored once on test; its row is recorded last."""
-        seed = confirm_seed(self.opts.seed, index)
-        rid = run_id(cand, index)
-        preds = predictions_path(self.run_dir, rid)
+    def confirm(
+        self, cand: Candidate, name: str, index: int, *, n_test: int, stage: str = JUDGE
+    ) -> ConfirmRow:
+        """One confirmation run: ``cand`` from scratch with seed ``index`` of ``stage``, best
+        epoch on validation; a judge run is then scored once on test. Its row is recorded last."""
+        seed = confirm_seed(self.opts.seed, index, stage)
+        rid = run_id(cand, index, stage)
+        preds = predictions_path(self.run_dir, rid) if stage == JUDGE else None
         done, _ = self._train(
             rid,
             self.params(cand.values),
@@ -188,11 +196,62 @@ class TrialRunner:
             shuffle_seed=seed,
             test_predictions=preds,
         )
+        row = self._record(done, cand, name, index, stage, seed, n_test, preds)
+        val = format_selected(row.val_accuracy, self.n_validation)
+        test = f", test {format_accuracy(row.test_accuracy, n_test)}" if stage == JUDGE else ""
+        chance = (
+            f"; AT CHANCE (the commonest class is {self.chance:.2f} of validation): this seed "
+            "did not learn"
+            if row.at_chance
+            else ""
+        )
+        self._say(
+            f"{stage} {name} (trial {cand.trial_id}) seed {index + 1}: {row.status}, "
+            f"validation {val}{test}, best epoch {row.best_epoch}, "
+            f"{format_seconds(row.seconds)}{chance}{self._err(row)}"
+        )
+        return row
+
+    def refit(self, cand: Candidate, name: str, *, epochs: int, n_test: int) -> ConfirmRow:
+        """The winner trained on train + validation for ``epochs``, scored once on test."""
+        seed = confirm_seed(self.opts.seed, 0, REFIT)
+        rid = run_id(cand, 0, REFIT)
+        preds = predictions_path(self.run_dir, rid)
+        done, _ = self._train(
+            rid,
+            self.params(cand.values),
+            epochs=epochs,
+            seed=seed,
+            shuffle_seed=seed,
+            test_predictions=preds,
+            refit=True,
+        )
+        row = self._record(done, cand, name, 0, REFIT, seed, n_test, preds)
+        self._say(
+            f"refit {name} (trial {cand.trial_id}) on train + validation, {epochs} epochs: "
+            f"{row.status}, test {format_accuracy(row.test_accuracy, n_test)}, "
+            f"{format_seconds(row.seconds)}{self._err(row)}"
+        )
+        return row
+
+    def _record(
+        self,
+        done: Done,
+        cand: Candidate,
+        name: str,
+        index: int,
+        stage: str,
+        seed: int,
+        n_test: int,
+        preds: Path | None,
+    ) -> ConfirmRow:
         status = done.status
-        if status == "completed" and (done.test_accuracy is None or not preds.exists()):
+        scored = preds is None or (done.test_accuracy is not None and preds.exists())
+        if status == "completed" and not scored:
             status = "failed"
         row = ConfirmRow(
-            run_id=rid,
+            run_id=run_id(cand, index, stage),
+            stage=stage,
             candidate=name,
             trial_id=cand.trial_id,
             seed_index=index + 1,
@@ -201,6 +260,8 @@ class TrialRunner:
             search_val_accuracy=cand.search_val_accuracy,
             val_accuracy=done.val_accuracy,
             best_epoch=done.best_epoch,
+            at_chance=stage != REFIT
+            and at_chance(done.val_accuracy, self.n_validation, self.chance),
             test_accuracy=done.test_accuracy,
             n_validation=self.n_validation,
             n_test=n_test,
@@ -212,14 +273,11 @@ class TrialRunner:
             ended_at=rundir.now_iso(),
         )
         record_confirm(self.run_dir, row)
-        val = format_accuracy(row.val_accuracy, self.n_validation)
-        test = format_accuracy(row.test_accuracy, n_test)
-        err = f" - {row.error}" if row.error else ""
-        self.progress.console.print(
-            f"confirm {name} (trial {cand.trial_id}) seed {index + 1}: {row.status}, "
-            f"validation {val}, test {test}, best epoch {row.best_epoch}, "
-            f"{format_seconds(row.seconds)}{err}",
-            markup=False,
-            highlight=False,
-        )
         return row
+
+    def _say(self, line: str) -> None:
+        self.progress.console.print(line, markup=False, highlight=False)
+
+    @staticmethod
+    def _err(row: ConfirmRow) -> str:
+        return f" - {row.error}" if row.error else ""
