@@ -38,7 +38,7 @@ def advice(*, tf_gpus: int, driver_gpus: int, eta_s: float, preset: str | None) 
     if tf_gpus == 0 and eta_s > LONG_CPU_PLAN_S and preset is None:
         lines.append(
             f"note: no GPU visible and this plan takes ~{format_seconds(eta_s)} on this CPU; "
-            "add --preset cpu (2,000 images at 128px, half-width filters: 13 minutes with the "
-            "confirmation on 2 cores) for a search that fits a small machine."
+            "add --preset cpu (2,000 images at 128px, half-width filters: the search took 8 "
+            "minutes on 2 cores) for a search that fits a small machine."
         )
     return lines

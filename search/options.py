@@ -35,8 +35,8 @@ MAX_WIDTH = 4.0
 
 
 # Settings that fit a small machine, applied only when asked (--preset) and only to what the
-# command line leaves unset. "cpu": a 30-trial search with its confirmation took 13 minutes on
-# 2 cores (bench/README.md, "Evidence").
+# command line leaves unset. "cpu": a 30-trial search took 8 minutes on 2 cores, the older
+# 6-run confirmation 5 more (bench/README.md, "Evidence").
 PRESETS: dict[str, dict[str, Any]] = {"cpu": {"subset": 2000, "image_size": 128, "width": 0.5}}
 DEFAULTS: dict[str, Any] = {"subset": None, "image_size": 227, "width": 1.0}
 
