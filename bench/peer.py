@@ -158,29 +158,17 @@ def stock_folders(s: Settings, root: Path) -> Path:
     return root / "stock-data"
 
 
-def stock_search(s: Settings, images: Path, project: Path, out: Path) -> None:
-    """The search as a Keras Tuner user writes it (run in a process of its own)."""
-    import keras
+def stock_hypermodel(s: Settings) -> Any:
+    """``build(hp)`` as a Keras Tuner user writes it, with this tool's builder: the same
+    names, ranges and order as this tool's space, so the oracle draws alike."""
     import keras_tuner as kt
-    import tensorflow as tf
 
     from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet
     from search.space import DEFAULT_SPACE, FloatParam, IntParam
 
     space = {p.name: p for p in DEFAULT_SPACE}
-    size = (s.image_size, s.image_size)
-    t_start = time.perf_counter()
-    train = keras.utils.image_dataset_from_directory(
-        images / "train", image_size=size, batch_size=s.batch_size, seed=s.seed
-    )
-    val = keras.utils.image_dataset_from_directory(
-        images / "validation", image_size=size, batch_size=s.batch_size, shuffle=False
-    )
-    train = train.cache().prefetch(tf.data.AUTOTUNE)
-    val = val.cache().prefetch(tf.data.AUTOTUNE)
 
-    def build(hp: kt.HyperParameters) -> keras.Model:
-        # the same names, ranges and order as this tool's space, so the oracle draws alike
+    def build(hp: kt.HyperParameters) -> Any:
         d, u, lr = space["dropout"], space["dense_units"], space["learning_rate"]
         assert isinstance(d, FloatParam) and isinstance(u, IntParam)
         assert isinstance(lr, FloatParam)
@@ -195,6 +183,28 @@ def stock_search(s: Settings, images: Path, project: Path, out: Path) -> None:
         model = build_alexnet(params)
         compile_alexnet(model, params, jit_compile=False)
         return model
+
+    return build
+
+
+def stock_search(s: Settings, images: Path, project: Path, out: Path) -> None:
+    """The search as a Keras Tuner user writes it (run in a process of its own)."""
+    import keras
+    import keras_tuner as kt
+    import tensorflow as tf
+
+    size = (s.image_size, s.image_size)
+    t_start = time.perf_counter()
+    train = keras.utils.image_dataset_from_directory(
+        images / "train", image_size=size, batch_size=s.batch_size, seed=s.seed
+    )
+    val = keras.utils.image_dataset_from_directory(
+        images / "validation", image_size=size, batch_size=s.batch_size, shuffle=False
+    )
+    train = train.cache().prefetch(tf.data.AUTOTUNE)
+    val = val.cache().prefetch(tf.data.AUTOTUNE)
+
+    build = stock_hypermodel(s)
 
     epoch_seconds: list[list[float]] = []  # per trial
 

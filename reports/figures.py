@@ -405,6 +405,7 @@ def slice_plot(info: SliceInfo) -> go.Figure:
 
 # ------------------------------------------------------------------------------ importance
 MIN_IMPORTANCE_TRIALS = 10  # fANOVA over 4 parameters on fewer trials is noise, not a ranking
+PERMUTATIONS = 19  # an estimate above all 19 shuffles: one-sided p <= 0.05 for that parameter
 
 
 class ImportanceInfo(NamedTuple):
@@ -414,6 +415,13 @@ class ImportanceInfo(NamedTuple):
     views: dict[str, dict[str, tuple[float, float, float]]]
     trials: dict[str, int]  # view label -> trials it rests on
     resamples: int
+    # view label -> parameter -> the largest importance it got on shuffled scores (the null)
+    null: dict[str, dict[str, float]]
+
+    def distinguishable(self, label: str) -> list[str]:
+        """Parameters whose importance in view ``label`` is above every shuffled one's."""
+        view, null = self.views.get(label, {}), self.null.get(label, {})
+        return [k for k, v in view.items() if v[0] > null.get(k, math.inf)]
 
 
 def _fanova(rows: pd.DataFrame, params: tuple[OpenParam, ...], seed: int) -> dict[str, float]:
@@ -441,16 +449,20 @@ def importance_info(
     space: Space,
     budgets: EqualBudget | None = None,
     resamples: int = 10,
+    permutations: int = PERMUTATIONS,
 ) -> ImportanceInfo:
     """Optuna's fANOVA importance on scores that share a budget, with its spread over
-    bootstrap resamples of the trials (how much the ranking depends on which trials ran)."""
+    bootstrap resamples of the trials (how much the ranking depends on which trials ran) and
+    a permutation null: a parameter whose importance does not beat every one of
+    ``permutations`` score shuffles is "not distinguishable from noise"."""
     import optuna
 
     params = searched(space)
     if not params:
-        return ImportanceInfo({}, "no searched parameter: nothing to rank", {}, {}, 0)
+        return ImportanceInfo({}, "no searched parameter: nothing to rank", {}, {}, 0, {})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     views: dict[str, dict[str, tuple[float, float, float]]] = {}
+    nulls: dict[str, dict[str, float]] = {}
     counts: dict[str, int] = {}
     for label, frame in budget_views(trials, budgets).items():
         done = frame[(frame["status"] == "completed") & frame["val_accuracy"].notna()]
@@ -464,8 +476,19 @@ def importance_info(
                 _fanova(done.iloc[rng.integers(0, len(done), len(done))], params, seed=b)
                 for b in range(resamples)
             ]
+            # The null: the same trials with their scores shuffled, so no parameter matters.
+            # fANOVA always shares out 100% of the variance, so on pure noise it still ranks.
+            shuffled = [
+                _fanova(
+                    done.assign(val_accuracy=rng.permutation(done["val_accuracy"].to_numpy())),
+                    params,
+                    seed=100 + b,
+                )
+                for b in range(permutations)
+            ]
         except (RuntimeError, ValueError) as exc:
-            return ImportanceInfo({}, f"importance could not be computed: {exc}", {}, counts, 0)
+            return ImportanceInfo({}, f"importance could not be computed: {exc}", {}, counts, 0, {})
+        nulls[label] = {k: max(p.get(k, 0.0) for p in shuffled) for k in point}
         views[label] = {
             k: (
                 v,
@@ -483,13 +506,29 @@ def importance_info(
             {},
             counts,
             0,
+            {},
         )
     first = next(iter(views.values()))
+    info = ImportanceInfo(
+        {k: v[0] for k, v in first.items()}, None, views, counts, resamples, nulls
+    )
+    verdicts = []
+    for label, view in views.items():
+        real = info.distinguishable(label)
+        noise = [k for k in view if k not in real]
+        verdicts.append(
+            f"{label}: "
+            + (f"above the noise: {', '.join(real)}" if real else "no parameter above the noise")
+            + (f"; not distinguishable from noise: {', '.join(noise)}" if noise else "")
+        )
     message = (
         f"fANOVA on scores at equal budget ({rests}); bars: 10th-90th percentile over "
-        f"{resamples} bootstrap resamples of the trials. Overlapping bars do not rank."
+        f"{resamples} bootstrap resamples of the trials; grey ticks: the largest importance of "
+        f"each parameter over {permutations} shuffles of the scores (the noise level). "
+        + ". ".join(verdicts)
+        + ". A parameter inside the noise is not ranked, and overlapping bars do not rank."
     )
-    return ImportanceInfo({k: v[0] for k, v in first.items()}, message, views, counts, resamples)
+    return info._replace(message=message)
 
 
 def importance_plot(info: ImportanceInfo) -> go.Figure:
@@ -497,12 +536,25 @@ def importance_plot(info: ImportanceInfo) -> go.Figure:
     order = sorted(info.importances, key=lambda k: info.importances[k])
     for label, imp in info.views.items():
         values = [imp.get(k, (0.0, 0.0, 0.0)) for k in order]
+        real = set(info.distinguishable(label))
+        fig.add_trace(
+            go.Scatter(
+                x=[info.null.get(label, {}).get(k, 0.0) for k in order],
+                y=order,
+                mode="markers",
+                marker={"symbol": "line-ns-open", "size": 18, "color": "#7f7f7f"},
+                name=esc(f"{label}: noise level (shuffled scores)"),
+                hovertemplate="noise level %{x:.3f}<extra></extra>",
+            )
+        )
         fig.add_trace(
             go.Bar(
                 x=[v[0] for v in values],
                 y=order,
                 orientation="h",
                 name=esc(label),
+                # a parameter inside the noise is drawn pale: it is not ranked
+                marker={"opacity": [1.0 if k in real else 0.35 for k in order]},
                 error_x={
                     "type": "data",
                     "symmetric": False,
@@ -512,7 +564,8 @@ def importance_plot(info: ImportanceInfo) -> go.Figure:
             )
         )
     fig.update_layout(
-        title="Hyperparameter importance (Optuna fANOVA) at equal budget",
+        title="Hyperparameter importance (Optuna fANOVA) at equal budget; pale: not above the "
+        "noise of shuffled scores",
         xaxis_title="importance",
         barmode="group",
     )

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -118,6 +119,35 @@ def test_equal_budget_importance_is_not_fooled_by_the_budget_a_parameter_was_dea
     spreads = [hi - lo for _, lo, hi in fair.views[rung].values()]
     assert all(s >= 0 for s in spreads) and max(spreads) > 0  # a spread over resamples
     assert fair.resamples == 10 and "bootstrap" in fair.message
+    # a real effect clears the noise of shuffled scores
+    assert "dense_units" in fair.distinguishable(rung)
+    assert "above the noise: dense_units" in fair.message
+
+
+def test_importance_on_pure_noise_ranks_nothing() -> None:
+    """22 first-rung trials whose scores are Binomial(320, 0.70) draws: fANOVA still shares
+    out 100% of the variance, but no parameter beats the shuffled scores."""
+    from search.space import DEFAULT_SPACE
+
+    rng = np.random.default_rng(21)
+    rows = [
+        {
+            "trial_id": f"{i:04d}",
+            "status": "completed",
+            "val_accuracy": rng.binomial(320, 0.70) / 320,
+            "dropout": float(rng.uniform(0, 0.6)),
+            "lrn": bool(rng.integers(0, 2)),
+            "dense_units": int(rng.choice(range(512, 4097, 512))),
+            "learning_rate": float(10 ** rng.uniform(-5, -3)),
+            "weight_decay": 0.0,
+        }
+        for i in range(22)
+    ]
+    info = fig.importance_info(pd.DataFrame(rows), DEFAULT_SPACE, resamples=3)
+    label = next(iter(info.views))
+    assert sum(v[0] for v in info.views[label].values()) == pytest.approx(1.0, abs=0.02)
+    assert info.distinguishable(label) == []
+    assert "no parameter above the noise" in (info.message or "")
 
 
 def test_equal_budget_views_and_full_paths(tmp_path: Path) -> None:

@@ -1,0 +1,199 @@
+"""``python -m bench.shipped RUN_DIR``: the model this tool ships against the one stock Keras Tuner
+ships from the same search, both scored on photos neither saw.
+
+Stock Keras Tuner is used as its users ship a model: the run's training and validation images
+(its whole pool of labelled training photos) in class folders, read with
+``image_dataset_from_directory(validation_split=0.1, subset="both")``, ``kt.Hyperband`` with the
+same builder, settings, seed and trial count as the run, then ``tuner.get_best_models(1)[0]``.
+This tool's shipped model is the run's export (``best_model.keras``; with the defaults the
+winner refitted on train + validation). Both score the run's *test* images, which neither
+trained or chose on, each through its own preprocessing (stock: ``decode_image`` and a float
+bilinear resize, as ``image_dataset_from_directory`` does; ours: the training cache); the
+difference is paired per image (same photos), with a 95% normal interval.
+
+The stock search runs in this process (a few GB); ``--stock-json`` reuses an earlier result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.peer import Settings, stock_hypermodel
+from search.rundir import RunConfig
+from search.stats import Z95, accuracy_ci
+
+
+def settings_of(run_dir: Path) -> Settings:
+    config = RunConfig.read(run_dir)
+    o = config.options
+    return Settings(
+        data_dir=Path(config.data_config.data_dir),
+        trials=int(o["trials"]),
+        image_size=config.image_size,
+        width=float(config.width),
+        batch_size=config.batch_size,
+        max_epochs=int(o["max_epochs"]),
+        factor=int(o["factor"]),
+        seed=int(o["seed"]),
+        subset=o.get("subset"),
+    )
+
+
+def stock_shipped(s: Settings, run_dir: Path, work: Path) -> dict[str, Any]:
+    """Stock Keras Tuner's search on the run's train + validation pool; its best model's
+    per-image correctness on the run's test images (in the run's file order)."""
+    import keras
+    import keras_tuner as kt
+    import tensorflow as tf
+
+    from data_pipeline.pipeline import prepare
+
+    config = RunConfig.read(run_dir)
+    data = prepare(config.data_config)
+    classes = data.classes
+    pool = work / "stock-pool"
+    shutil.rmtree(pool, ignore_errors=True)
+    for split in ("train", "validation"):
+        _, labels = data.cached.split(split)
+        for path, label in zip(data.paths(split), labels, strict=True):
+            folder = pool / classes[int(label)]
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / path.name).symlink_to(path.resolve())
+    size = (s.image_size, s.image_size)
+    train, val = keras.utils.image_dataset_from_directory(
+        pool,
+        image_size=size,
+        batch_size=s.batch_size,
+        seed=s.seed,
+        validation_split=0.1,
+        subset="both",
+    )
+    train = train.cache().prefetch(tf.data.AUTOTUNE)
+    val = val.cache().prefetch(tf.data.AUTOTUNE)
+    tuner = kt.Hyperband(
+        stock_hypermodel(s),
+        objective="val_accuracy",
+        max_epochs=s.max_epochs,
+        factor=s.factor,
+        seed=s.seed,
+        directory=str(work / "stock-project"),
+        project_name="stock",
+        overwrite=True,
+    )
+    tuner.oracle.max_trials = s.trials
+    t0 = time.perf_counter()
+    tuner.search(train, validation_data=val, verbose=0)
+    seconds = time.perf_counter() - t0
+    model = tuner.get_best_models(1)[0]
+    best = tuner.oracle.get_best_trials(1)[0]
+
+    def load(path: tf.Tensor) -> tf.Tensor:  # what image_dataset_from_directory does
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return tf.image.resize(image, size, method="bilinear")
+
+    _, y_test = data.cached.split("test")
+    paths = [str(p) for p in data.paths("test")]
+    test = tf.data.Dataset.from_tensor_slices(paths).map(load).batch(s.batch_size)
+    predicted = np.argmax(model.predict(test, verbose=0), axis=1)
+    return {
+        "correct": (predicted == y_test).astype(int).tolist(),
+        "trained_on": len(train.file_paths) if hasattr(train, "file_paths") else None,
+        "pool": data.split_size("train") + data.split_size("validation"),
+        "search_seconds": seconds,
+        "best_trial": best.trial_id,
+        "best_values": best.hyperparameters.values,
+        "best_val_accuracy": best.score,
+    }
+
+
+def ours_shipped(run_dir: Path) -> dict[str, Any]:
+    """The run's exported model on the run's test images, as ``export.json`` measured it."""
+    import keras
+
+    from data_pipeline.pipeline import prepare
+    from models.lrn import LocalResponseNormalization
+
+    config = RunConfig.read(run_dir)
+    data = prepare(config.data_config)
+    model = keras.saving.load_model(
+        run_dir / "best_model.keras",
+        custom_objects={"alexnet_tuner>LocalResponseNormalization": LocalResponseNormalization},
+    )
+    x, y = data.arrays("test")
+    probs = np.concatenate([model.predict_on_batch(x[i : i + 125]) for i in range(0, len(x), 125)])
+    export = json.loads((run_dir / "export.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {
+        "correct": (np.argmax(probs, axis=1) == y).astype(int).tolist(),
+        "source_run": export.get("source_run"),
+        "trained_on_validation": export.get("trained_on_validation"),
+        "verdict": summary.get("verdict"),
+        "sentence": summary.get("sentence"),
+        "winner": summary.get("winner", {}).get("params"),
+    }
+
+
+def paired(ours: Sequence[int], stock: Sequence[int]) -> dict[str, Any]:
+    """Ours minus stock on the same images: points and a 95% normal interval."""
+    d = np.asarray(ours, float) - np.asarray(stock, float)
+    n = d.size
+    half = Z95 * float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
+    return {
+        "n": n,
+        "points": 100 * float(d.mean()),
+        "ci95": [100 * (float(d.mean()) - half), 100 * (float(d.mean()) + half)],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.shipped",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run_dir", type=Path, help="a finished run of search.run (exported)")
+    p.add_argument("--work-dir", type=Path, default=Path("bench-shipped"))
+    p.add_argument("--stock-json", type=Path, help="reuse this stock result instead of searching")
+    p.add_argument("--out", type=Path, help="write both sides and the comparison as JSON")
+    args = p.parse_args(argv)
+    from search.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    run_dir = args.run_dir.resolve()
+    work = args.work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    s = settings_of(run_dir)
+    if args.stock_json:
+        stock = json.loads(args.stock_json.read_text())
+    else:
+        stock = stock_shipped(s, run_dir, work)
+        (work / "stock.json").write_text(json.dumps(stock, indent=2, default=str))
+    ours = ours_shipped(run_dir)
+    n = len(ours["correct"])
+    lines = []
+    for name, side in (("alexnet-tuner (shipped)", ours), ("stock Keras Tuner", stock)):
+        acc = float(np.mean(side["correct"]))
+        lo, hi = accuracy_ci(acc, n)
+        lines.append(f"{name:<26} {acc:.4f} (95% CI {lo:.3f}-{hi:.3f}, n={n})")
+    diff = paired(ours["correct"], stock["correct"])
+    lo, hi = diff["ci95"]
+    lines.append(f"ours - stock: {diff['points']:+.1f} points (95% CI {lo:+.1f} to {hi:+.1f})")
+    print("\n".join(lines))
+    if args.out:
+        args.out.write_text(
+            json.dumps({"ours": ours, "stock": stock, "difference": diff}, indent=2, default=str)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
