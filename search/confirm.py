@@ -240,7 +240,7 @@ def selection(table: pd.DataFrame, cands: list[Candidate]) -> pd.DataFrame:
                 "seeds": len(vals),
                 "val_mean": float(vals.mean()) if len(vals) else None,
                 "val_sd": float(vals.std(ddof=1)) if len(vals) > 1 else None,
-                "at_chance": int(mine["at_chance"].astype(str).isin(["True", "true", "1"]).sum()),
+                "at_chance": int(_truthy(mine["at_chance"]).sum()),
                 "score": robust_score(vals),
                 "search_val_accuracy": cand.search_val_accuracy,
             }
@@ -341,9 +341,7 @@ def evidence(
         "candidates": [_plain(r) for r in ranked.to_dict("records")],
     }
     pick = choose_winner(table, cands)
-    out["at_chance_runs"] = sorted(
-        table.loc[table["at_chance"].astype(str).isin(["True", "true", "1"]), "run_id"].astype(str)
-    )
+    out["at_chance_runs"] = sorted(table.loc[_truthy(table["at_chance"]), "run_id"].astype(str))
     if pick is None:
         return {
             **out,
@@ -371,6 +369,15 @@ def evidence(
         w = np.stack([_correct(run_dir, r, test_labels) for r in by_seed(win)])
         b = np.stack([_correct(run_dir, r, test_labels) for r in by_seed(base)])
         diff = paired_difference(w, b, margin=margin)
+        if _all_at_chance(win, seeds) and _all_at_chance(base, seeds):
+            # no model learned (random labels, a broken pipeline): any test difference between
+            # two chance-level models is noise, whatever an interval on 2-5 seeds says
+            diff = diff._replace(
+                verdict="inconclusive",
+                seeds_needed=None,
+                reason="every judge run of both ended at chance on validation: neither model "
+                "learned, so no difference between them is claimed",
+            )
         out |= {
             "delta_points": diff.points,
             "delta_ci95": list(diff.ci95) if diff.ci95 is not None else None,
@@ -476,6 +483,15 @@ def unconfirmed(trials: pd.DataFrame, export: dict[str, Any] | None, n_test: int
     if export:
         out["exported"] = exported_summary(export)
     return out
+
+
+def _truthy(column: pd.Series) -> pd.Series:
+    return column.astype(str).isin(["True", "true", "1", "1.0"])
+
+
+def _all_at_chance(frame: pd.DataFrame, seeds: list[int]) -> bool:
+    paired = frame[frame["seed_index"].isin(seeds)]
+    return bool(len(paired)) and bool(_truthy(paired["at_chance"]).all())
 
 
 def _side(frame: pd.DataFrame, seeds: list[int]) -> dict[str, Any]:

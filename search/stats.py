@@ -87,6 +87,7 @@ class Difference(NamedTuple):
     margin: float  # points: inside +-margin is "equivalent"
     seeds_needed: int | None  # inconclusive: seeds (at this test size) to reach +-margin
     images_limit: float | None  # points: the half-width the test images alone leave
+    reason: str | None = None  # why a verdict was held back, when the interval is not why
 
 
 def verdict(ci95: tuple[float, float] | None, *, margin: float = DEFAULT_MARGIN) -> str:
@@ -221,6 +222,8 @@ def settle_hint(diff: Difference) -> str:
     """What would settle an inconclusive verdict, in a few words; empty otherwise."""
     if diff.verdict != "inconclusive":
         return ""
+    if diff.reason:
+        return diff.reason
     if diff.ci95 is None:
         return (
             f"only {diff.seeds} paired seed{'s' if diff.seeds != 1 else ''}: no interval can be "

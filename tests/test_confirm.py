@@ -194,3 +194,19 @@ def test_one_paired_seed_gives_no_interval_and_an_inconclusive_verdict(tmp_path:
     assert summary["confirm_seeds"] == 1
     assert summary["delta_ci95"] is None and summary["verdict"] == "inconclusive"
     assert "inconclusive" in summary["sentence"] and "better" not in summary["sentence"]
+
+
+def test_two_models_at_chance_get_no_verdict_whatever_the_test_noise(tmp_path: Path) -> None:
+    """Random labels: every judge run at chance; the verdict is held back even when the test
+    images happen to favour one side."""
+    run_dir = make_run(tmp_path / "run", confirmed=False)
+    write_confirmation(run_dir, seeds=3)  # the winner is clearly better on test here
+    table = load_confirm(run_dir)
+    labels = np.array([i % 2 for i in range(N_TEST)])
+    cands = run_candidates(run_dir, {"confirm_top": 1})
+    before = evidence(run_dir, table, labels, None, cands=cands)
+    table["at_chance"] = True
+    after = evidence(run_dir, table, labels, None, cands=cands)
+    assert before["verdict"] in VERDICTS and before["delta_points"] == after["delta_points"]
+    assert after["verdict"] == "inconclusive" and "neither model learned" in after["sentence"]
+    assert len(after["at_chance_runs"]) == 6
