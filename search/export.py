@@ -375,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     verdict = "passed" if record["equal"] else "FAILED"
     source = record["source_run"] or f"trial {record['source_trial']}"
-    trained = " (trained on: a reload check only)" if record["trained_on_validation"] else ""
+    trained = ", trained on: a reload check only" if record["trained_on_validation"] else ""
     print(
         f"export check {verdict}: {source}; in memory / reloaded SavedModel: validation "
         f"{record['val_accuracy_in_memory']:.4f} / {record['val_accuracy_reloaded']:.4f} "
