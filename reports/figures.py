@@ -617,6 +617,7 @@ def budget_plot(info: BudgetInfo) -> go.Figure:
 class ConfusionInfo(NamedTuple):
     classes: list[str]
     matrix: list[list[int]]
+    split: str = "validation"  # test for a refitted model, which trained on validation
 
 
 def confusion_plot(info: ConfusionInfo) -> go.Figure:
@@ -634,7 +635,7 @@ def confusion_plot(info: ConfusionInfo) -> go.Figure:
         )
     )
     fig.update_layout(
-        title="Confusion matrix (validation set, exported model)",
+        title=f"Confusion matrix ({info.split} set, exported model)",
         xaxis_title="predicted",
         yaxis_title="true",
         yaxis={"autorange": "reversed"},

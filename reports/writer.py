@@ -34,7 +34,7 @@ from reports.tables import (
 )
 from search.results import TRIAL_COLUMNS, baseline_score, best_trial, search_trials
 from search.rundir import RunDirError, format_seconds, now_iso
-from search.space import to_toml
+from search.space import format_values, to_toml
 from search.stats import SELECTED_NOTE
 
 # the user-facing columns of trials.csv, in its order, with the interval beside the score
@@ -111,7 +111,9 @@ def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | Non
         )
     if run.predictions is not None and run.export:
         classes = list(run.export.get("classes") or run.config.classes)
-        info = fig.ConfusionInfo(classes, confusion(run.predictions, classes))
+        info = fig.ConfusionInfo(
+            classes, confusion(run.predictions, classes), predictions_split(run.predictions)
+        )
         blocks.append(FigureBlock("fig-confusion", figure_json(fig.confusion_plot(info))))
     return blocks, warnings, importance_note
 
@@ -167,6 +169,8 @@ def render_report(
             space_toml=to_toml(run.space),
             confirm_rows=confirm_rows(run.confirm, summary.n_validation, summary.n_test),
             selected_note=SELECTED_NOTE,
+            winner_params=_winner_params(summary, run.space),
+            predictions_split=predictions_split(run.predictions),
             cost_rows=cost_rows(run.costs, run.trials),
             columns=COLUMNS,
             figures=blocks,
@@ -270,3 +274,16 @@ def write_report(run_dir: Path, *, index: bool = True) -> Path:
     if index:
         write_index(run_dir.parent)
     return path
+
+
+def _winner_params(summary: Any, space: Any) -> str | None:
+    """The confirmed winner's configuration, each parameter printed as the space prints it."""
+    win = (summary.evidence or {}).get("winner") or {}
+    return format_values(win["params"], space) if win.get("params") else None
+
+
+def predictions_split(predictions: Any) -> str:
+    """Which images the exported model's per-image predictions are of (older runs: validation)."""
+    if predictions is not None and "split" in predictions and len(predictions):
+        return str(predictions["split"].iloc[0])
+    return "validation"

@@ -86,11 +86,12 @@ def _batches(images: np.ndarray, batch_size: int):
         yield np.ascontiguousarray(images[start : start + batch_size])  # uint8, as trained
 
 
-def _write_predictions(path: Path, data: PreparedData, probs: np.ndarray) -> None:
-    """Per-image validation predictions of the exported model (confusion matrix, image grid)."""
+def _write_predictions(path: Path, data: PreparedData, probs: np.ndarray, split: str) -> None:
+    """Per-image predictions of the exported model on ``split`` (confusion matrix, image grid):
+    validation, or test for a refit, which trained on the validation images."""
     import pandas as pd
 
-    files = [f for f in data.cached.files if f.split == "validation"]
+    files = [f for f in data.cached.files if f.split == split]
     predicted = np.argmax(probs, axis=1)
     frame = pd.DataFrame(
         {
@@ -98,6 +99,7 @@ def _write_predictions(path: Path, data: PreparedData, probs: np.ndarray) -> Non
             "label": [f.label for f in files],
             "predicted": [data.classes[i] for i in predicted],
             "probability": probs[np.arange(len(files)), predicted],
+            "split": split,
         }
     )
     frame.to_csv(path, index=False)
@@ -190,7 +192,8 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     model.save(keras_path)
     np.save(stage / "probs-in-memory.npy", scores["validation"][0])
     np.save(stage / "probs-in-memory-test.npy", scores["test"][0])
-    _write_predictions(stage / "validation_predictions.csv", data, scores["validation"][0])
+    shown = "test" if source["trained_on_validation"] else "validation"
+    _write_predictions(stage / "validation_predictions.csv", data, scores[shown][0], shown)
 
     verify = subprocess.run(
         [sys.executable, "-m", "search.export", "--verify", str(run_dir), "--stage", str(stage)],

@@ -35,6 +35,7 @@ from search.confirm import (
     unconfirmed,
 )
 from search.loop import Budget
+from search.space import format_values
 from search.stats import format_selected
 from search.trial.runner import TrialRunner
 
@@ -232,13 +233,4 @@ def winner_line(summary: dict[str, Any]) -> str | None:
     win = summary.get("winner")
     if not win or not win.get("params"):
         return None
-    params = ", ".join(f"{k} {_short(v)}" for k, v in win["params"].items())
-    return f"winner: trial {win['trial_id']} ({params})"
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:.2g}" if abs(value) < 0.01 and value else f"{value:.3g}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
+    return f"winner: trial {win['trial_id']} ({format_values(win['params'])})"

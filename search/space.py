@@ -415,6 +415,11 @@ def parse_space(text: str, *, source: str = "--space") -> Space:
     return tuple(out)
 
 
+def format_values(values: dict[str, Any], space: Space = DEFAULT_SPACE) -> str:
+    """``dropout 0.0920, lrn True, ...``: a configuration as each parameter prints itself."""
+    return ", ".join(f"{p.name} {p.format(values[p.name])}" for p in space if p.name in values)
+
+
 def describe(space: Space) -> list[str]:
     """One human line per parameter, for the plan and the report."""
     return [p.describe() for p in space]
