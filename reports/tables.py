@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from reports.rundata import RunData
+from search.confirm import flagged
 from search.results import (
     BASELINE_ID,
     baseline_score,
@@ -117,6 +118,7 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
     rows: list[dict[str, Any]] = []
     stages = confirm["stage"].fillna("judge").astype(str) if "stage" in confirm else None
     frame = confirm.assign(stage=stages if stages is not None else "judge")
+    frame["at_chance"] = flagged(frame["at_chance"]) if "at_chance" in frame else False
     for stage in ("select", "judge", "refit"):
         part = frame[frame["stage"] == stage]
         order = sorted(set(part["candidate"]), key=lambda c: (c == BASELINE_ID, c))
@@ -133,7 +135,7 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
                         "status": str(r["status"]),
                         "search_val": _num(r.get("search_val_accuracy")),
                         "val": _num(r.get("val_accuracy")),
-                        "at_chance": str(r.get("at_chance")) in ("True", "true", "1"),
+                        "at_chance": bool(r["at_chance"]),
                         "test": test,
                         "test_ci": _ci(test, n_test),
                         "best_epoch": _cell(r.get("best_epoch")),

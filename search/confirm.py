@@ -240,7 +240,7 @@ def selection(table: pd.DataFrame, cands: list[Candidate]) -> pd.DataFrame:
                 "seeds": len(vals),
                 "val_mean": float(vals.mean()) if len(vals) else None,
                 "val_sd": float(vals.std(ddof=1)) if len(vals) > 1 else None,
-                "at_chance": int(_truthy(mine["at_chance"]).sum()),
+                "at_chance": int(flagged(mine["at_chance"]).sum()),
                 "score": robust_score(vals),
                 "search_val_accuracy": cand.search_val_accuracy,
             }
@@ -341,7 +341,7 @@ def evidence(
         "candidates": [_plain(r) for r in ranked.to_dict("records")],
     }
     pick = choose_winner(table, cands)
-    out["at_chance_runs"] = sorted(table.loc[_truthy(table["at_chance"]), "run_id"].astype(str))
+    out["at_chance_runs"] = sorted(table.loc[flagged(table["at_chance"]), "run_id"].astype(str))
     if pick is None:
         return {
             **out,
@@ -485,13 +485,14 @@ def unconfirmed(trials: pd.DataFrame, export: dict[str, Any] | None, n_test: int
     return out
 
 
-def _truthy(column: pd.Series) -> pd.Series:
+def flagged(column: pd.Series) -> pd.Series:
+    """A boolean column of ``confirm.csv`` as booleans (the CSV holds True/False, 1/0)."""
     return column.astype(str).isin(["True", "true", "1", "1.0"])
 
 
 def _all_at_chance(frame: pd.DataFrame, seeds: list[int]) -> bool:
     paired = frame[frame["seed_index"].isin(seeds)]
-    return bool(len(paired)) and bool(_truthy(paired["at_chance"]).all())
+    return bool(len(paired)) and bool(flagged(paired["at_chance"]).all())
 
 
 def _side(frame: pd.DataFrame, seeds: list[int]) -> dict[str, Any]:

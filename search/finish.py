@@ -78,7 +78,7 @@ def run_confirmation(
                     continue  # done before (also before the search or confirmation grew)
                 if not budget.fits(runner.est.trial_s(max_epochs), what):
                     return False
-                name = BASELINE_NAME if cand.is_baseline else names[cand.trial_id]
+                name = res.BASELINE_ID if cand.is_baseline else names[cand.trial_id]
                 runner.confirm(cand, name, index, n_test=n_test, stage=stage)
                 prune_confirm_checkpoints(run_dir)
         return True
@@ -97,7 +97,7 @@ def run_confirmation(
     if winner is None:
         say("selection: no run finished; no winner to judge.")
         return
-    judged = [winner] + ([Candidate(BASELINE_NAME, dict(baseline), None)] if baseline else [])
+    judged = [winner] + ([Candidate(res.BASELINE_ID, dict(baseline), None)] if baseline else [])
     say(
         f"judging: winner {names[winner.trial_id]} (trial {winner.trial_id})"
         + (" and the baseline" if baseline else "")
@@ -114,9 +114,6 @@ def run_confirmation(
     if budget.fits(runner.est.trial_s(epochs), "the refit of the winner"):
         runner.refit(winner, names[winner.trial_id], epochs=epochs, n_test=n_test)
         prune_confirm_checkpoints(run_dir)
-
-
-BASELINE_NAME = res.BASELINE_ID
 
 
 def selection_lines(table: Any, cands: list[Candidate], names: dict[str, str]) -> list[str]:
