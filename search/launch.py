@@ -38,6 +38,15 @@ def gpu_count() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
+def assign_gpus(workers: int, gpus: int) -> dict[str, str]:
+    """``CUDA_VISIBLE_DEVICES`` of each process: the chief GPU 0, worker i the next GPU round
+    the ring (so workers share a GPU only when there are more processes than GPUs); without
+    GPUs the chief sees the machine's devices (``""`` hides none) and every worker none."""
+    if gpus <= 0:
+        return {"chief": "", **{f"worker-{i}": "" for i in range(workers)}}
+    return {"chief": "0", **{f"worker-{i}": str((i + 1) % gpus) for i in range(workers)}}
+
+
 def _value(args: Sequence[str], flag: str, default: str) -> str:
     for i, a in enumerate(args):
         if a == flag and i + 1 < len(args):
@@ -71,13 +80,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if engine != "optuna":
         extra = ["--oracle", f"127.0.0.1:{free_port()}"]
     gpus = gpu_count()
+    devices = assign_gpus(args.workers, gpus)
     chief_env = {**os.environ, "KERASTUNER_TUNER_ID": "chief"}
     if gpus:
-        chief_env["CUDA_VISIBLE_DEVICES"] = "0"
+        chief_env["CUDA_VISIBLE_DEVICES"] = devices["chief"]
     chief = subprocess.Popen([*base, *extra], env=chief_env)
     print(
         f"launch: chief pid {chief.pid} ({'GPU 0' if gpus else 'CPU'}); "
-        f"{args.workers} worker(s) on {'GPUs' if gpus else 'the CPU'}",
+        f"{args.workers} worker(s) on {'GPUs' if gpus else 'the CPU'}"
+        + (
+            f" (sharing: {args.workers + 1} processes on {gpus} GPU(s))"
+            if 0 < gpus < args.workers + 1
+            else ""
+        ),
         flush=True,
     )
     run_dir = _value(run_args, "--run-dir", "")
@@ -89,9 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def start(i: int) -> subprocess.Popen:
         env = {**os.environ, "KERASTUNER_TUNER_ID": f"worker-{i}"}
-        env["CUDA_VISIBLE_DEVICES"] = str((i + 1) % gpus) if gpus else ""  # chief: GPU 0
+        env["CUDA_VISIBLE_DEVICES"] = devices[f"worker-{i}"]
         proc = subprocess.Popen([*base, *extra, "--role", "worker"], env=env)
-        print(f"launch: worker {i} pid {proc.pid}", flush=True)
+        where = f"GPU {devices[f'worker-{i}']}" if gpus else "CPU"
+        print(f"launch: worker {i} pid {proc.pid} ({where})", flush=True)
         return proc
 
     workers = {i: start(i) for i in range(args.workers)}

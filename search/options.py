@@ -32,6 +32,7 @@ _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.
 # each (25,000 photos: 74 GiB); AlexNet was designed for 227px.
 MAX_IMAGE_SIZE = 1024
 MAX_WIDTH = 4.0
+MAX_CPU_DEVICES = 16
 
 
 # Settings that fit a small machine, applied only when asked (--preset) and only to what the
@@ -94,6 +95,7 @@ class SearchOptions:
     precision: str = "auto"
     xla: str = "auto"
     strategy: str = "none"
+    cpu_devices: int = 1  # logical CPU devices for --strategy mirrored without a GPU
     storage: str | None = None  # Optuna database URL, without its password
     study: str = "alexnet-tuner"
     role: str = "chief"
@@ -123,6 +125,15 @@ class SearchOptions:
             )
         if self.strategy not in ("none", "mirrored"):
             raise OptionError(f"--strategy must be none or mirrored, but got {self.strategy!r}.")
+        if not 1 <= self.cpu_devices <= MAX_CPU_DEVICES:
+            raise OptionError(
+                f"--cpu-devices must be from 1 to {MAX_CPU_DEVICES}, but got {self.cpu_devices}."
+            )
+        if self.cpu_devices > 1 and self.strategy != "mirrored":
+            raise OptionError(
+                f"--cpu-devices {self.cpu_devices} splits the CPU for --strategy mirrored; add "
+                "--strategy mirrored, or leave --cpu-devices out."
+            )
         if self.role not in ("chief", "worker"):
             raise OptionError(f"--role must be chief or worker, but got {self.role!r}.")
         if self.engine != "optuna" and self.storage:
@@ -206,6 +217,8 @@ class SearchOptions:
             "strategy",
         )
         out: dict[str, Any] = {k: getattr(self, k) for k in keys}
+        if self.cpu_devices > 1:  # the replicas set the global batch; 1 keeps older runs' hash
+            out["cpu_devices"] = self.cpu_devices
         out["data_dir"] = str(self.resolved_data_dir().resolve())
         if self.engine == "optuna":
             url = resolve_storage(self.storage)

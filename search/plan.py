@@ -144,8 +144,10 @@ def plan_lines(
         *engine.describe(o.trials),
         f"baseline (the blog's AlexNet): {blog_params:,} parameters, "
         f"{o.max_epochs} epochs" + ("" if o.baseline else " - skipped (--no-baseline)"),
-        f"device: {warm.policy} precision, XLA {'on' if warm.xla else 'off'}; "
-        f"warm-up {warm.train_img_s:.0f} img/s training, {warm.eval_img_s:.0f} img/s "
+        f"device: {warm.policy} precision"
+        + (f" ({ready.precision_reason})" if ready.precision_reason else "")
+        + f", XLA {'on' if warm.xla else 'off'}",
+        f"warm-up: {warm.train_img_s:.0f} img/s training, {warm.eval_img_s:.0f} img/s "
         f"evaluation -> ~{format_seconds(est.epoch_s())} per epoch",
         *(
             [

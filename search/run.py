@@ -20,6 +20,7 @@ from rich.console import Console
 from data_pipeline.discover import DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION
 from data_pipeline.errors import DataError
 from search.confirm import REFIT_MODES
+from search.devices import PRECISIONS, XLA_MODES
 from search.engines import ENGINES
 from search.options import PRESETS, OptionError, SearchOptions, apply_preset, parse_duration
 from search.rundir import RunDirError
@@ -147,13 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--precision",
-        choices=("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+        choices=PRECISIONS,
         default="auto",
-        help="auto: mixed_float16 on a GPU, float32 on a CPU",
+        help="auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX, float32 on "
+        "other CPUs; the plan says which and why (default %(default)s)",
     )
     p.add_argument(
         "--xla",
-        choices=("auto", "on", "off"),
+        choices=XLA_MODES,
         default="auto",
         help="auto: on for a GPU, off for a CPU (40%% slower there)",
     )
@@ -162,7 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("none", "mirrored"),
         default="none",
         help="mirrored: each trial on all visible GPUs (tf.distribute.MirroredStrategy); "
-        "--batch-size is per GPU",
+        "--batch-size is per GPU (default %(default)s)",
+    )
+    p.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="without a GPU, split the CPU into N logical devices for --strategy mirrored: "
+        "tries the multi-GPU code path on a laptop, not faster (default %(default)s)",
     )
     p.add_argument(
         "--storage",

@@ -259,3 +259,42 @@ def test_keras_tuner_worker_killed_mid_trial(tiny: dict[str, Path], tmp_path: Pa
     assert proc.returncode == 0, "".join(lines) + out
     assert "launch: worker 0 exited with -9; restarting it" in out
     _check_keras_tuner_run(run_dir, 4)
+
+
+@pytest.mark.parametrize(
+    ("workers", "gpus", "expected"),
+    [
+        (3, 4, {"chief": "0", "worker-0": "1", "worker-1": "2", "worker-2": "3"}),
+        (1, 2, {"chief": "0", "worker-0": "1"}),
+        (2, 2, {"chief": "0", "worker-0": "1", "worker-1": "0"}),  # more processes than GPUs
+        (2, 0, {"chief": "", "worker-0": "", "worker-1": ""}),
+    ],
+)
+def test_launch_gives_each_process_its_gpu(
+    workers: int, gpus: int, expected: dict[str, str]
+) -> None:
+    from search.launch import assign_gpus
+
+    assert assign_gpus(workers, gpus) == expected
+
+
+def test_launch_counts_gpus_from_a_faked_nvidia_smi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The GPU list comes from ``nvidia-smi -L`` (no TensorFlow in the launcher): faked here
+    with four GPUs, then hidden by ``CUDA_VISIBLE_DEVICES=""``."""
+    from search.launch import assign_gpus, gpu_count
+
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(
+        "#!/bin/sh\n" + "".join(f"echo 'GPU {i}: Fake GPU (UUID: GPU-{i})'\n" for i in range(4))
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert gpu_count() == 4
+    devices = assign_gpus(3, gpu_count())
+    assert devices["chief"] == "0"
+    assert sorted(devices.values()) == ["0", "1", "2", "3"]  # each its own
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert gpu_count() == 0

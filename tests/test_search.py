@@ -415,39 +415,59 @@ if os.environ.get("FAIL_BUILD"):
     assert "Traceback" not in out.stderr
 
 
-def test_mirrored_strategy_on_two_logical_cpus(
+@pytest.mark.parametrize(
+    ("flags", "plan_says"),
+    [
+        (
+            ("--strategy", "mirrored", "--cpu-devices", "2"),
+            "MirroredStrategy over 2 replica(s); batch 4 per replica = global batch 8",
+        ),
+        (("--precision", "mixed_float16", "--xla", "on"), "mixed_float16 precision"),
+        (("--precision", "mixed_bfloat16"), "mixed_bfloat16 precision"),
+    ],
+    ids=["mirrored-2-cpus", "float16-xla", "bfloat16"],
+)
+def test_gpu_code_paths_run_on_the_cpu(
     tiny: dict[str, Path],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    flags: tuple[str, ...],
+    plan_says: str,
 ) -> None:
+    """The paths a GPU takes (mirrored replicas, float16 with loss scaling, XLA) and the AMX
+    one (bfloat16), forced on the CPU: a trial trains, and the export serves float32 and
+    reloads equal to the trained model."""
     from search.run import main
 
-    monkeypatch.setenv("ALEXNET_TUNER_LOGICAL_CPUS", "2")  # read by the trial process
     run_dir = tmp_path / "run"
-    out = _cli(
-        main,
-        search_args(
-            tiny,
-            run_dir,
-            "--strategy",
-            "mirrored",
-            "--trials",
-            "1",
-            "--max-epochs",
-            "1",
-            "--engine",
-            "random",
-            "--batch-size",
-            "4",
-        )[3:],
-        capsys,
-    )
+    argv = search_args(
+        tiny,
+        run_dir,
+        *flags,
+        "--trials",
+        "1",
+        "--max-epochs",
+        "1",
+        "--engine",
+        "random",
+        "--batch-size",
+        "4",
+    )[3:]
+    out = _cli(main, argv, capsys)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "MirroredStrategy over 2 replica(s); batch 4 per replica = global batch 8" in out.stdout
+    assert plan_says in out.stdout
+    if "--precision" in flags:
+        assert f"({' '.join(flags[:2])})" in out.stdout  # the plan's reason: forced
     trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
     assert set(trials["status"]) == {"completed"}
-    assert json.loads((run_dir / "export.json").read_text())["equal"]
+    assert np.isfinite(trials["val_accuracy"]).all()
+    export = json.loads((run_dir / "export.json").read_text())
+    assert export["equal"]
+    import keras
+
+    served = keras.layers.TFSMLayer(str(run_dir / "best_model"), call_endpoint="serve")
+    probs = served(np.zeros((2, 67, 67, 3), dtype="uint8"))
+    assert str(probs.dtype) == "<dtype: 'float32'>"
 
 
 def test_time_budget_starts_nothing_that_cannot_finish(
@@ -492,6 +512,8 @@ def test_refusals(tiny: dict[str, Path], tmp_path: Path) -> None:
         (["--test-fraction", "1.5"], "--test-fraction must be in [0, 1)"),
         (["--space", "/"], "is not a file"),
         (["--seed", "-1"], "--seed must be from 0"),
+        (["--cpu-devices", "2"], "add --strategy mirrored"),
+        (["--strategy", "mirrored", "--cpu-devices", "0"], "--cpu-devices must be from 1 to 16"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(

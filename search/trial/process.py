@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from search.devices import DeviceChoice, choose, cpu_flags
 from search.rundir import disk_usage_mb
 from search.trial.protocol import (
     Done,
@@ -76,30 +77,23 @@ def _reset_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
-def configure_devices(precision: str, xla: str) -> tuple[str, bool]:
-    """Resolve ``auto``: mixed float16 and XLA on a GPU; float32 without XLA on a CPU.
-
-    Measured on the 2-core CPU: XLA makes AlexNet 40% slower at 128px, and bfloat16 has no
-    CPU kernel for ``tf.nn.lrn`` (the LRN layer computes in float32 under any policy anyway).
-    """
+def configure_devices(precision: str, xla: str) -> DeviceChoice:
+    """Resolve ``auto`` by the hardware (``search.devices.choose``) and set Keras's global
+    policy: every model this process builds trains under it."""
     import keras
     import tensorflow as tf
 
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    policy = ("mixed_float16" if gpu else "float32") if precision == "auto" else precision
-    keras.mixed_precision.set_global_policy(policy)
-    jit = gpu if xla == "auto" else xla == "on"
-    return policy, jit
+    choice = choose(
+        precision, xla, gpus=len(tf.config.list_physical_devices("GPU")), flags=cpu_flags()
+    )
+    keras.mixed_precision.set_global_policy(choice.policy)
+    return choice
 
 
-LOGICAL_CPUS_ENV = "ALEXNET_TUNER_LOGICAL_CPUS"
-
-
-def make_strategy(name: str) -> tuple[Any, int]:
+def make_strategy(name: str, cpu_devices: int = 1) -> tuple[Any, int]:
     """``mirrored``: ``tf.distribute.MirroredStrategy`` over the visible GPUs (one copy of the
-    model per GPU, gradients all-reduced). Without GPUs it mirrors over the CPU's logical
-    devices: ``$ALEXNET_TUNER_LOGICAL_CPUS=N`` splits the CPU into N, to exercise the
-    multi-device code path on any machine."""
+    model per GPU, gradients all-reduced). Without GPUs it mirrors over ``cpu_devices`` logical
+    devices the CPU is split into (``--cpu-devices``), so the multi-device path runs anywhere."""
     import tensorflow as tf
 
     if name == "none":
@@ -110,10 +104,9 @@ def make_strategy(name: str) -> tuple[Any, int]:
     if gpus:
         strategy = tf.distribute.MirroredStrategy()
     else:
-        n = int(os.environ.get(LOGICAL_CPUS_ENV, "1"))
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(max(1, cpu_devices))]
         )
         devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         strategy = tf.distribute.MirroredStrategy(
@@ -188,9 +181,12 @@ class TrialProcess:
         self.options = config.options
         self.out = out
         self.parent = os.getppid()
-        strategy, self.replicas = make_strategy(self.options.get("strategy", "none"))
+        strategy, self.replicas = make_strategy(
+            self.options.get("strategy", "none"), int(self.options.get("cpu_devices", 1))
+        )
         self.scope = strategy.scope if strategy is not None else contextlib.nullcontext
-        self.policy, self.jit = configure_devices(self.options["precision"], self.options["xla"])
+        self.device = configure_devices(self.options["precision"], self.options["xla"])
+        self.policy, self.jit = self.device.policy, self.device.xla
         t0 = time.perf_counter()
         self.data = prepare(config.data_config)
         # Mirrored: each replica gets --batch-size, so the global batch grows with the replicas.
@@ -444,6 +440,7 @@ def main() -> int:
             pid=os.getpid(),
             policy=process.policy,
             xla=process.jit,
+            precision_reason=process.device.reason,
             replicas=process.replicas,
             global_batch=process.batch_size,
             gpus=_visible_gpus(),

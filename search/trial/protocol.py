@@ -68,6 +68,7 @@ class Ready:
     global_batch: int
     gpus: int
     data_seconds: float = 0.0  # mapping the image cache and building the datasets
+    precision_reason: str = ""  # why this policy (search.devices.choose)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,73 @@
+"""Precision and device choices for hardware this machine does not have."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet
+from search.devices import choose, cpu_flags
+
+AMX = frozenset({"fpu", "avx512f", "amx_bf16", "amx_tile", "amx_int8"})
+NO_AMX = frozenset({"fpu", "avx2", "avx512f"})
+
+
+@pytest.mark.parametrize(
+    ("gpus", "flags", "policy", "xla", "why"),
+    [
+        (0, AMX, "mixed_bfloat16", False, "has AMX"),
+        (0, NO_AMX, "float32", False, "no AMX"),
+        (0, frozenset(), "float32", False, "no AMX"),
+        (0, frozenset({"amx_tile"}), "float32", False, "no AMX"),  # tiles without bf16
+        (1, NO_AMX, "mixed_float16", True, "GPU"),
+        (2, AMX, "mixed_float16", True, "GPU"),
+    ],
+)
+def test_auto_follows_the_hardware(
+    gpus: int, flags: frozenset[str], policy: str, xla: bool, why: str
+) -> None:
+    choice = choose("auto", "auto", gpus=gpus, flags=flags)
+    assert (choice.policy, choice.xla) == (policy, xla)
+    assert why in choice.reason
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_a_forced_value_is_honoured_whatever_the_hardware(precision: str, gpus: int) -> None:
+    for flags in (AMX, NO_AMX):
+        choice = choose(precision, "on", gpus=gpus, flags=flags)
+        assert choice.policy == precision and choice.xla
+        assert choice.reason == f"--precision {precision}"
+    assert not choose("auto", "off", gpus=1, flags=AMX).xla
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu amx_bf16 amx_tile\n")
+    assert cpu_flags(info) == frozenset({"fpu", "amx_bf16", "amx_tile"})
+    assert choose("auto", "auto", gpus=0, flags=cpu_flags(info)).policy == "mixed_bfloat16"
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+    (tmp_path / "arm").write_text("processor : 0\nFeatures : fp asimd\n")
+    assert cpu_flags(tmp_path / "arm") == frozenset({"fp", "asimd"})
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_model_keeps_lrn_and_softmax_in_float32(policy: str) -> None:
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
+        model = build_alexnet(params)
+        compile_alexnet(model, params)
+        assert model.get_layer("conv1").compute_dtype == policy.removeprefix("mixed_")
+        assert model.get_layer("fc3").compute_dtype == "float32"
+        if policy == "mixed_float16":  # float16 gradients underflow without loss scaling
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        x = np.random.default_rng(0).integers(0, 256, (4, 67, 67, 3), dtype=np.uint8)
+        model.train_on_batch(x, np.array([0, 1, 0, 1]))
+        probs = model.predict_on_batch(x)
+        assert probs.dtype == np.float32 and np.isfinite(probs).all()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
