@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,7 @@ import numpy as np
 from data_pipeline.errors import DataError
 from data_pipeline.files import file_digest
 from data_pipeline.pipeline import PreparedData, prepare
+from search import interrupt
 from search import results as res
 from search.confirm import (
     REFIT,
@@ -197,6 +199,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
 
     verify = subprocess.run(
         [sys.executable, "-m", "search.export", "--verify", str(run_dir), "--stage", str(stage)],
+        env=interrupt.child_env(),
         capture_output=True,
         text=True,
         check=False,
@@ -252,6 +255,8 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     record |= {
         "model_card": card,
         "size_bytes": sum(p.stat().st_size for p in files),
+        "saved_model_bytes": sum(p.stat().st_size for p in files if p != keras_path),
+        "keras_bytes": keras_path.stat().st_size,
         "files": {str(p.relative_to(stage)): file_digest(p, algorithm="sha256") for p in files},
         "created_at": now_iso(),
     }
@@ -356,6 +361,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the search that runs this export holds the run's lock already
     p.add_argument("--locked", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    interrupt.die_with_parent()  # run by a search: ends with it
+    interrupt.install()
+    try:
+        return _main(args)
+    except interrupt.Interrupted as exc:
+        print(
+            f"interrupted by {exc.name} before the export finished; make it with: python -m "
+            f"search.export {shlex.quote(str(args.run_dir))}",
+            flush=True,
+        )
+        return exc.exit_code
+
+
+def _main(args: argparse.Namespace) -> int:
     import_tensorflow_quietly()
     if args.verify:
         print(json.dumps(verify_run(args.run_dir, args.stage)))

@@ -115,7 +115,19 @@ def export_saved_model(
         }
 
     archive.add_endpoint(BYTES_SIGNATURE, serve_bytes)
+    _store_each_weight_once(archive)
     archive.write_out(str(out_dir), verbose=False)
+
+
+def _store_each_weight_once(archive: Any) -> None:
+    """Keras's export saves every weight twice: once as the Keras variable it tracked (its
+    ``variables`` lists) and once as the ``tf.Variable`` inside it that the endpoints capture,
+    doubling the SavedModel. Listing the ``tf.Variable`` itself makes both one object, which
+    the checkpoint writes once; ``variables`` and reloading are unchanged."""
+    trackable = archive._tf_trackable
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        tracked = getattr(trackable, name)
+        setattr(trackable, name, [getattr(v, "value", v) for v in tracked])
 
 
 def score_files(signature: Any, paths: Sequence[Path], *, batch: int = 64) -> dict[str, np.ndarray]:

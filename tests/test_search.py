@@ -173,6 +173,17 @@ def test_export_reloads_exactly_and_predicts(
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["verdict"] == "unconfirmed" and summary["confirmed"] is False
     assert set(export["files"]) >= {"best_model/saved_model.pb", "best_model.keras"}
+    # each weight stored once (Keras's export alone stores each twice)
+    import keras
+    import tensorflow as tf
+
+    import models.lrn  # noqa: F401 (registers the LRN layer for loading)
+
+    stored = tf.train.load_checkpoint(str(run_dir / "best_model" / "variables" / "variables"))
+    values = [k for k in stored.get_variable_to_shape_map() if k.endswith("VARIABLE_VALUE")]
+    weights = keras.saving.load_model(run_dir / "best_model.keras").variables  # seeds too
+    assert len(values) == len(weights)
+    assert export["saved_model_bytes"] + export["keras_bytes"] == export["size_bytes"]
     (run_dir / ".export-99999").mkdir()  # left by an export killed mid-way
     first_files = export["files"]
     again = _cli(export_cli.main, [str(run_dir)], capsys)
