@@ -1,16 +1,22 @@
-"""Trial checkpoints: the model's weights only, without the optimizer's slots.
+"""Trial checkpoints: the model's weights only, without the optimizer's slots; and the one
+"last epoch" training state per running trial that lets an interrupted trial resume.
 
 Keras' ``save_weights`` stores Adam's two slots beside every weight, tripling a checkpoint
 (667 MiB per trial at 227px). The search needs only the weights: to continue a promoted
-Hyperband trial and to export the best one.
+Hyperband trial and to export the best one. The training state (weights, optimizer
+variables, epoch, history) exists only while its trial runs: the search deletes it once the
+trial's row is recorded.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -21,11 +27,48 @@ def save_weights(model: keras.Model, path: Path) -> None:
     _write(model.get_weights(), Path(path))
 
 
-def _write(weights: list[np.ndarray], path: Path) -> None:
+def _write(weights: list[np.ndarray], path: Path, **named: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    with tmp.open("wb") as fh:
-        np.savez(fh, *[np.asarray(w) for w in weights])
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as fh:
+            np.savez(fh, *[np.asarray(w) for w in weights], **named)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def training_state(model: keras.Model, meta: dict) -> tuple[list[np.ndarray], dict]:
+    """Copies of the weights and the optimizer's variables (step count, Adam's slots, the
+    loss scale), with ``meta`` as JSON: what ``load_training_state`` puts back."""
+    weights = model.get_weights()
+    slots = [np.array(v.numpy()) for v in model.optimizer.variables]
+    named = {f"opt_{i}": s for i, s in enumerate(slots)}
+    named["meta"] = np.array(json.dumps({**meta, "n_weights": len(weights)}))
+    return weights, named
+
+
+def load_training_state(model: keras.Model, path: Path) -> dict | None:
+    """Restore a ``CheckpointWriter.save_state`` file into a compiled model of the same
+    architecture (its optimizer built); its ``meta``, or None if it cannot be read whole."""
+    try:
+        with np.load(Path(path)) as data:
+            meta = json.loads(str(data["meta"]))
+            n = int(meta["n_weights"])
+            weights = [data[f"arr_{i}"] for i in range(n)]
+            slots = [data[f"opt_{i}"] for i in range(len(model.optimizer.variables))]
+    except (OSError, ValueError, KeyError, EOFError, json.JSONDecodeError):
+        return None  # torn or foreign: the trial trains from its start instead
+    variables = model.optimizer.variables
+    if len(weights) != len(model.get_weights()) or any(
+        tuple(s.shape) != tuple(v.shape) for s, v in zip(slots, variables, strict=True)
+    ):
+        return None
+    model.set_weights(weights)
+    for var, value in zip(model.optimizer.variables, slots, strict=True):
+        var.assign(value)
+    return dict(meta)
 
 
 class CheckpointWriter:
@@ -43,6 +86,11 @@ class CheckpointWriter:
 
     def save(self, model: keras.Model, path: Path) -> None:
         self._pending.append(self._pool.submit(_write, model.get_weights(), Path(path)))
+
+    def save_state(self, state: tuple[list[np.ndarray], dict], path: Path) -> None:
+        """A ``training_state`` snapshot (``load_training_state``), written like ``save``."""
+        weights, named = state
+        self._pending.append(self._pool.submit(_write, weights, Path(path), **named))
 
     def wait(self) -> None:
         """Block until every checkpoint asked for is on disk; a failed write raises here."""
@@ -65,3 +113,29 @@ def load_weights(model: keras.Model, path: Path) -> None:
             f"has {expected}; it was saved from another architecture."
         )
     model.set_weights(weights)
+
+
+class EpochState:
+    """The last completed epoch's training state of one running trial.
+
+    Every epoch end takes a copy in memory (a memory copy of the weights and Adam's two slots);
+    the copy goes to disk when ``every_s`` seconds have passed since the last write, and on
+    ``flush`` (an interrupted trial, before it exits). So short epochs do not pay a file write
+    each, a clean interruption loses no finished epoch, and ``kill -9`` loses at most
+    ``every_s`` seconds of training.
+    """
+
+    def __init__(self, path: Path, writer: CheckpointWriter, every_s: float) -> None:
+        self.path, self.writer, self.every_s = Path(path), writer, every_s
+        self._latest: tuple[list[np.ndarray], dict] | None = None
+        self._written_at = time.monotonic()
+
+    def snapshot(self, model: keras.Model, meta: dict) -> None:
+        self._latest = training_state(model, meta)
+        if time.monotonic() - self._written_at >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._latest is not None:
+            self.writer.save_state(self._latest, self.path)
+            self._latest, self._written_at = None, time.monotonic()

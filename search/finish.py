@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from data_pipeline.pipeline import PreparedData
+from search import interrupt, rundir
 from search import results as res
-from search import rundir
 from search.confirm import (
     JUDGE,
     REFIT,
@@ -148,6 +148,10 @@ def prune_search_checkpoints(run_dir: Path) -> None:
         {str(best["trial_id"])} if best is not None else set(),
         set(trials["trial_id"].astype(str)),
     )
+    # nothing trains any more: a state left behind is a training that will not resume (an
+    # Optuna trial requeued under a new number)
+    for state in (run_dir / "trials").glob(f"*/{rundir.EPOCH_STATE}"):
+        state.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,7 @@ def export_in_fresh_process(run_dir: Path) -> ExportResult:
     process that shares nothing with the search (the search holds the run's lock)."""
     done = subprocess.run(
         [sys.executable, "-m", "search.export", "--locked", str(run_dir)],
+        env=interrupt.child_env(),  # ends with the search, even after its kill -9
         check=False,
         capture_output=True,
         text=True,

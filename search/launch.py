@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+
+from search import interrupt
 
 MAX_RESTARTS = 3
 
@@ -79,18 +83,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra: list[str] = []
     if engine != "optuna":
         extra = ["--oracle", f"127.0.0.1:{free_port()}"]
+    interrupt.install()
+    procs: list[subprocess.Popen] = []
+    try:
+        return _supervise(args.workers, base, extra, run_args, procs)
+    except interrupt.Interrupted as exc:  # passed on: each process saves and exits
+        interrupt.stop(procs, exc.signum, timeout=9.0)
+        print(
+            f"launch: interrupted by {exc.name}; the chief and workers stopped, their "
+            f"finished trials and running trials' last epochs saved. Resume with: python -m "
+            f"search.launch --workers {args.workers} {shlex.join(run_args)}",
+            flush=True,
+        )
+        return exc.exit_code
+
+
+def _supervise(
+    n_workers: int,
+    base: list[str],
+    extra: list[str],
+    run_args: Sequence[str],
+    procs: list[subprocess.Popen],
+) -> int:
+    """Start the chief, then the workers once the run exists; restart a worker that dies;
+    ``procs`` holds every process started, for the caller to stop."""
     gpus = gpu_count()
-    devices = assign_gpus(args.workers, gpus)
-    chief_env = {**os.environ, "KERASTUNER_TUNER_ID": "chief"}
+    devices = assign_gpus(n_workers, gpus)
+    chief_env = {**interrupt.child_env(), "KERASTUNER_TUNER_ID": "chief"}
     if gpus:
         chief_env["CUDA_VISIBLE_DEVICES"] = devices["chief"]
-    chief = subprocess.Popen([*base, *extra], env=chief_env)
+    chief = interrupt.track(subprocess.Popen([*base, *extra], env=chief_env))
+    procs.append(chief)
     print(
         f"launch: chief pid {chief.pid} ({'GPU 0' if gpus else 'CPU'}); "
-        f"{args.workers} worker(s) on {'GPUs' if gpus else 'the CPU'}"
+        f"{n_workers} worker(s) on {'GPUs' if gpus else 'the CPU'}"
         + (
-            f" (sharing: {args.workers + 1} processes on {gpus} GPU(s))"
-            if 0 < gpus < args.workers + 1
+            f" (sharing: {n_workers + 1} processes on {gpus} GPU(s))"
+            if 0 < gpus < n_workers + 1
             else ""
         ),
         flush=True,
@@ -103,38 +132,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         time.sleep(0.5)
 
     def start(i: int) -> subprocess.Popen:
-        env = {**os.environ, "KERASTUNER_TUNER_ID": f"worker-{i}"}
+        env = {**interrupt.child_env(), "KERASTUNER_TUNER_ID": f"worker-{i}"}
         env["CUDA_VISIBLE_DEVICES"] = devices[f"worker-{i}"]
-        proc = subprocess.Popen([*base, *extra, "--role", "worker"], env=env)
+        proc = interrupt.track(subprocess.Popen([*base, *extra, "--role", "worker"], env=env))
+        procs.append(proc)
         where = f"GPU {devices[f'worker-{i}']}" if gpus else "CPU"
         print(f"launch: worker {i} pid {proc.pid} ({where})", flush=True)
         return proc
 
-    workers = {i: start(i) for i in range(args.workers)}
+    workers = {i: start(i) for i in range(n_workers)}
     restarts = dict.fromkeys(workers, 0)
-    try:
-        while chief.poll() is None:
-            for i, proc in list(workers.items()):
-                code = proc.poll()
-                if code is None or code == 0:
-                    continue
-                if restarts[i] >= MAX_RESTARTS:
-                    print(
-                        f"launch: worker {i} failed {MAX_RESTARTS + 1} times; not restarted",
-                        flush=True,
-                    )
-                    del workers[i]
-                    continue
-                restarts[i] += 1
-                print(f"launch: worker {i} exited with {code}; restarting it", flush=True)
-                workers[i] = start(i)
-            time.sleep(1.0)
-    finally:
-        for proc in workers.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in workers.values():
-            proc.wait()
+    while chief.poll() is None:
+        for i, proc in list(workers.items()):
+            code = proc.poll()
+            if code is None or code == 0:
+                continue
+            if restarts[i] >= MAX_RESTARTS:
+                print(
+                    f"launch: worker {i} failed {MAX_RESTARTS + 1} times; not restarted",
+                    flush=True,
+                )
+                del workers[i]
+                continue
+            restarts[i] += 1
+            print(f"launch: worker {i} exited with {code}; restarting it", flush=True)
+            workers[i] = start(i)
+        time.sleep(1.0)
+    # the chief is done: a worker still training has nothing left to contribute
+    interrupt.stop(list(workers.values()), signal.SIGTERM, timeout=9.0)
     return chief.returncode
 
 

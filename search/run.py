@@ -11,6 +11,7 @@ Killing the search and running the same command again resumes it.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from rich.console import Console
 
 from data_pipeline.discover import DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION
 from data_pipeline.errors import DataError
+from search import interrupt
 from search.confirm import REFIT_MODES
 from search.devices import PRECISIONS, XLA_MODES
 from search.engines import ENGINES
@@ -213,6 +215,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    interrupt.die_with_parent()  # started by search.launch: ends with it
+    interrupt.install()
+    try:
+        return _main(args, argv)
+    except interrupt.Interrupted as exc:
+        print(resume_line(exc, args, argv), flush=True)
+        return exc.exit_code
+
+
+def resume_line(exc: interrupt.Interrupted, args: argparse.Namespace, argv: list[str]) -> str:
+    """The one line an interrupted search prints: what is kept and the command that resumes."""
+    try:
+        sizes = apply_preset(args.preset, vars(args))
+        opts = SearchOptions(**{**vars(args), **sizes, "time_budget": None})
+        where = f"{opts.resolved_run_dir()}"
+    except Exception:
+        where = "the run directory"
+    return (
+        f"interrupted by {exc.name}: finished trials and the running one's last finished epoch "
+        f"are saved in {where}; resume with: python -m search.run {shlex.join(argv)}"
+    )
+
+
+def _main(args: argparse.Namespace, argv: list[str]) -> int:
     console = Console(soft_wrap=True)
     try:
         budget = parse_duration(args.time_budget) if args.time_budget else None

@@ -227,6 +227,15 @@ def checkpoint_path(run_dir: Path, trial_id: str) -> Path:
     return run_dir / "trials" / trial_id / "checkpoint.npz"
 
 
+EPOCH_STATE = "epoch_state.npz"
+
+
+def epoch_state_path(run_dir: Path, trial_id: str) -> Path:
+    """A running training's last finished epoch (weights, optimizer, history): what resumes it
+    after an interruption; deleted once its row is recorded."""
+    return run_dir / "trials" / trial_id / EPOCH_STATE
+
+
 def prune_checkpoints(run_dir: Path, keep: set[str], ended: set[str]) -> list[str]:
     """Delete the checkpoints of ended trials not in ``keep`` (a trial still running, maybe
     in another process, keeps its own); return the trial ids deleted."""
@@ -273,6 +282,10 @@ class Status:
             "peak_disk_mb": float(previous.get("peak_disk_mb") or 0.0),
             "wall_seconds_before": float(previous.get("wall_seconds", 0.0)),
             "wall_seconds": float(previous.get("wall_seconds", 0.0)),
+            # every epoch trained, repeats after an interruption included (epochs_planned:
+            # the plan's count), so what an interruption cost can be read here
+            "epochs_trained": int(previous.get("epochs_trained") or 0),
+            "epochs_planned": previous.get("epochs_planned"),
         }
         self._t0 = time.monotonic()
         self.save()

@@ -28,6 +28,7 @@ from search import finish, rundir
 from search import plan as planning
 from search import results as res
 from search.engines import EngineSettings, SearchEngine, TrialSpec, make_engine
+from search.interrupt import Interrupted
 from search.loop import Budget, SearchLoop, Stop, recorded_outcomes
 from search.options import SearchOptions
 from search.quiet import import_tensorflow_quietly
@@ -91,22 +92,22 @@ class Search:
                 self.run_dir / "logs" / log,
                 trials_per_process=o.trials_per_worker,
             )
+            interrupted: Interrupted | None = None
             try:
                 return self._search(data, engine, process, status, resumed)
-            except KeyboardInterrupt:
-                status.update(state="interrupted")
-                self.say(
-                    f"interrupted; every finished trial is saved in {self.run_dir}. Rerun the "
-                    "same command to continue."
-                )
-                return 130
+            except Interrupted as exc:
+                interrupted = exc
+                process.interrupt(exc.signum)  # it saves its last finished epoch, then exits
+                status.update(state="interrupted", current_trial=None)
+                raise
             except BaseException:
                 status.update(state="failed")
                 raise
             finally:
                 process.close()
                 engine.close()  # e.g. stop serving Keras Tuner's oracle, if this chief did
-                self._write_report()
+                if interrupted is None:  # stopping fast matters more: reports.build makes it
+                    self._write_report()
 
     def _search(
         self,
@@ -124,6 +125,7 @@ class Search:
             self.say(f"resuming: {progress_now.trials_done} of {o.trials} trials already done")
         for line in self._plan(data, engine, warm, ready, est, progress_now):
             self.say(line)
+        status.update(epochs_planned=planning.total_epochs(o, engine))
         budget = Budget(o.time_budget, self.say)
         bars = Progress(
             TextColumn("{task.description}"),

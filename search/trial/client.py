@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from models.alexnet import AlexNetParams
+from search import interrupt
 from search.rundir import RunConfig
 from search.trial.protocol import (
     Done,
@@ -34,6 +34,8 @@ from search.trial.protocol import (
     encode,
     failed,
 )
+
+STOP_TIMEOUT_S = 6.0  # a stopped trial process's time to save; the command exits within 10 s
 
 
 class TrialProcessDied(RuntimeError):
@@ -68,7 +70,7 @@ class TrialProcessClient:
         if self._log is None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {**interrupt.child_env(), "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
         proc = subprocess.Popen(
             list(self.command),
             stdin=subprocess.PIPE,
@@ -79,6 +81,7 @@ class TrialProcessClient:
             bufsize=1,
         )
         self.started += 1
+        interrupt.track(proc)
         setup = Setup(run_dir=str(Path(self.run_dir).resolve()), config=self.config)
         assert proc.stdin is not None
         try:
@@ -200,6 +203,15 @@ class TrialProcessClient:
             proc.kill()
             proc.wait()
         _close_pipes(proc)
+
+    def interrupt(self, signum: int, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Pass a stop signal on: the trial process saves its last finished epoch and exits
+        (killed after ``timeout`` seconds); a process started ahead just ends."""
+        procs = [p for p in (self._proc, self._spare) if p is not None]
+        interrupt.stop(procs, signum, timeout)
+        for proc in procs:
+            _close_pipes(proc)
+        self._proc = self._spare = None
 
     def close(self) -> None:
         """Stop the trial process and a process started ahead, if any."""

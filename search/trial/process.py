@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from search.devices import DeviceChoice, choose, cpu_flags
-from search.rundir import disk_usage_mb
+from search.interrupt import Interrupted, die_with_parent, install
+from search.rundir import EPOCH_STATE, disk_usage_mb
 from search.trial.protocol import (
     Done,
     Epoch,
@@ -239,7 +240,7 @@ class TrialProcess:
         import keras
 
         from models.alexnet import build_alexnet
-        from models.checkpoint import CheckpointWriter, load_weights
+        from models.checkpoint import CheckpointWriter, EpochState, load_weights
 
         trial_id = msg.trial_id
         checkpoint = Path(msg.checkpoint)
@@ -253,7 +254,9 @@ class TrialProcess:
             "pruned": False,
             "epochs": 0,
             "disk_mb": 0.0,
+            "history": [],  # [epoch, metrics] of this training, restored ones included
         }
+        key = _state_key(msg)
 
         class Report(keras.callbacks.Callback):
             """Per-epoch events, checkpoints and timings. No batch-level hook: one would make
@@ -295,6 +298,9 @@ class TrialProcess:
                     with timing.add("checkpoint"):
                         writer.save(self.model, checkpoint)
                 state["epochs"] = epoch + 1
+                state["history"].append([epoch + 1, logs])
+                with timing.add("epoch_state"):
+                    resume.snapshot(self.model, {"key": key, **_resumable(state)})
                 state["disk_mb"] = max(state["disk_mb"], disk_usage_mb(process.run_dir))
                 process.emit(
                     Epoch(
@@ -314,6 +320,8 @@ class TrialProcess:
         started = time.perf_counter()
         timing = TrialTiming()
         writer = CheckpointWriter()
+        resume = EpochState(checkpoint.parent / EPOCH_STATE, writer, EPOCH_STATE_EVERY_S)
+        initial_epoch = msg.initial_epoch
         fit_seconds = 0.0
         n_params = 0
         test_accuracy = None
@@ -329,6 +337,7 @@ class TrialProcess:
                         load_weights(model, Path(msg.warm_start))
                 with timing.add("compile"):
                     compile_for_training(model, params, jit_compile=self.jit)
+                initial_epoch = self._resume(model, resume.path, key, state, msg)
             train = self.train
             if msg.refit:  # every choice is made: the validation images train too
                 train = self.data.training_dataset(
@@ -346,7 +355,7 @@ class TrialProcess:
                 train,
                 validation_data=None if msg.refit else self.val,
                 epochs=msg.epochs,
-                initial_epoch=msg.initial_epoch,
+                initial_epoch=initial_epoch,
                 verbose=0,
                 callbacks=[Report()],
             )
@@ -372,6 +381,9 @@ class TrialProcess:
                     test_accuracy = self._score_test(model, Path(msg.test_predictions))
         except Exception as exc:  # a failed trial is recorded; the search goes on
             status, error = "failed", f"{type(exc).__name__}: {str(exc)[:800]}"
+        except Interrupted:  # the last finished epoch goes to disk; the rerun starts there
+            resume.flush()
+            raise
         finally:
             with timing.add("teardown"):
                 with contextlib.suppress(Exception):  # already failed: no write outlives it
@@ -399,6 +411,23 @@ class TrialProcess:
             )
         )
 
+    def _resume(self, model: Any, path: Path, key: str, state: dict[str, Any], msg: Train) -> int:
+        """Continue an interrupted training from its last saved epoch (weights, optimizer,
+        best so far, history), re-announcing the epochs it had; the epoch to start at."""
+        from models.checkpoint import load_training_state
+
+        if not path.exists():
+            return msg.initial_epoch
+        meta = load_training_state(model, path) if _peek_key(path) == key else None
+        if meta is None:  # another training's, or torn: this one starts from its beginning
+            path.unlink(missing_ok=True)
+            return msg.initial_epoch
+        state.update({k: meta[k] for k in _RESUMABLE})
+        state["best"] = -math.inf if state["best"] is None else state["best"]
+        for epoch, metrics in state["history"]:
+            self.emit(Epoch(msg.trial_id, int(epoch), metrics, 0.0, state["disk_mb"], resumed=True))
+        return int(state["epochs"])
+
     def _score_test(self, model: Any, path: Path) -> float:
         """Predicted class of every test image, saved (atomically) in file order; accuracy."""
         import numpy as np
@@ -414,6 +443,41 @@ class TrialProcess:
         return float(np.mean(predicted == labels))
 
 
+EPOCH_STATE_EVERY_S = 30.0  # at most this much training lost to a kill -9
+_RESUMABLE = ("best", "best_epoch", "epochs", "history", "disk_mb")
+
+
+def _resumable(state: dict[str, Any]) -> dict[str, Any]:
+    out = {k: state[k] for k in _RESUMABLE}
+    out["best"] = None if not math.isfinite(out["best"]) else out["best"]  # JSON: no -inf
+    return out
+
+
+def _state_key(msg: Train) -> str:
+    """What makes two trainings the same one (not where their files go): a saved state is
+    resumed only by the training that wrote it."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    body = asdict(msg)
+    for name in ("checkpoint", "stop_file", "test_predictions"):
+        body.pop(name)
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _peek_key(path: Path) -> str | None:
+    import json
+
+    import numpy as np
+
+    try:
+        with np.load(path) as data:
+            return str(json.loads(str(data["meta"]))["key"])
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+
+
 def _visible_gpus() -> int:
     import tensorflow as tf
 
@@ -421,6 +485,15 @@ def _visible_gpus() -> int:
 
 
 def main() -> int:
+    die_with_parent()
+    install(second_exits=False)
+    try:
+        return _serve()
+    except Interrupted as exc:  # what a trial had is saved (TrialProcess.trial); no traceback
+        return exc.exit_code
+
+
+def _serve() -> int:
     out = _protocol_stream()
     try:
         setup = decode(sys.stdin.readline())

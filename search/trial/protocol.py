@@ -87,6 +87,7 @@ class Epoch:
     metrics: dict[str, float]
     seconds: float
     disk_mb: float
+    resumed: bool = False  # trained before an interruption, re-announced by the resumed run
 
 
 @dataclass(frozen=True)

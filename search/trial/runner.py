@@ -83,11 +83,18 @@ class TrialRunner:
 
         def on_epoch(event: Epoch) -> None:
             history.append(event)
-            self.est.measured.append(event.seconds)
             val = event.metrics.get("val_accuracy", float("nan"))
             self.progress.update(task, completed=event.epoch, note=f"val_accuracy {val:.4f}")
             self.progress.advance(self.overall)
-            self.status.update(disk_mb=event.disk_mb, current_trial=trial_id)
+            if event.resumed:  # trained before an interruption: counted then
+                self.status.update(current_trial=trial_id)
+            else:
+                self.est.measured.append(event.seconds)
+                self.status.update(
+                    disk_mb=event.disk_mb,
+                    current_trial=trial_id,
+                    epochs_trained=int(self.status.data.get("epochs_trained", 0)) + 1,
+                )
             if prune is not None and math.isfinite(val) and prune(event.epoch, val):
                 stop_file.parent.mkdir(parents=True, exist_ok=True)
                 stop_file.touch()
@@ -151,6 +158,7 @@ class TrialRunner:
             ended_at=rundir.now_iso(),
         )
         res.record_trial(run_dir, row, [(h.epoch, h.metrics) for h in history])
+        rundir.epoch_state_path(run_dir, spec.trial_id).unlink(missing_ok=True)  # recorded
         outcome = TrialOutcome(
             status=row.status,
             val_accuracy=row.val_accuracy,
@@ -273,6 +281,7 @@ class TrialRunner:
             ended_at=rundir.now_iso(),
         )
         record_confirm(self.run_dir, row)
+        rundir.epoch_state_path(self.run_dir, row.run_id).unlink(missing_ok=True)  # recorded
         return row
 
     def _say(self, line: str) -> None:

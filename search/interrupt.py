@@ -1,0 +1,112 @@
+"""Ctrl-C and SIGTERM: one exception for both, children that never outlive their parent.
+
+A preemptible machine gets SIGTERM and a short grace period; a user presses Ctrl-C. Both
+become ``Interrupted`` in the main thread (a ``BaseException``, so no ``except Exception``
+swallows it), which each command turns into a clean stop: children stopped, state saved,
+one line, exit 128 + the signal (130, 143). A second signal while stopping ends the process
+at once (``os._exit``), killing the children it knows; the next run resumes from what was
+saved, as after ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+PARENT_ENV = "ALEXNET_TUNER_PARENT_PID"  # set for a child that must die with its parent
+_PR_SET_PDEATHSIG = 1
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(BaseException):
+    """The process was asked to stop by ``signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+_children: list[subprocess.Popen] = []
+_stopping = False
+_second_exits = True
+
+
+def track(proc: subprocess.Popen) -> subprocess.Popen:
+    """Remember a child: a second signal kills it before this process ends."""
+    _children[:] = [p for p in _children if p.poll() is None]
+    _children.append(proc)
+    return proc
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    global _stopping
+    if _stopping:  # the second signal: stop now, children included
+        if not _second_exits:
+            return  # a child: its parent passes a Ctrl-C on too, and kills it on the second
+        for proc in _children:
+            with contextlib.suppress(OSError):
+                proc.kill()
+        os._exit(128 + signum)
+    _stopping = True
+    raise Interrupted(signum)
+
+
+def install(*, second_exits: bool = True) -> None:
+    """SIGINT and SIGTERM raise ``Interrupted`` in the main thread from now on; a second one
+    ends the process at once (``second_exits``) or is ignored (a child finishing its save,
+    whose parent decides when it has waited long enough)."""
+    global _stopping, _second_exits
+    _stopping, _second_exits = False, second_exits
+    for sig in SIGNALS:
+        signal.signal(sig, _handler)
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child that must end with this process (``die_with_parent``)."""
+    return {**os.environ, PARENT_ENV: str(os.getpid())}
+
+
+def die_with_parent() -> None:
+    """If this process was started by one of ours (``child_env``), have the kernel send it
+    SIGTERM when that parent dies, even by ``kill -9`` (Linux ``PR_SET_PDEATHSIG``); if the
+    parent is already gone, stop now. Elsewhere the trial process's own check at each epoch
+    end remains."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None:
+        return
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if str(os.getppid()) != parent:
+        os._exit(128 + signal.SIGTERM)
+
+
+def stop(procs: list[subprocess.Popen], signum: int, timeout: float) -> None:
+    """Pass ``signum`` to each live process, wait up to ``timeout`` seconds in all for them
+    to save and exit, then kill what is left."""
+    live = [p for p in procs if p.poll() is None]
+    for proc in live:
+        with contextlib.suppress(OSError):
+            proc.send_signal(signum)
+    deadline = time.monotonic() + timeout
+    for proc in live:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,176 @@
+"""Ctrl-C and SIGTERM: a clean stop within 10 seconds, nothing left running, and a rerun that
+continues the interrupted training at its last finished epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.test_search import run, search_args, tiny  # noqa: F401 (the fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def _status(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _children_of(pid: int) -> list[int]:
+    """Live processes started by ``pid`` as ours (their environment names it), wherever they
+    were re-parented to."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if f"ALEXNET_TUNER_PARENT_PID={pid}".encode() in env.split(b"\0") and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _interrupt_when(
+    args: list[str], ready, sig: int, *, group: bool = False, timeout: float = 300
+) -> tuple[subprocess.Popen, str, float]:
+    """Start the search, send ``sig`` once ``ready()`` holds; its output and the seconds it
+    took to exit. ``group``: to the whole process group, as a terminal's Ctrl-C does."""
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    end = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < end, "never reached the point to interrupt"
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    (os.killpg if group else os.kill)(proc.pid, sig)
+    out, _ = proc.communicate(timeout=60)
+    return proc, out, time.monotonic() - t0
+
+
+@pytest.mark.parametrize(
+    ("sig", "group"), [(signal.SIGTERM, False), (signal.SIGINT, True)], ids=["SIGTERM", "Ctrl-C"]
+)
+def test_interrupted_mid_trial_stops_cleanly_and_resumes_at_its_epoch(
+    tiny: dict[str, Path],  # noqa: F811
+    tmp_path: Path,
+    sig: int,
+    group: bool,
+) -> None:
+    run_dir = tmp_path / "run"
+    args = search_args(
+        tiny, run_dir, "--trials", "2", "--max-epochs", "40", "--engine", "random", "--no-baseline"
+    )
+
+    def mid_trial() -> bool:
+        return int(_status(run_dir).get("epochs_trained") or 0) >= 5
+
+    proc, out, seconds = _interrupt_when(args, mid_trial, sig, group=group)
+    assert proc.returncode == 128 + sig, out
+    assert seconds < 10, f"took {seconds:.1f}s to stop"
+    assert "Traceback" not in out
+    line = [x for x in out.splitlines() if x.startswith("interrupted by")]
+    assert len(line) == 1 and signal.Signals(sig).name in line[0]
+    assert "resume with: python -m search.run" in line[0]
+    assert _children_of(proc.pid) == []  # no trial process left behind
+    status = _status(run_dir)
+    assert status["state"] == "interrupted" and status["current_trial"] is None
+    trained_before = status["epochs_trained"]
+    states = list((run_dir / "trials").glob("*/epoch_state.npz"))
+    assert len(states) == 1  # the running trial's last finished epoch
+
+    again = run(args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    status = _status(run_dir)
+    assert status["state"] == "finished"
+    assert status["epochs_planned"] == 80
+    assert trained_before <= status["epochs_trained"] <= status["epochs_planned"] + 1
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    assert list(trials["status"]) == ["completed", "completed"]
+    assert list(trials["epochs"]) == [40, 40]  # as an uninterrupted search
+    history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
+    per_trial = history.groupby("trial_id")["epoch"]
+    assert per_trial.nunique().tolist() == [40, 40] and per_trial.max().tolist() == [40, 40]
+    assert not list((run_dir / "trials").glob("*/epoch_state.npz"))  # deleted once recorded
+    assert not _children_of(proc.pid)
+
+
+def test_sigterm_during_the_confirmation_then_resume(
+    tiny: dict[str, Path],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    args = search_args(
+        tiny,
+        run_dir,
+        "--trials",
+        "2",
+        "--max-epochs",
+        "30",
+        "--engine",
+        "random",
+        "--confirm",
+        "2",
+        "--confirm-top",
+        "1",
+    )
+
+    def confirming() -> bool:
+        return str(_status(run_dir).get("current_trial") or "").startswith("confirm-")
+
+    proc, out, seconds = _interrupt_when(args, confirming, signal.SIGTERM)
+    assert proc.returncode == 143 and seconds < 10, out
+    assert _children_of(proc.pid) == []
+    again = run(args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    status = _status(run_dir)
+    assert status["epochs_trained"] <= status["epochs_planned"] + 1
+    confirm = pd.read_csv(run_dir / "confirm.csv")
+    assert (confirm["status"] == "completed").all() and confirm["run_id"].is_unique
+    assert json.loads((run_dir / "export.json").read_text())["equal"]
+
+
+def test_a_child_dies_with_its_parent_even_after_kill_9(tmp_path: Path) -> None:
+    """The parent-death signal: a trial process whose search is killed with -9 ends too."""
+    import sys
+
+    script = (
+        "import subprocess, sys, time\n"
+        "from search import interrupt\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'from search import interrupt; "
+        "interrupt.die_with_parent(); import time; time.sleep(120)'], "
+        "env=interrupt.child_env())\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)  # the child has set its parent-death signal
+    parent.kill()
+    parent.wait()
+    end = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < end:
+        stat = Path(f"/proc/{child}/stat").read_text(errors="replace").split()
+        if stat[2] == "Z":
+            break
+        time.sleep(0.1)
+    alive = Path(f"/proc/{child}/stat").exists() and (
+        Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
+    )
+    assert not alive
