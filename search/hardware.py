@@ -5,6 +5,7 @@ Advice only: nothing here changes the user's settings.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -26,6 +27,22 @@ def nvidia_gpus() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
+def visible_gpus() -> int:
+    """GPUs this process may use: the driver's list, none where ``CUDA_VISIBLE_DEVICES`` is
+    empty. Read without TensorFlow, so a command can decide before importing it."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return 0
+    return nvidia_gpus()
+
+
+def auto_preset(gpus: int) -> tuple[str, str]:
+    """``--preset auto``: the blog's setting where there is a GPU, the ``cpu`` preset where
+    there is none (the blog's is a 2-3 hour job on 2 cores); the preset and why."""
+    if gpus:
+        return "blog", f"auto: {gpus} GPU(s) visible; --preset cpu for a small trial run"
+    return "cpu", "auto: no GPU visible; --preset blog for the blog's 227px setting"
+
+
 def advice(*, tf_gpus: int, driver_gpus: int, eta_s: float, preset: str | None) -> list[str]:
     """Plan lines: why the GPU is unused, and the preset when a CPU plan takes hours."""
     lines = []
@@ -35,10 +52,10 @@ def advice(*, tf_gpus: int, driver_gpus: int, eta_s: float, preset: str | None) 
             "search would train on the CPU: this is the CPU build of TensorFlow. Install the "
             f"CUDA build: {CUDA_INSTALL}"
         )
-    if tf_gpus == 0 and eta_s > LONG_CPU_PLAN_S and preset is None:
+    if tf_gpus == 0 and eta_s > LONG_CPU_PLAN_S and preset != "cpu":
         lines.append(
             f"note: no GPU visible and this plan takes ~{format_seconds(eta_s)} on this CPU; "
-            "add --preset cpu (2,000 images at 128px, half-width filters: the search took 8 "
-            "minutes on 2 cores) for a search that fits a small machine."
+            "add --preset cpu (2,000 images at 128px, half-width filters; the plan gives its "
+            "ETA) for a search that fits a small machine."
         )
     return lines

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import time
 from collections.abc import Sequence
 
 from search import interrupt
+from search.hardware import visible_gpus
 
 MAX_RESTARTS = 3
 
@@ -34,12 +34,7 @@ def free_port() -> int:
 
 def gpu_count() -> int:
     """GPUs on this host, from ``nvidia-smi`` (no TensorFlow import in the launcher)."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
-        return 0
-    if shutil.which("nvidia-smi") is None:
-        return 0
-    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
-    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+    return visible_gpus()
 
 
 def assign_gpus(workers: int, gpus: int) -> dict[str, str]:

@@ -35,11 +35,14 @@ MAX_WIDTH = 4.0
 MAX_CPU_DEVICES = 16
 
 
-# Settings that fit a small machine, applied only when asked (--preset) and only to what the
-# command line leaves unset. "cpu": a 30-trial search took 8 minutes on 2 cores, the older
-# 6-run confirmation 5 more (bench/README.md, "Evidence").
-PRESETS: dict[str, dict[str, Any]] = {"cpu": {"subset": 2000, "image_size": 128, "width": 0.5}}
+# Sizes of the data and model, applied only to what the command line leaves unset. "cpu" fits
+# a small machine (bench/README.md has its measured times); "blog" is the blog's setting;
+# --preset auto (the default) takes "blog" where a GPU is visible and "cpu" elsewhere.
 DEFAULTS: dict[str, Any] = {"subset": None, "image_size": 227, "width": 1.0}
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {"subset": 2000, "image_size": 128, "width": 0.5},
+    "blog": dict(DEFAULTS),  # the blog's setting: every image at 227px, full width
+}
 
 
 def apply_preset(preset: str | None, given: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +108,7 @@ class SearchOptions:
     dry_run: bool = False
     debug: bool = False
     preset: str | None = None  # recorded for the plan; its values are in the fields above
+    preset_reason: str = ""  # why --preset auto chose it
 
     def __post_init__(self) -> None:
         if self.trials < 1:

@@ -49,6 +49,9 @@ class Progress:
     confirm_runs_left: int
 
 
+BLOG_PARAMS = 58_289_538  # the blog's AlexNet: 227px, full width, 2 classes
+
+
 def confirm_runs_total(o: SearchOptions) -> int:
     """Runs of the evidence phase: the selection (each of the top M once per seed, when M >
     1), the judge (the winner and the baseline once per fresh seed) and the refit."""
@@ -142,8 +145,14 @@ def plan_lines(
         "search space:",
         *[f"  {line}" for line in describe(space)],
         *engine.describe(o.trials),
-        f"baseline (the blog's AlexNet): {blog_params:,} parameters, "
-        f"{o.max_epochs} epochs" + ("" if o.baseline else " - skipped (--no-baseline)"),
+        (
+            f"baseline (the blog's AlexNet): {blog_params:,} parameters"
+            if (o.image_size, o.width) == (227, 1.0)
+            else f"baseline (the blog's AlexNet at {o.image_size}px, width x{o.width:g}): "
+            f"{blog_params:,} parameters ({BLOG_PARAMS:,} at the blog's 227px)"
+        )
+        + f", {o.max_epochs} epochs"
+        + ("" if o.baseline else " - skipped (--no-baseline)"),
         f"device: {warm.policy} precision"
         + (f" ({ready.precision_reason})" if ready.precision_reason else "")
         + f", XLA {'on' if warm.xla else 'off'}",
@@ -159,8 +168,10 @@ def plan_lines(
         ),
         *(
             [
-                f"preset {o.preset}: --subset {o.subset} --image-size {o.image_size} "
-                f"--width {o.width:g} (what the command line set wins)"
+                f"preset {o.preset}"
+                + (f" ({o.preset_reason})" if o.preset_reason else "")
+                + f": --subset {o.subset} --image-size {o.image_size} --width {o.width:g} "
+                "(what the command line sets wins)"
             ]
             if o.preset
             else []

@@ -24,6 +24,7 @@ from search import interrupt
 from search.confirm import REFIT_MODES
 from search.devices import PRECISIONS, XLA_MODES
 from search.engines import ENGINES
+from search.hardware import auto_preset, visible_gpus
 from search.options import PRESETS, OptionError, SearchOptions, apply_preset, parse_duration
 from search.rundir import RunDirError
 from search.space import SpaceError
@@ -61,11 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
-        default=None,
-        help="settings for a small machine, for what the command line leaves unset; cpu: "
-        "--subset 2000 --image-size 128 --width 0.5 (a 30-trial search took 8 minutes on 2 "
-        "cores; the plan prints the ETA of the whole run on yours)",
+        choices=("auto", *sorted(PRESETS)),
+        default="auto",
+        help="sizes for what the command line leaves unset; cpu: --subset 2000 --image-size "
+        "128 --width 0.5 (minutes on a laptop; the plan gives the ETA); blog: the blog's "
+        "setting, every image at 227px (a GPU job); auto: blog where a GPU is visible, else "
+        "cpu (default %(default)s)",
     )
     p.add_argument("--image-size", type=int, default=None, help="input size (default 227)")
     p.add_argument("--batch-size", type=int, default=125, help="batch size (default 125)")
@@ -227,8 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def resume_line(exc: interrupt.Interrupted, args: argparse.Namespace, argv: list[str]) -> str:
     """The one line an interrupted search prints: what is kept and the command that resumes."""
     try:
-        sizes = apply_preset(args.preset, vars(args))
-        opts = SearchOptions(**{**vars(args), **sizes, "time_budget": None})
+        preset = auto_preset(visible_gpus())[0] if args.preset == "auto" else args.preset
+        sizes = apply_preset(preset, vars(args))
+        opts = SearchOptions(**{**vars(args), **sizes, "time_budget": None, "preset": preset})
         where = f"{opts.resolved_run_dir()}"
     except Exception:
         where = "the run directory"
@@ -242,8 +245,12 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     console = Console(soft_wrap=True)
     try:
         budget = parse_duration(args.time_budget) if args.time_budget else None
-        sizes = apply_preset(args.preset, vars(args))
-        opts = SearchOptions(**{**vars(args), **sizes, "time_budget": budget})
+        preset, reason = auto_preset(visible_gpus()) if args.preset == "auto" else (args.preset, "")
+        sizes = apply_preset(preset, vars(args))
+        opts = SearchOptions(
+            **{**vars(args), **sizes, "time_budget": budget, "preset": preset},
+            preset_reason=reason,
+        )
         from search.session import Search, SearchFailed
         from search.trial.client import TrialProcessDied
 

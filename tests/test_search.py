@@ -549,6 +549,15 @@ def test_dry_run_prints_the_plan(tiny: dict[str, Path], tmp_path: Path) -> None:
     assert "ETA" in out.stdout
     assert not (tmp_path / "run").exists()
     assert "Traceback" not in out.stderr and "oneDNN" not in out.stderr  # a quiet start-up
+    # the README's first command on a machine without a GPU plans the cpu preset's sizes
+    bare = search_args(tiny, tmp_path / "run", "--dry-run")
+    for flag in ("--image-size", "--width"):
+        del bare[bare.index(flag) : bare.index(flag) + 2]
+    out = run(bare, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert out.returncode == 0, out.stderr
+    assert "preset cpu (auto: no GPU visible; --preset blog for the blog's 227px" in out.stdout
+    assert "images: 128px" in out.stdout
+    assert "(58,289,538 at the blog's 227px)" in out.stdout
     assert "train, 4 validation (chooses), 8 test (judges" in out.stdout  # the three splits
     assert "confirmation: the best configuration and the baseline, 3 new seeds" not in out.stdout
 

@@ -16,6 +16,7 @@ from models.checkpoint import load_weights, save_weights
 from models.lrn import LocalResponseNormalization
 from reports import figures as fig
 from reports.tables import results_rows
+from search.plan import BLOG_PARAMS
 from search.space import (
     DEFAULT_SPACE,
     BoolParam,
@@ -173,7 +174,7 @@ def test_space_file_errors_name_parameter_and_value(
 
 def test_blog_model_has_the_blogs_parameters_and_shapes() -> None:
     model = build_alexnet(AlexNetParams())
-    assert model.count_params() == 58_289_538
+    assert model.count_params() == BLOG_PARAMS == 58_289_538
     shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
     assert shapes == {
         "rescale": (227, 227, 3),
