@@ -54,6 +54,8 @@ class Summary(NamedTuple):
     baseline_ci: tuple[float, float] | None
     evidence: dict[str, Any] | None  # summary.json: the confirmed verdict, when the run has one
     confirm_planned: int  # --confirm: seeds per candidate (0: no confirmation)
+    epochs_planned: int | None  # the plan's epochs; trained counts repeats after interruptions
+    epochs_trained: int | None
 
 
 def run_state(run: RunData) -> str:
@@ -97,6 +99,8 @@ def summarize(run: RunData) -> Summary:
         baseline_ci=_ci(base, run.split_size("validation")),
         evidence=run.summary,
         confirm_planned=int(options.get("confirm", 0) or 0),
+        epochs_planned=run.status.get("epochs_planned"),
+        epochs_trained=run.status.get("epochs_trained"),
     )
 
 

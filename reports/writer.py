@@ -181,6 +181,7 @@ def render_report(
             wall=format_seconds(summary.wall_seconds),
             plotly_js=plotly_js,
             run_dir=str(run_dir),
+            tensorboard=(Path(run_dir) / "tensorboard").is_dir(),
             written_at=now_iso(),
         )
     )

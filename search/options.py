@@ -89,6 +89,7 @@ class SearchOptions:
     refit: str = "trainval"  # the shipped model: the winner refitted on train + validation
     margin: float = DEFAULT_MARGIN  # points: a difference inside it can be "equivalent"
     augment: bool = False
+    tensorboard: bool = True  # RUN_DIR/tensorboard: per-epoch curves and the HParams dashboard
     space: Path | None = None
     baseline: bool = True
     run_dir: Path | None = None

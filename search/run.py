@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default %(default)s)",
     )
     p.add_argument("--augment", action="store_true", help="random flips and crops in training")
+    p.add_argument(
+        "--tensorboard",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write TensorBoard logs to RUN_DIR/tensorboard as epochs end: curves of every "
+        "training and the HParams dashboard (default on)",
+    )
     p.add_argument("--space", type=Path, default=None, help="TOML file overriding the space")
     p.add_argument(
         "--no-baseline",

@@ -79,6 +79,10 @@ class Search:
             config = self._run_config(data)
             if self.chief:
                 data.write_reject_manifest(self.run_dir / "rejects.json")
+                if o.tensorboard:
+                    from search.tensorboard import write_experiment
+
+                    write_experiment(self.run_dir, self.space)
                 if not resumed or extended:  # an extension records its --trials and command
                     config.write(self.run_dir)
             engine = make_engine(o.engine, self.space, self._engine_settings(self.run_dir))

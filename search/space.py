@@ -104,6 +104,14 @@ class FloatParam:
     def to_keras_tuner(self, hp: Any) -> None:
         hp.Float(self.name, self.low, self.high, sampling="log" if self.log else "linear")
 
+    def hparam_domain(self) -> Any:
+        """Its domain in TensorBoard's HParams dashboard."""
+        from tensorboard.plugins.hparams import api as hp
+
+        return hp.RealInterval(
+            float(min(self.low, self.baseline)), float(max(self.high, self.baseline))
+        )
+
     def suggest(self, trial: Any) -> float:
         return float(trial.suggest_float(self.name, self.low, self.high, log=self.log))
 
@@ -176,6 +184,11 @@ class IntParam:
     def to_keras_tuner(self, hp: Any) -> None:
         hp.Int(self.name, self.low, self.high, step=self.step)
 
+    def hparam_domain(self) -> Any:
+        from tensorboard.plugins.hparams import api as hp
+
+        return hp.IntInterval(int(min(self.low, self.baseline)), int(max(self.high, self.baseline)))
+
     def suggest(self, trial: Any) -> int:
         return int(trial.suggest_int(self.name, self.low, self.high, step=self.step))
 
@@ -230,6 +243,11 @@ class BoolParam:
 
     def to_keras_tuner(self, hp: Any) -> None:
         hp.Boolean(self.name)
+
+    def hparam_domain(self) -> Any:
+        from tensorboard.plugins.hparams import api as hp
+
+        return hp.Discrete([False, True])
 
     def suggest(self, trial: Any) -> bool:
         return bool(trial.suggest_categorical(self.name, [True, False]))
@@ -286,6 +304,13 @@ class FixedParam:
 
     def to_keras_tuner(self, hp: Any) -> None:
         hp.Fixed(self.name, self.value)
+
+    def hparam_domain(self) -> Any:
+        """The fixed value, and the blog's (the baseline's session) where it differs."""
+        from tensorboard.plugins.hparams import api as hp
+
+        values = sorted({self.coerce(self.value), self.coerce(self.baseline)})
+        return hp.Discrete(values)
 
     def suggest(self, trial: Any) -> Any:
         return self.value

@@ -329,6 +329,53 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     assert summary["sentence"] in out.stdout  # the console's last lines say the same
     report = (run_dir / "report.html").read_text()
     assert summary["verdict"] in report and "confirm-table" in report
+    _check_tensorboard(run_dir, trials, after)
+
+
+def _check_tensorboard(run_dir: Path, trials: pd.DataFrame, confirm: pd.DataFrame) -> None:
+    """TensorBoard's own reader finds one run per training with one value per epoch (a kill
+    and resume included), and one HParams session per trial table row."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    from search.tensorboard import run_name
+
+    board = run_dir / "tensorboard"
+    history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
+    ids, epochs = trials["trial_id"].astype(str), trials["epochs"]
+    expected = {run_name(t): int(e) for t, e in zip(ids, epochs, strict=True)}
+    expected |= {r: int(e) for r, e in zip(confirm["run_id"], confirm["epochs"], strict=True)}
+    assert {p.name for p in board.iterdir() if p.is_dir()} == set(expected)
+    for name, epochs in expected.items():
+        splits = ("train",) if name.startswith("refit-") else ("train", "validation")
+        for split in splits:
+            acc = EventAccumulator(str(board / name / split))
+            acc.Reload()
+            steps = [e.step for e in acc.Tensors("epoch_accuracy")]
+            assert steps == list(range(steps[0], epochs + 1)), (name, split, steps)
+    for tid in trials["trial_id"].astype(str):
+        acc = EventAccumulator(str(board / run_name(tid)))
+        acc.Reload()
+        content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
+        start = metadata.parse_session_start_info_plugin_data(
+            content[metadata.SESSION_START_INFO_TAG]
+        )
+        row = trials[trials["trial_id"].astype(str) == tid].iloc[0]
+        assert start.hparams["learning_rate"].number_value == pytest.approx(row["learning_rate"])
+        assert start.hparams["lrn"].bool_value == bool(row["lrn"])
+        assert metadata.SESSION_END_INFO_TAG in content
+    val = history[(history["metric"] == "val_accuracy")]
+    first = val[val["trial_id"] == str(trials["trial_id"].iloc[-1])]
+    acc = EventAccumulator(str(board / run_name(str(trials["trial_id"].iloc[-1])) / "validation"))
+    acc.Reload()
+    logged = {e.step: float(np.asarray(tensor_value(e))) for e in acc.Tensors("epoch_accuracy")}
+    assert logged == pytest.approx(dict(zip(first["epoch"], first["value"], strict=True)))
+
+
+def tensor_value(event) -> np.ndarray:
+    from tensorboard.util import tensor_util
+
+    return tensor_util.make_ndarray(event.tensor_proto)
 
 
 def test_failed_trial_is_recorded_and_search_goes_on(tiny: dict[str, Path], tmp_path: Path) -> None:

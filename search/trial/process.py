@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from search.devices import DeviceChoice, choose, cpu_flags
 from search.interrupt import Interrupted, die_with_parent, install
 from search.rundir import EPOCH_STATE, disk_usage_mb
+from search.space import PARAM_NAMES
+from search.tensorboard import EpochLog
 from search.trial.protocol import (
     Done,
     Epoch,
@@ -299,6 +301,9 @@ class TrialProcess:
                         writer.save(self.model, checkpoint)
                 state["epochs"] = epoch + 1
                 state["history"].append([epoch + 1, logs])
+                if board is not None:
+                    with timing.add("tensorboard"):
+                        board.epoch(epoch + 1, logs)
                 with timing.add("epoch_state"):
                     resume.snapshot(self.model, {"key": key, **_resumable(state)})
                 state["disk_mb"] = max(state["disk_mb"], disk_usage_mb(process.run_dir))
@@ -320,6 +325,11 @@ class TrialProcess:
         started = time.perf_counter()
         timing = TrialTiming()
         writer = CheckpointWriter()
+        board = (
+            EpochLog(self.run_dir, trial_id, {k: getattr(msg.params, k) for k in PARAM_NAMES})
+            if self.options.get("tensorboard", True)
+            else None
+        )
         resume = EpochState(checkpoint.parent / EPOCH_STATE, writer, EPOCH_STATE_EVERY_S)
         initial_epoch = msg.initial_epoch
         fit_seconds = 0.0
@@ -383,6 +393,8 @@ class TrialProcess:
             status, error = "failed", f"{type(exc).__name__}: {str(exc)[:800]}"
         except Interrupted:  # the last finished epoch goes to disk; the rerun starts there
             resume.flush()
+            if board is not None:
+                board.close(None)
             raise
         finally:
             with timing.add("teardown"):
@@ -393,6 +405,8 @@ class TrialProcess:
                 # collects garbage itself: one more gc.collect() (as Keras Tuner does) finds
                 # nothing and costs 0.2 s per trial
                 keras.backend.clear_session()
+        if board is not None:
+            board.close(status)
         self.emit(
             Done(
                 trial_id=trial_id,
