@@ -34,7 +34,7 @@ from reports.tables import (
 )
 from search.results import TRIAL_COLUMNS, baseline_score, best_trial, search_trials
 from search.rundir import RunDirError, format_seconds, now_iso
-from search.space import format_values, to_toml
+from search.space import format_against_blog, to_toml
 from search.stats import SELECTED_NOTE
 
 # the user-facing columns of trials.csv, in its order, with the interval beside the score
@@ -280,7 +280,7 @@ def write_report(run_dir: Path, *, index: bool = True) -> Path:
 def _winner_params(summary: Any, space: Any) -> str | None:
     """The confirmed winner's configuration, each parameter printed as the space prints it."""
     win = (summary.evidence or {}).get("winner") or {}
-    return format_values(win["params"], space) if win.get("params") else None
+    return format_against_blog(win["params"], space) if win.get("params") else None
 
 
 def predictions_split(predictions: Any) -> str:

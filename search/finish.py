@@ -35,7 +35,7 @@ from search.confirm import (
     unconfirmed,
 )
 from search.loop import Budget
-from search.space import format_values
+from search.space import format_against_blog
 from search.stats import format_selected
 from search.trial.runner import TrialRunner
 
@@ -235,4 +235,4 @@ def winner_line(summary: dict[str, Any]) -> str | None:
     win = summary.get("winner")
     if not win or not win.get("params"):
         return None
-    return f"winner: trial {win['trial_id']} ({format_values(win['params'])})"
+    return f"winner: trial {win['trial_id']}: {format_against_blog(win['params'])}"

@@ -249,7 +249,7 @@ def resume_line(exc: interrupt.Interrupted, args: argparse.Namespace, argv: list
 
 
 def _main(args: argparse.Namespace, argv: list[str]) -> int:
-    console = Console(soft_wrap=True)
+    console = Console()  # lines wrap at word boundaries to the terminal width
     try:
         budget = parse_duration(args.time_budget) if args.time_budget else None
         preset, reason = auto_preset(visible_gpus()) if args.preset == "auto" else (args.preset, "")

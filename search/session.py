@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn
 
 from data_pipeline.default_data import fetch_default, is_default
 from data_pipeline.pipeline import PreparedData, prepare
@@ -135,8 +135,8 @@ class Search:
             TextColumn("{task.description}"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            # one ETA everywhere: remaining epochs x the measured epoch time (TrialRunner)
+            TextColumn("ETA {task.fields[eta]}"),
             TextColumn("{task.fields[note]}"),
             console=self.console,
             transient=False,
@@ -147,6 +147,7 @@ class Search:
                 total=planning.total_epochs(o, engine),
                 completed=planning.epochs_done(o, engine, progress_now),
                 note=self._note(),
+                eta="",
             )
             runner = TrialRunner(
                 self.run_dir,
@@ -159,6 +160,7 @@ class Search:
                 est,
                 n_validation=data.split_size("validation"),
                 chance=_commonest_share(data, "validation"),
+                space=self.space,
             )
             if self.chief and o.baseline and not progress_now.baseline_done:
                 after = f" after {progress_now.trials_done} of {o.trials} trials"

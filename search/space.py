@@ -445,6 +445,28 @@ def format_values(values: dict[str, Any], space: Space = DEFAULT_SPACE) -> str:
     return ", ".join(f"{p.name} {p.format(values[p.name])}" for p in space if p.name in values)
 
 
+def format_searched(values: dict[str, Any], space: Space = DEFAULT_SPACE) -> str:
+    """The searched parameters only, for a trial's console line."""
+    return format_values(values, tuple(p for p in space if p.searched))
+
+
+def format_against_blog(values: dict[str, Any], space: Space = DEFAULT_SPACE) -> str:
+    """``dropout 0.0920 (blog 0.2500), lrn True (as blog), ...``: the winner beside the blog's
+    configuration; a parameter held at the blog's value is left out."""
+    parts = []
+    for p in space:
+        if p.name not in values:
+            continue
+        value, blog = p.coerce(values[p.name]), p.coerce(p.baseline)
+        if not p.searched and value == blog:
+            continue
+        same = p.format(value) == p.format(blog)
+        parts.append(
+            f"{p.name} {p.format(value)} ({'as blog' if same else 'blog ' + p.format(blog)})"
+        )
+    return ", ".join(parts)
+
+
 def describe(space: Space) -> list[str]:
     """One human line per parameter, for the plan and the report."""
     return [p.describe() for p in space]

@@ -690,3 +690,51 @@ def test_a_time_budget_that_ends_mid_search_still_exports_and_reports(
     assert json.loads((run_dir / "summary.json").read_text())["confirmed"] is False
     assert (run_dir / "report.html").exists()
     assert json.loads((run_dir / "status.json").read_text())["state"] == "finished"
+
+
+def test_an_80_column_terminal_gets_no_wider_line_and_the_winner_named(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    """In a terminal 80 columns wide every line the search prints (plan, bars, trial lines,
+    verdict) fits, and its last lines name the winner's parameters beside the blog's."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    args = search_args(
+        tiny,
+        tmp_path / "run",
+        "--trials",
+        "2",
+        "--max-epochs",
+        "2",
+        "--confirm",
+        "2",
+        "--confirm-top",
+        "1",
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the terminal closed: the search has ended
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=600) == 0
+    os.close(master)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    lines = [seg for line in text.split("\n") for seg in line.split("\r")]
+    wide = [line for line in lines if len(line.rstrip()) > 80]
+    assert not wide, wide[:3]
+    tail = " ".join(line.strip() for line in lines if line.strip())[-1500:]
+    assert re.search(r"winner: trial \S+: dropout [0-9.]+ \((blog 0\.2500|as blog)\)", tail)
+    assert re.search(r"learning_rate \S+ \((blog 1\.00e-05|as blog)\)", tail)

@@ -208,7 +208,8 @@ class HyperbandEngine(KerasTunerEngine):
                 "the next, in the order above (most-trials bracket first)"
             )
         lines.append(
-            f"  {total} epochs in all (promoted trials continue from their parent's checkpoint)"
+            f"  {total} epochs in all (a promoted trial starts from its parent's best-epoch "
+            "weights, with a fresh optimizer)"
         )
         return lines
 

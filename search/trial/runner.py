@@ -27,7 +27,7 @@ from search.engines import SearchEngine, TrialOutcome, TrialSpec
 from search.options import SearchOptions
 from search.plan import Estimator
 from search.rundir import format_seconds
-from search.space import PARAM_NAMES
+from search.space import DEFAULT_SPACE, PARAM_NAMES, Space, format_searched
 from search.stats import at_chance, format_accuracy, format_selected
 from search.trial.client import TrialProcessClient
 from search.trial.protocol import Done, Epoch, Train, failed
@@ -53,9 +53,11 @@ class TrialRunner:
         *,
         n_validation: int,
         chance: float = 0.5,
+        space: Space = DEFAULT_SPACE,
     ) -> None:
         self.run_dir, self.opts, self.params, self.process = run_dir, opts, params, process
         self.n_validation = n_validation
+        self.space = space
         self.chance = chance  # the commonest class's share of validation: chance for this data
         self.status, self.progress, self.overall, self.est = status, progress, overall, est
 
@@ -77,8 +79,9 @@ class TrialRunner:
         stop_file = self.run_dir / "trials" / trial_id / "STOP"
         rundir.clear_stop_file(stop_file)
         task = self.progress.add_task(
-            f"trial {trial_id}", total=epochs, completed=initial_epoch, note=""
+            f"trial {trial_id}", total=epochs, completed=initial_epoch, note="", eta=""
         )
+        self._show_eta(task)
         history: list[Epoch] = []
 
         def on_epoch(event: Epoch) -> None:
@@ -86,6 +89,7 @@ class TrialRunner:
             val = event.metrics.get("val_accuracy", float("nan"))
             self.progress.update(task, completed=event.epoch, note=f"val_accuracy {val:.4f}")
             self.progress.advance(self.overall)
+            self._show_eta(task)
             if event.resumed:  # trained before an interruption: counted then
                 self.status.update(current_trial=trial_id)
             else:
@@ -124,7 +128,19 @@ class TrialRunner:
         skipped = epochs - initial_epoch - len(history)
         if skipped > 0:  # pruned or failed early: the plan's epochs will not be trained
             self.progress.advance(self.overall, skipped)
+        self._show_eta()
         return done, history
+
+    def eta_s(self, task: TaskID | None = None) -> float:
+        """Seconds left for ``task`` (default: the whole run): its epochs still to train times
+        the measured seconds per epoch. The one estimate the bars and the trial lines show."""
+        t = next(t for t in self.progress.tasks if t.id == (self.overall if task is None else task))
+        return max(0.0, float(t.total or 0) - t.completed) * self.est.epoch_s()
+
+    def _show_eta(self, task: TaskID | None = None) -> None:
+        self.progress.update(self.overall, eta=format_seconds(self.eta_s()))
+        if task is not None:
+            self.progress.update(task, eta=format_seconds(self.eta_s(task)))
 
     def run(self, spec: TrialSpec, engine: SearchEngine | None) -> TrialOutcome:
         run_dir = self.run_dir
@@ -176,13 +192,12 @@ class TrialRunner:
         trials = res.load_trials(run_dir)  # read once: the note and the count below
         note = res.progress_note(trials)
         self.progress.update(self.overall, note=note)
-        overall = next(t for t in self.progress.tasks if t.id == self.overall)
-        eta = (float(overall.total or 0) - overall.completed) * self.est.epoch_s()
         n_done = len(res.search_trials(trials))
         self.progress.console.print(
-            f"trial {spec.trial_id} {row.status}: val_accuracy {acc} (best epoch "
-            f"{row.best_epoch}, {row.epochs} epochs, {format_seconds(row.seconds)}){err}"
-            f" | {n_done}/{self.opts.trials} trials, {note}, ETA {format_seconds(eta)}",
+            f"trial {spec.trial_id} {row.status}: val_accuracy {acc}, best epoch "
+            f"{row.best_epoch} of {row.epochs}, {format_seconds(row.seconds)}{err}; "
+            f"{format_searched(row.values, self.space)} | {n_done}/{self.opts.trials} trials, "
+            f"{note}, ETA {format_seconds(self.eta_s())}",
             markup=False,
             highlight=False,
         )
