@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("compare.html"), help="page to write")
     args = p.parse_args(argv)
     from data_pipeline.files import write_text_atomic
-    from reports.writer import _env, _plotly_js
+    from reports.writer import _env, _plotly_js, link_to
 
     runs = []
     for run_dir in args.run_dirs:
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         report = Path(run_dir).resolve() / "report.html"
-        runs.append((os.path.relpath(report, args.out.resolve().parent), run))
+        runs.append((link_to(os.path.relpath(report, args.out.resolve().parent)), run))
     groups = group_runs(runs)
     html = (
         _env()

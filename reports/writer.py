@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import plotly.io as pio
@@ -238,13 +239,21 @@ def index_path(runs_dir: Path) -> Path:
     )
 
 
+def link_to(path: str) -> str:
+    """A relative link to ``path`` that no folder name can turn into another scheme or a
+    broken URL: ``./`` first (``javascript:x`` becomes ``./javascript%3Ax``), percent-encoded."""
+    if not path.startswith(("./", "../")):
+        path = "./" + path.lstrip("/")
+    return quote(path, safe="/.")
+
+
 def write_index(runs_dir: Path) -> Path:
     """The runs index (``index_path``): every run below ``runs_dir`` with a link to its report."""
     runs_dir = Path(runs_dir)
     runs = []
     for config in sorted(runs_dir.glob("*/config.json")):
         try:
-            runs.append((f"{config.parent.name}/report.html", load_run(config.parent)))
+            runs.append((link_to(f"{config.parent.name}/report.html"), load_run(config.parent)))
         except (FileNotFoundError, ValueError, KeyError, RunDirError):  # a damaged run is left out
             continue
     from reports.compare import compare_blocks, group_runs

@@ -246,7 +246,7 @@ def test_index_lists_every_run(tmp_path: Path) -> None:
     (tmp_path / "runs" / "not-a-run").mkdir()
     html = write_index(tmp_path / "runs").read_text()
     listing = html.split("Comparable searches")[0]  # the table of runs, before the groups
-    assert listing.count('href="a/report.html"') == 1 and 'href="b/report.html"' in listing
+    assert listing.count('href="./a/report.html"') == 1 and 'href="./b/report.html"' in listing
     assert html.count("Comparable searches") == 1  # a and b saw the same images: one group
     assert "not-a-run" not in html
     summary = json.loads((tmp_path / "runs" / "a" / "summary.json").read_text())
@@ -255,6 +255,26 @@ def test_index_lists_every_run(tmp_path: Path) -> None:
     # selection-biased validation gain
     assert f"{summary['delta_points']:+.1f} ({lo:+.1f} to {hi:+.1f}, n=40)" in html
     assert f">{summary['verdict']}</span>" in html and "not finished" in html
+
+
+@pytest.mark.parametrize(
+    "name", ["javascript:alert(1)", "data:text,hi", "a b#c?d", "%2e%2e", "https:x"]
+)
+def test_no_run_name_becomes_a_link_scheme(tmp_path: Path, name: str) -> None:
+    """Links built from folder names are relative and percent-encoded: a folder named like a
+    URL scheme stays a folder (``./javascript%3Aalert(1)/report.html``)."""
+    from urllib.parse import unquote, urlsplit
+
+    from reports.writer import link_to
+
+    make_run(tmp_path / "runs" / name)
+    html = write_index(tmp_path / "runs").read_text()
+    links = re.findall(r'href="([^"]+)"', html)
+    ours = [link for link in links if link.endswith("/report.html")]
+    assert ours == [link_to(f"{name}/report.html")] * len(ours) and ours
+    for link in ours:
+        assert link.startswith("./") and not urlsplit(link).scheme
+        assert unquote(link) == f"./{name}/report.html"
 
 
 def test_build_cli(run_dir: Path, tmp_path: Path) -> None:
