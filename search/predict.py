@@ -124,9 +124,17 @@ def _predict_bytes(model_dir: Path, paths: Sequence[Path], *, batch: int) -> lis
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m search.predict", description=__doc__)
-    p.add_argument("model_dir", type=Path)
-    p.add_argument("images", type=Path, nargs="+")
+    p = argparse.ArgumentParser(
+        prog="python -m search.predict", description=(__doc__ or "").replace("``", "")
+    )
+    p.add_argument(
+        "model_dir",
+        type=Path,
+        help="an exported model: RUN_DIR/best_model, or the run directory itself",
+    )
+    p.add_argument(
+        "images", type=Path, nargs="+", help="image files to classify (JPEG, PNG, GIF, BMP)"
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument(
         "--batch-size", type=int, default=BATCH, help="images per batch (default %(default)s)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,36 +32,37 @@ from search.space import SpaceError
 from search.stats import DEFAULT_MARGIN
 from search.storage import StorageError
 
+EXAMPLES = """examples:
+  python -m search.run --trials 30             # cpu preset when there is no GPU
+  python -m search.run --dry-run               # the plan and its ETA only
+  python -m search.run --data-dir photos/      # your own folder or .zip
+  python -m search.run --trials 60             # continue a finished run to 60
+  python -m search.run --preset blog --strategy mirrored   # all GPUs, 227px
+  python -m search.launch --workers 3 --run-dir runs/big   # chief + 3 workers
+"""
+
+
+def _paragraphs(text: str, width: int = 79) -> str:
+    """``text``'s paragraphs re-wrapped to ``width``: help that fits an 80-column terminal."""
+    return "\n\n".join(textwrap.fill(" ".join(par.split()), width) for par in text.split("\n\n"))
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m search.run",
-        description=__doc__,
+        description=_paragraphs((__doc__ or "").replace("``", "")),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
     )
-    p.add_argument("--trials", type=int, default=30, help="trials to run (default %(default)s)")
-    p.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default="hyperband",
-        help="hyperband/random/bayesian: Keras Tuner; optuna: TPE + Hyperband "
-        "pruner (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-epochs",
-        type=int,
-        default=20,
-        help="epochs of a full trial and of the baseline (default %(default)s)",
-    )
-    p.add_argument("--factor", type=int, default=3, help="Hyperband reduction factor")
-    p.add_argument(
+    g_data = p.add_argument_group("data", "which images, at which size, split how")
+    g_data.add_argument(
         "--data-dir",
         type=Path,
         default=None,
         help="data folder or .zip; default: ./data if it exists, else Microsoft's Cats and "
         "Dogs, downloaded once into the Keras cache ($KERAS_HOME/datasets)",
     )
-    p.add_argument(
+    g_data.add_argument(
         "--preset",
         choices=("auto", *sorted(PRESETS)),
         default="auto",
@@ -69,36 +71,100 @@ def build_parser() -> argparse.ArgumentParser:
         "setting, every image at 227px (a GPU job); auto: blog where a GPU is visible, else "
         "cpu (default %(default)s)",
     )
-    p.add_argument("--image-size", type=int, default=None, help="input size (default 227)")
-    p.add_argument("--batch-size", type=int, default=125, help="batch size (default 125)")
-    p.add_argument(
-        "--width",
-        type=float,
+    g_data.add_argument(
+        "--image-size",
+        type=int,
         default=None,
-        help="multiplier of the convolution filters (default 1.0 = the blog's)",
+        help="input size in pixels (default: the preset's; 227 is the blog's)",
     )
-    p.add_argument("--subset", type=int, default=None, help="stratified sample of N images")
-    p.add_argument(
+    g_data.add_argument(
+        "--subset",
+        type=int,
+        default=None,
+        help="stratified, seeded sample of N images (default: the preset's; all for blog)",
+    )
+    g_data.add_argument(
         "--seed",
         type=int,
         default=DEFAULT_SEED,
         help="seed of split, shuffling, engine and trials (default %(default)s)",
     )
-    p.add_argument(
+    g_data.add_argument(
         "--val-fraction",
         type=float,
         default=DEFAULT_VAL_FRACTION,
         help="validation share of train/ (of all images where there is no test/ folder); "
         "validation chooses trials, epochs and the winner (default %(default)s)",
     )
-    p.add_argument(
+    g_data.add_argument(
         "--test-fraction",
         type=float,
         default=DEFAULT_TEST_FRACTION,
         help="test share where the data has no test/ folder; test is read only after the "
         "search, to judge (default %(default)s)",
     )
-    p.add_argument(
+    g_data.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="image cache root (default: a cache folder beside the data)",
+    )
+    g_data.add_argument("--augment", action="store_true", help="random flips and crops in training")
+    g_search = p.add_argument_group("search", "the trials and their budget")
+    g_search.add_argument(
+        "--trials", type=int, default=30, help="trials to run (default %(default)s)"
+    )
+    g_search.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="hyperband",
+        help="hyperband/random/bayesian: Keras Tuner; optuna: TPE + Hyperband "
+        "pruner (default %(default)s)",
+    )
+    g_search.add_argument(
+        "--max-epochs",
+        type=int,
+        default=20,
+        help="epochs of a full trial and of the baseline (default %(default)s)",
+    )
+    g_search.add_argument(
+        "--factor", type=int, default=3, help="Hyperband reduction factor (default %(default)s)"
+    )
+    g_search.add_argument("--space", type=Path, default=None, help="TOML file overriding the space")
+    g_search.add_argument("--batch-size", type=int, default=125, help="batch size (default 125)")
+    g_search.add_argument(
+        "--width",
+        type=float,
+        default=None,
+        help="multiplier of the convolution filters (default: the preset's; 1.0 is the blog's)",
+    )
+    g_search.add_argument(
+        "--time-budget",
+        default=None,
+        help="e.g. 45m: start no trial that cannot finish in time (default: none)",
+    )
+    g_search.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="do not train the blog's configuration as the baseline",
+    )
+    g_search.add_argument(
+        "--max-failures",
+        type=int,
+        default=3,
+        help="stop after this many consecutive failed trials (default %(default)s)",
+    )
+    g_search.add_argument(
+        "--trials-per-worker",
+        type=int,
+        default=5,
+        help="trials per trial process before a fresh one: memory stays flat (default %(default)s)",
+    )
+    g_evidence = p.add_argument_group(
+        "evidence", "the verdict: select on validation, judge on test, refit"
+    )
+    g_evidence.add_argument(
         "--confirm",
         type=int,
         default=3,
@@ -107,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "to choose the winner on validation, then the winner and the baseline with K fresh "
         "seeds, scored on test (default %(default)s; 0 skips it; a larger K continues a run)",
     )
-    p.add_argument(
+    g_evidence.add_argument(
         "--confirm-top",
         type=int,
         default=3,
@@ -115,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how many of the search's best configurations compete over seeds for the win; 1 "
         "keeps the search's best (default %(default)s; a larger M continues a run)",
     )
-    p.add_argument(
+    g_evidence.add_argument(
         "--refit",
         choices=REFIT_MODES,
         default="trainval",
@@ -123,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "judge runs chose, scored once on test; none: ship its best judge run (default "
         "%(default)s)",
     )
-    p.add_argument(
+    g_evidence.add_argument(
         "--margin",
         type=float,
         default=DEFAULT_MARGIN,
@@ -131,53 +197,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="a difference whose whole 95%% interval lies within +-POINTS is 'equivalent' "
         "(default %(default)s)",
     )
-    p.add_argument("--augment", action="store_true", help="random flips and crops in training")
-    p.add_argument(
+    g_output = p.add_argument_group("output", "where results go and what is printed")
+    g_output.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="default runs/<engine>-<size>px-<hash of the settings>",
+    )
+    g_output.add_argument("--runs-root", type=Path, default=Path("runs"), help=argparse.SUPPRESS)
+    g_output.add_argument(
         "--tensorboard",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="write TensorBoard logs to RUN_DIR/tensorboard as epochs end: curves of every "
         "training and the HParams dashboard (default on)",
     )
-    p.add_argument("--space", type=Path, default=None, help="TOML file overriding the space")
-    p.add_argument(
-        "--no-baseline",
-        dest="baseline",
-        action="store_false",
-        help="do not train the blog's configuration as the baseline",
-    )
-    p.add_argument(
-        "--run-dir",
-        type=Path,
-        default=None,
-        help="default runs/<engine>-<size>px-<hash of the settings>",
-    )
-    p.add_argument("--runs-root", type=Path, default=Path("runs"), help=argparse.SUPPRESS)
-    p.add_argument("--cache-dir", type=Path, default=None, help="image cache root")
-    p.add_argument(
-        "--time-budget", default=None, help="e.g. 45m: start no trial that cannot finish in time"
-    )
-    p.add_argument(
+    g_output.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    g_output.add_argument("--debug", action="store_true", help="show tracebacks")
+    g_hardware = p.add_argument_group("hardware", "precision, compiler and devices of each trial")
+    g_hardware.add_argument(
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="auto: mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX, float32 on "
-        "other CPUs; the plan says which and why (default %(default)s)",
+        metavar="PRECISION",
+        help="auto, float32, mixed_float16 or mixed_bfloat16; auto: mixed_float16 on a GPU, "
+        "mixed_bfloat16 on a CPU with AMX, float32 on other CPUs; the plan says which and why "
+        "(default %(default)s)",
     )
-    p.add_argument(
+    g_hardware.add_argument(
         "--xla",
         choices=XLA_MODES,
         default="auto",
-        help="auto: on for a GPU, off for a CPU (40%% slower there)",
+        help="auto: on for a GPU, off for a CPU (40%% slower there) (default %(default)s)",
     )
-    p.add_argument(
+    g_hardware.add_argument(
         "--strategy",
         choices=("none", "mirrored"),
         default="none",
         help="mirrored: each trial on all visible GPUs (tf.distribute.MirroredStrategy); "
         "--batch-size is per GPU (default %(default)s)",
     )
-    p.add_argument(
+    g_hardware.add_argument(
         "--cpu-devices",
         type=int,
         default=1,
@@ -185,39 +245,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="without a GPU, split the CPU into N logical devices for --strategy mirrored: "
         "tries the multi-GPU code path on a laptop, not faster (default %(default)s)",
     )
-    p.add_argument(
+    g_scale = p.add_argument_group(
+        "scale-out", "several processes or machines on one search (see README)"
+    )
+    g_scale.add_argument(
         "--storage",
         default=None,
         help="Optuna study storage, e.g. postgresql://user@host/db (password from $PGPASSWORD, "
         "or the whole URL in $ALEXNET_TUNER_STORAGE); default: a journal file in the run "
         "directory",
     )
-    p.add_argument("--study", default="alexnet-tuner", help="Optuna study name")
-    p.add_argument(
+    g_scale.add_argument(
+        "--study", default="alexnet-tuner", help="Optuna study name (default %(default)s)"
+    )
+    g_scale.add_argument(
         "--role",
         choices=("chief", "worker"),
         default="chief",
         help="worker: join a running search (same options and --run-dir) and train its trials; "
         "the chief runs the baseline, exports and reports (Optuna: and trains too)",
     )
-    p.add_argument(
+    g_scale.add_argument(
         "--oracle",
         default=None,
         metavar="HOST:PORT",
         help="Keras Tuner chief/worker mode: the chief serves its oracle there (gRPC), workers "
         "connect to it; KERASTUNER_TUNER_ID names a worker (stable across restarts)",
     )
-    p.add_argument(
-        "--trials-per-worker",
-        type=int,
-        default=5,
-        help="trials per worker process before a fresh one (memory stays flat)",
-    )
-    p.add_argument(
-        "--max-failures", type=int, default=3, help="stop after this many consecutive failed trials"
-    )
-    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
