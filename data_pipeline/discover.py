@@ -16,6 +16,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -373,3 +374,36 @@ def take_subset(discovery: Discovery, n: int, *, seed: int = DEFAULT_SEED) -> Di
         unlabelled=discovery.unlabelled,
         notes=(*discovery.notes, f"subset of {len(chosen)} of {total} files (seed {seed})"),
     )
+
+
+def manifest(discovery: Discovery) -> dict[str, list[Any]]:
+    """Each file a run uses: ``{path: [split, size, mtime_ns]}``. What a run remembers of its
+    data, so that a resume on a folder whose content changed is refused, not re-split."""
+    out: dict[str, list[Any]] = {}
+    for f in discovery.files:
+        try:
+            st = (discovery.root / f.path).stat()
+            out[f.path] = [f.split, st.st_size, st.st_mtime_ns]
+        except OSError:
+            out[f.path] = [f.split, None, None]
+    return out
+
+
+def manifest_changes(before: dict[str, list[Any]], now: dict[str, list[Any]]) -> str | None:
+    """How the files changed between two manifests, in words; None if they did not."""
+    added = len(now.keys() - before.keys())
+    removed = len(before.keys() - now.keys())
+    same = now.keys() & before.keys()
+    moved = sum(1 for k in same if now[k][0] != before[k][0])
+    changed = sum(1 for k in same if now[k][0] == before[k][0] and now[k][1:] != before[k][1:])
+    parts = [
+        f"{n} {what}"
+        for n, what in (
+            (added, "added"),
+            (removed, "removed"),
+            (changed, "changed"),
+            (moved, "moved to another split"),
+        )
+        if n
+    ]
+    return ", ".join(parts) if parts else None

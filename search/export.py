@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from data_pipeline.discover import manifest
 from data_pipeline.errors import DataError
 from data_pipeline.files import file_digest
 from data_pipeline.pipeline import PreparedData, prepare
@@ -50,6 +51,7 @@ from search.quiet import import_tensorflow_quietly
 from search.rundir import (
     RunConfig,
     RunDirError,
+    check_data,
     checkpoint_path,
     is_run_dir,
     locked,
@@ -80,6 +82,7 @@ def _data(run_dir: Path) -> tuple[RunConfig, PreparedData]:
             "symbolic link to it) and run python -m search.export again."
         )
     data = prepare(data_config)
+    check_data(run_dir, manifest(data.discovery), write=False)  # scored on what it trained on
     return config, data
 
 

@@ -223,6 +223,32 @@ def check_identity(run_dir: Path, identity: dict[str, Any]) -> bool:
     return True
 
 
+DATA_MANIFEST = "data_manifest.json"
+
+
+def check_data(run_dir: Path, manifest: dict[str, list[Any]], *, write: bool) -> None:
+    """Refuse a run whose data folder changed since the run began (its splits would move
+    images a trial trained on into validation or test); record the manifest the first time."""
+    from data_pipeline.discover import manifest_changes
+
+    path = Path(run_dir) / DATA_MANIFEST
+    before = read_json(path) if path.exists() else None
+    if before is None:
+        if write:
+            write_json_atomic(path, manifest)
+        return
+    if not isinstance(before, dict):
+        raise RunDirError(f"{str(path)!r} is not a data manifest; it cannot be checked.")
+    changes = manifest_changes(before, manifest)
+    if changes:
+        raise RunDirError(
+            f"the data folder changed since run directory {str(run_dir)!r} began ({changes} "
+            "files): resuming would split it anew and move images a trial trained on into "
+            "validation or test. Put the data back as it was to resume, or pass another "
+            "--run-dir for a new search on the data as it is now."
+        )
+
+
 def checkpoint_path(run_dir: Path, trial_id: str) -> Path:
     return run_dir / "trials" / trial_id / "checkpoint.npz"
 

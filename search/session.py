@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
 from data_pipeline.default_data import fetch_default, is_default
+from data_pipeline.discover import manifest
 from data_pipeline.pipeline import PreparedData, prepare
 from data_pipeline.progress import progress_bars
 from models.alexnet import AlexNetParams, build_alexnet
@@ -76,6 +77,7 @@ class Search:
             resumed = rundir.check_identity(self.run_dir, o.identity())
             extended = resumed and self._check_extension()
             data = self._prepare_data()
+            rundir.check_data(self.run_dir, manifest(data.discovery), write=self.chief)
             config = self._run_config(data)
             if self.chief:
                 data.write_reject_manifest(self.run_dir / "rejects.json")

@@ -738,3 +738,40 @@ def test_an_80_column_terminal_gets_no_wider_line_and_the_winner_named(
     tail = " ".join(line.strip() for line in lines if line.strip())[-1500:]
     assert re.search(r"winner: trial \S+: dropout [0-9.]+ \((blog 0\.2500|as blog)\)", tail)
     assert re.search(r"learning_rate \S+ \((blog 1\.00e-05|as blog)\)", tail)
+
+
+def test_a_resume_on_a_changed_data_folder_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Adding photos to a flat folder would re-split it: images a trial trained on would
+    become test images. The rerun, and a later export, refuse with what changed and the fix."""
+    from search import export as export_cli
+    from search.run import main
+    from tests.conftest import make_flat_layout, write_image
+
+    data = make_flat_layout(tmp_path / "flat", per_class=10)
+    tiny = {"data": data, "space": tmp_path / "space.toml", "cache": tmp_path / "cache"}
+    tiny["space"].write_text(TINY_SPACE)
+    run_dir = tmp_path / "run"
+    args = search_args(tiny, run_dir, "--trials", "1", "--max-epochs", "1", "--no-baseline")[3:]
+    assert _cli(main, args, capsys).returncode == 0
+    manifest = json.loads((run_dir / "data_manifest.json").read_text())
+    assert len(manifest) == 20 and {v[0] for v in manifest.values()} == {
+        "train",
+        "validation",
+        "test",
+    }
+    for i in range(10, 13):
+        write_image(data / f"cat.{i}.jpg", seed=1000 + i)
+    (data / "dog.3.jpg").unlink()
+    again = _cli(
+        main,
+        search_args(tiny, run_dir, "--trials", "2", "--max-epochs", "1", "--no-baseline")[3:],
+        capsys,
+    )
+    assert again.returncode == 2, again.stdout + again.stderr
+    assert "the data folder changed" in again.stderr and "3 added, 1 removed" in again.stderr
+    assert "another --run-dir" in again.stderr
+    assert len(pd.read_csv(run_dir / "trials.csv")) == 1  # nothing ran on the new split
+    out = _cli(export_cli.main, [str(run_dir)], capsys)
+    assert out.returncode == 2 and "the data folder changed" in out.stderr
