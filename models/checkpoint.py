@@ -14,6 +14,7 @@ import json
 import os
 import threading
 import time
+import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -102,10 +103,20 @@ class CheckpointWriter:
         self._pool.shutdown(wait=True)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read whole (empty, truncated, not ours)."""
+
+
 def load_weights(model: keras.Model, path: Path) -> None:
     """Load weights written by ``save_weights`` into a model of the same architecture."""
-    with np.load(Path(path)) as data:
-        weights = [data[f"arr_{i}"] for i in range(len(data.files))]
+    try:
+        with np.load(Path(path)) as data:
+            weights = [data[f"arr_{i}"] for i in range(len(data.files))]
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read whole ({type(exc).__name__}: {exc}); it "
+            "is damaged (a full disk, a copy cut short)"
+        ) from None
     expected = len(model.get_weights())
     if len(weights) != expected:
         raise ValueError(

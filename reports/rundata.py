@@ -11,7 +11,7 @@ import pandas as pd
 
 from search.confirm import load_confirm
 from search.results import load_costs, load_history, load_trials
-from search.rundir import RunConfig, running_pid
+from search.rundir import RunConfig, RunDirError, running_pid
 from search.space import Space
 
 
@@ -47,6 +47,26 @@ def _json(path: Path) -> Any:
         return None
 
 
+def _predictions(path: Path) -> pd.DataFrame | None:
+    """The export's predictions, or None where there are none; a torn file is refused by name
+    (the export writes it whole: an empty or cut one is damage, which a new export repairs)."""
+    if not path.exists():
+        return None
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise RunDirError(
+            f"{str(path)!r} is damaged ({type(exc).__name__}); run python -m search.export "
+            f"{str(path.parent)!r} to write it again."
+        ) from None
+    if not {"path", "label", "predicted"} <= set(table.columns):
+        raise RunDirError(
+            f"{str(path)!r} is not the export's predictions (columns {list(table.columns)}); run "
+            f"python -m search.export {str(path.parent)!r} to write it again."
+        )
+    return table
+
+
 def load_run(run_dir: Path) -> RunData:
     run_dir = Path(run_dir)
     config = RunConfig.read(run_dir)
@@ -61,7 +81,7 @@ def load_run(run_dir: Path) -> RunData:
         status=status,
         export=export,
         rejects=_json(run_dir / "rejects.json") or {"skipped": [], "unlabelled": []},
-        predictions=pd.read_csv(predictions_path) if predictions_path.exists() else None,
+        predictions=_predictions(predictions_path),
         pid_alive=running_pid(status),
         confirm=load_confirm(run_dir),
         summary=_json(run_dir / "summary.json"),

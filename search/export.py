@@ -144,7 +144,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     import keras
 
     from models.alexnet import build_alexnet, compile_alexnet
-    from models.checkpoint import load_weights
+    from models.checkpoint import CheckpointError, load_weights
 
     config, data = _data(run_dir)
     source = _source(run_dir, config.options)
@@ -160,7 +160,13 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     )
     keras.mixed_precision.set_global_policy("float32")
     model = build_alexnet(params)
-    load_weights(model, ckpt)
+    try:
+        load_weights(model, ckpt)
+    except CheckpointError as exc:
+        raise RunDirError(
+            f"{exc}. The weights of {source['what']} are lost: rerun the search command with "
+            "another --run-dir to train again, or restore the file from a backup."
+        ) from None
     compile_alexnet(model, params, jit_compile=False)
     scores = {}
     for split in ("validation", "test"):

@@ -232,6 +232,20 @@ def test_export_reloads_exactly_and_predicts(
         assert "python -m search.export" in bad.stderr
     as_user = run([sys.executable, "-m", "search.predict", str(broken), str(images[0])])
     assert as_user.returncode == 2 and "Traceback" not in as_user.stderr
+    # torn files: refused by name with exit 2 (the report's predictions, a checkpoint)
+    from reports import build as build_cli
+
+    preds = run_dir / "validation_predictions.csv"
+    kept = preds.read_bytes()
+    preds.write_bytes(b"")
+    torn = _cli(build_cli.main, [str(run_dir)], capsys)
+    assert torn.returncode == 2 and "validation_predictions.csv" in torn.stderr
+    preds.write_bytes(kept)
+    ckpt = next((run_dir / "trials").glob("*/checkpoint.npz"))
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    cut = _cli(export_cli.main, [str(run_dir)], capsys)
+    assert cut.returncode == 2 and "cannot be read whole" in cut.stderr
+    assert str(ckpt) in cut.stderr
 
 
 def _wait_for_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 300) -> None:
