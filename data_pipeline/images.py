@@ -53,6 +53,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+# Pillow refuses an image declaring more than twice MAX_IMAGE_PIXELS (a decompression bomb);
+# the in-graph decoder of the export applies the same bound (search.serving).
+MAX_DECLARED_PIXELS = 2 * int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
 def pil_decode(data: bytes) -> tuple[Decoded, np.ndarray | None]:
     """Decode ``data`` fully with Pillow into full-size RGB pixels, or give the reason it fails."""
     if not data:

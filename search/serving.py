@@ -22,9 +22,57 @@ from typing import Any
 
 import numpy as np
 
+from data_pipeline.images import MAX_DECLARED_PIXELS
+
 BYTES_SIGNATURE = "serve_bytes"
 BYTES_INPUT = "image_bytes"
-DECODE_ERROR = "cannot decode: not a JPEG, PNG, GIF or BMP image, or a truncated or corrupt one"
+# The training decoder's decompression-bomb bound (Pillow's): an image declaring more pixels
+# is refused by both paths before any pixel is decoded.
+MAX_PIXELS = MAX_DECLARED_PIXELS
+DECODE_ERROR = (
+    "cannot decode: not a JPEG, PNG, GIF or BMP image, a truncated or corrupt one, or one "
+    f"declaring more than {MAX_PIXELS:,} pixels"
+)
+
+
+def _declared_pixels(data: Any) -> Any:
+    """Width x height as the file's header declares them (int64), read before decoding, so a
+    small file that declares a huge image costs nothing. A header too short to hold them is
+    an error, which drops the element as undecodable."""
+    import tensorflow as tf
+
+    def byte(offset: int) -> Any:
+        b = tf.io.decode_raw(tf.strings.substr(data, offset, 1), tf.uint8)
+        return tf.cast(tf.reshape(b, []), tf.int64)
+
+    def be32(o: int) -> Any:
+        return ((byte(o) * 256 + byte(o + 1)) * 256 + byte(o + 2)) * 256 + byte(o + 3)
+
+    def le16(o: int) -> Any:
+        return byte(o) + 256 * byte(o + 1)
+
+    def le32(o: int) -> Any:
+        return le16(o) + 65536 * le16(o + 2)
+
+    def jpeg() -> Any:
+        shape = tf.cast(tf.io.extract_jpeg_shape(data), tf.int64)
+        return shape[0] * shape[1]
+
+    def bmp() -> Any:
+        height = le32(22)
+        height = tf.where(height >= 2**31, 2**32 - height, height)  # top-down: negative
+        return le32(18) * height
+
+    head = tf.strings.substr(data, 0, 8)
+    return tf.case(
+        [
+            (tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff"), jpeg),
+            (tf.equal(head, b"\x89PNG\r\n\x1a\n"), lambda: be32(16) * be32(20)),
+            (tf.equal(tf.strings.substr(head, 0, 3), b"GIF"), lambda: le16(6) * le16(8)),
+            (tf.equal(tf.strings.substr(head, 0, 2), b"BM"), bmp),
+        ],
+        default=lambda: tf.constant(0, tf.int64),  # not an image: the decoder says so
+    )
 
 
 def _decode_one(data: Any, size: int) -> Any:
@@ -51,11 +99,15 @@ def _decode_one(data: Any, size: int) -> Any:
         return tf.io.decode_image(data, channels=3, expand_animations=False)
 
     head = tf.strings.substr(data, 0, 8)
-    image = tf.cond(
-        tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff"),
-        jpeg,
-        lambda: tf.cond(tf.equal(head, b"\x89PNG\r\n\x1a\n"), png, gif_or_bmp),
+    bounded = tf.debugging.assert_less_equal(
+        _declared_pixels(data), tf.constant(MAX_PIXELS, tf.int64), message="too many pixels"
     )
+    with tf.control_dependencies([bounded]):
+        image = tf.cond(
+            tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff"),
+            jpeg,
+            lambda: tf.cond(tf.equal(head, b"\x89PNG\r\n\x1a\n"), png, gif_or_bmp),
+        )
     image.set_shape([None, None, 3])
     resized = tf.image.resize(image, (size, size), method="bilinear", antialias=False)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)

@@ -251,3 +251,52 @@ def test_the_exported_serve_signature_is_unchanged(exported: dict) -> None:
     _args, kwargs = serve.structured_input_signature
     assert list(kwargs) == ["image"] and kwargs["image"].dtype == tf.uint8
     assert list(serve.structured_outputs) == ["output_0"]
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A valid PNG header and IHDR declaring ``width`` x ``height`` (a decompression bomb's
+    shape: a few hundred bytes that claim gigabytes of pixels), then a token IDAT."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1000)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_refused_by_both_decoders_before_decoding(
+    exported: dict,
+) -> None:
+    import time
+
+    from data_pipeline.images import pil_decode
+    from search.serving import MAX_PIXELS
+
+    bomb = _png_declaring(16000, 16000)
+    assert MAX_PIXELS < 16000 * 16000
+    meta, pixels = pil_decode(bomb)
+    assert pixels is None and "too large" in (meta.error or "")  # the training decoder
+    loaded = tf.saved_model.load(str(exported["root"] / "best_model"))
+    good = exported["files"][0].read_bytes()
+    t0 = time.perf_counter()
+    out = loaded.signatures[BYTES_SIGNATURE](**{BYTES_INPUT: tf.constant([good, bomb, good])})
+    assert time.perf_counter() - t0 < 10  # nothing was decoded (10 GB and a minute otherwise)
+    index = out["class_index"].numpy()
+    assert index[1] == -1 and index[0] == index[2] >= 0
+    assert b"more than" in out["error"].numpy()[1]
+    # just under the bound is not refused for its size (here: its token pixel data is short)
+    from search.serving import _declared_pixels
+
+    assert int(_declared_pixels(tf.constant(_png_declaring(9000, 9000)))) == 81_000_000
+    for name in ("rgba.png", "still.gif", "plain.bmp", "photo0.jpg"):
+        path = next(f for f in exported["files"] if f.name == name)
+        w, h = Image.open(path).size
+        assert int(_declared_pixels(tf.constant(path.read_bytes()))) == w * h, name
