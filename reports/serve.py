@@ -10,12 +10,28 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
-from reports.writer import write_index
+from data_pipeline.files import write_text_atomic
+from reports.writer import render_index
 
 
 class InsideOnly(http.server.SimpleHTTPRequestHandler):
-    """Serves files of the runs folder only: a symbolic link that leads out of it is a 404."""
+    """Serves files of the runs folder only: a symbolic link that leads out of it is a 404.
+    ``pages`` are served from memory (the index of a read-only runs folder)."""
+
+    pages: ClassVar[dict[str, bytes]] = {}
+
+    def do_GET(self) -> None:
+        body = self.pages.get(self.path.split("?", 1)[0])
+        if body is None:
+            super().do_GET()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def translate_path(self, path: str) -> str:
         local = super().translate_path(path)
@@ -40,8 +56,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    index = write_index(args.runs_dir)
-    handler = functools.partial(InsideOnly, directory=str(args.runs_dir))
+    index, html = render_index(args.runs_dir)
+    pages: dict[str, bytes] = {}
+    try:
+        write_text_atomic(index, html)
+    except OSError as exc:  # a read-only archive or share: browse it all the same
+        print(f"note: {exc.strerror} for {str(index)!r}: serving the index from memory")
+        pages = {f"/{index.name}": html.encode()}
+        if index.name == "index.html":
+            pages["/"] = pages["/index.html"]
+    handler = functools.partial(
+        type("Handler", (InsideOnly,), {"pages": pages}), directory=str(args.runs_dir)
+    )
     try:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
     except OSError as exc:

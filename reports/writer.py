@@ -247,8 +247,9 @@ def link_to(path: str) -> str:
     return quote(path, safe="/.")
 
 
-def write_index(runs_dir: Path) -> Path:
-    """The runs index (``index_path``): every run below ``runs_dir`` with a link to its report."""
+def render_index(runs_dir: Path) -> tuple[Path, str]:
+    """Where the runs index goes (``index_path``) and its HTML: every run below ``runs_dir``
+    with a link to its report."""
     runs_dir = Path(runs_dir)
     runs = []
     for config in sorted(runs_dir.glob("*/config.json")):
@@ -269,7 +270,12 @@ def write_index(runs_dir: Path) -> Path:
             plotly_js=_plotly_js() if comparable else "",
         )
     )
-    path = index_path(runs_dir)
+    return index_path(runs_dir), html
+
+
+def write_index(runs_dir: Path) -> Path:
+    """The runs index (``index_path``): every run below ``runs_dir`` with a link to its report."""
+    path, html = render_index(runs_dir)
     write_text_atomic(path, html)
     return path
 

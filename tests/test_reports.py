@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -315,6 +316,46 @@ def test_serve_prints_the_address_and_serves_the_index(run_dir: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_serve_browses_a_read_only_runs_folder(run_dir: Path, tmp_path: Path) -> None:
+    """An archive or a mounted share: the index cannot be written, so it is served from
+    memory (the reports themselves are files already). Read-only is simulated by making every
+    replace into the runs folder fail with EROFS (chmod does not stop root)."""
+    import urllib.request
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import errno, os\n"
+        "_replace = os.replace\n"
+        "def replace(src, dst, *a, **k):\n"
+        f"    if str(dst).startswith({str(run_dir.parent)!r}):\n"
+        "        raise OSError(errno.EROFS, 'Read-only file system', str(dst))\n"
+        "    return _replace(src, dst, *a, **k)\n"
+        "os.replace = replace\n"
+    )
+    before = {p.name for p in run_dir.parent.iterdir()}
+    env = {**os.environ, "PYTHONPATH": f"{hooks}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reports.serve", str(run_dir.parent), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = [proc.stdout.readline() if proc.stdout else "" for _ in range(2)]
+        assert "serving the index from memory" in lines[0], lines
+        base = re.search(r"http://127\.0\.0\.1:\d+/", lines[1]).group(0)
+        for page in ("", "index.html"):
+            with urllib.request.urlopen(base + page, timeout=10) as response:
+                assert b"hb-1/report.html" in response.read()
+        with urllib.request.urlopen(base + "hb-1/config.json", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert {p.name for p in run_dir.parent.iterdir()} == before  # nothing written
 
 
 def test_serve_keeps_to_the_runs_folder(run_dir: Path, tmp_path: Path) -> None:
