@@ -17,11 +17,16 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a read-only folder, a kill: no partial file stays
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     # the rename itself is durable only once the folder's entry is on disk
     fd = os.open(path.parent, os.O_RDONLY)
     try:
