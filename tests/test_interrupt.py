@@ -174,3 +174,34 @@ def test_a_child_dies_with_its_parent_even_after_kill_9(tmp_path: Path) -> None:
         Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
     )
     assert not alive
+
+
+def test_sigterm_during_the_export_then_a_second_ctrl_c_and_resume(
+    tiny: dict[str, Path],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Stopped while exporting: the export child ends with the search, and the rerun makes
+    the export; a second signal while stopping ends the command at once."""
+    run_dir = tmp_path / "run"
+    args = search_args(tiny, run_dir, "--trials", "1", "--max-epochs", "1", "--no-baseline")
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("exporting"):
+            break
+    time.sleep(1.0)  # the export child has started
+    t0 = time.monotonic()
+    os.kill(proc.pid, signal.SIGTERM)
+    os.kill(proc.pid, signal.SIGTERM)  # the second: at once
+    rest = proc.stdout.read()
+    code = proc.wait(timeout=30)
+    assert code == 143 and time.monotonic() - t0 < 10, rest
+    assert "Traceback" not in rest
+    time.sleep(0.5)
+    assert _children_of(proc.pid) == []
+    again = run(args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((run_dir / "export.json").read_text())["equal"]
+    assert _status(run_dir)["state"] == "finished"
