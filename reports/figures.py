@@ -724,3 +724,72 @@ def confirm_plot(info: ConfirmInfo) -> go.Figure:
         yaxis_title="accuracy",
     )
     return fig
+
+
+# ------------------------------------------------------------------------------ pareto
+class ParetoInfo(NamedTuple):
+    points: pd.DataFrame  # full-budget trials: trial_id, params, val_accuracy, parameters
+    front_ids: list[str]
+    winner_id: str | None
+    max_epochs: int
+    described: list[str]  # each point's configuration, for the hover
+
+
+def pareto_info(
+    trials: pd.DataFrame, space: Space, max_epochs: int, winner_id: str | None
+) -> ParetoInfo:
+    from search.pareto import front, full_budget
+    from search.space import format_searched
+
+    points = full_budget(trials, max_epochs)
+    ids = [str(t) for t in front(points)["trial_id"]] if len(points) else []
+    described = [format_searched(r, space) for r in points.to_dict("records")]
+    return ParetoInfo(points, ids, winner_id, max_epochs, described)
+
+
+def pareto_plot(info: ParetoInfo) -> go.Figure:
+    """Validation accuracy against parameters (log axis) at the full budget, the front joined
+    and highlighted, the baseline and the winner marked; hovering names the configuration."""
+    fig = go.Figure()
+    pts = info.points
+    ids = [str(t) for t in pts["trial_id"]]
+    role = [
+        "baseline" if t == "baseline" else "winner" if t == info.winner_id else "trial" for t in ids
+    ]
+    for name, symbol, size in (
+        ("trial", "circle", 9),
+        ("baseline", "square", 13),
+        ("winner", "star", 16),
+    ):
+        idx = [i for i, r in enumerate(role) if r == name]
+        if not idx:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=[int(pts["params"].iloc[i]) for i in idx],
+                y=[float(pts["val_accuracy"].iloc[i]) for i in idx],
+                mode="markers",
+                name=name if name != "trial" else "trials",
+                marker={"symbol": symbol, "size": size},
+                text=[f"{esc(ids[i])}: {esc(info.described[i])}" for i in idx],
+                hovertemplate="%{text}<br>%{x:,} parameters<br>validation %{y:.4f}*<extra></extra>",
+            )
+        )
+    on_front = pts.set_index(pts["trial_id"].astype(str)).loc[info.front_ids]
+    fig.add_trace(
+        go.Scatter(
+            x=[int(v) for v in on_front["params"]],
+            y=[float(v) for v in on_front["val_accuracy"]],
+            mode="lines+markers",
+            line={"shape": "hv", "width": 2},
+            marker={"size": 5},
+            name="Pareto front",
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(
+        title=f"Accuracy against size, trials trained {info.max_epochs} epochs (front joined)",
+        xaxis={"type": "log", "title": "parameters (log scale)", "exponentformat": "SI"},
+        yaxis={"title": "best validation accuracy* (selected)"},
+    )
+    return fig

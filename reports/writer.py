@@ -110,6 +110,10 @@ def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | Non
         blocks.append(
             FigureBlock("fig-budget", figure_json(fig.budget_plot(fig.budget_info(trials))))
         )
+    winner = ((run.summary or {}).get("winner") or {}).get("trial_id")
+    pareto = fig.pareto_info(trials, space, run.config.max_epochs, winner)
+    if len(pareto.points) >= 2:
+        blocks.append(FigureBlock("fig-pareto", figure_json(fig.pareto_plot(pareto))))
     if run.predictions is not None and run.export:
         classes = list(run.export.get("classes") or run.config.classes)
         info = fig.ConfusionInfo(

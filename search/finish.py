@@ -35,6 +35,7 @@ from search.confirm import (
     unconfirmed,
 )
 from search.loop import Budget
+from search.pareto import front_records
 from search.space import format_against_blog
 from search.stats import format_selected
 from search.trial.runner import TrialRunner
@@ -210,6 +211,8 @@ def write_summary(run_dir: Path, data: PreparedData, options: dict[str, Any]) ->
         )
     else:
         summary = unconfirmed(res.load_trials(run_dir), export, len(test_labels))
+    # accuracy and size together, at the full budget (selected on validation: optimistic)
+    summary["pareto"] = front_records(res.load_trials(run_dir), int(options["max_epochs"]))
     rundir.write_json_atomic(run_dir / "summary.json", summary)
     return summary
 

@@ -455,9 +455,9 @@ class Search:
         """The HTML report, whatever the outcome; a report error never costs results."""
         if not self.chief:
             return
-        from reports.writer import index_path, write_report
-
         try:
+            from reports.writer import index_path, write_report
+
             path = write_report(self.run_dir)
         except Exception as exc:  # the results are safe on disk; say so and go on
             self.say(

@@ -62,7 +62,7 @@ def test_report_and_index_render_offline(tmp_path: Path) -> None:
     assert not re.search(r'(src|href)="(https?:)?//', markup), "the page must not fetch anything"
     assert html.count("plotly.js v") == 1  # included once, not per figure
     n_figures = html.count('data-figure="1"')
-    assert n_figures == 7  # the confirmation's included; importance needs 10 trials
+    assert n_figures == 8  # confirmation and Pareto front included; importance needs 10 trials
     assert 'id="fig-confirm"' in html and 'id="confirm-table"' in html
 
     dom = chromium(tmp_path, report.as_uri(), "--dump-dom")
@@ -84,7 +84,7 @@ def test_report_and_index_render_offline(tmp_path: Path) -> None:
 
     index = run_dir.parent / "index.html"
     dom = chromium(tmp_path, index.as_uri(), "--dump-dom")
-    assert 'data-errors="0"' in dom and 'href="browser/report.html"' in dom
+    assert 'data-errors="0"' in dom and 'href="./browser/report.html"' in dom
     assert re.search(r"(better|worse|equivalent|inconclusive)</span>", dom)  # the run's verdict
     chromium(
         tmp_path,
