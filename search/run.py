@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         metavar="PRECISION",
         help="auto, float32, mixed_float16 or mixed_bfloat16; auto: mixed_float16 on a GPU, "
-        "mixed_bfloat16 on a CPU with AMX, float32 on other CPUs; the plan says which and why "
+        "mixed_bfloat16 on a CPU with AMX or AVX-512 BF16, float32 on other CPUs; the plan says "
+        "which and why "
         "(default %(default)s)",
     )
     g_hardware.add_argument(

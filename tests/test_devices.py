@@ -19,6 +19,7 @@ NO_AMX = frozenset({"fpu", "avx2", "avx512f"})
     ("gpus", "flags", "policy", "xla", "why"),
     [
         (0, AMX, "mixed_bfloat16", False, "has AMX"),
+        (0, NO_AMX | {"avx512_bf16"}, "mixed_bfloat16", False, "has AVX-512 BF16"),
         (0, NO_AMX, "float32", False, "no AMX"),
         (0, frozenset(), "float32", False, "no AMX"),
         (0, frozenset({"amx_tile"}), "float32", False, "no AMX"),  # tiles without bf16
