@@ -19,6 +19,7 @@ from urllib.parse import quote
 import numpy as np
 import plotly.io as pio
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from data_pipeline.files import write_text_atomic
 from reports import figures as fig
@@ -186,10 +187,22 @@ def render_report(
             wall=format_seconds(summary.wall_seconds),
             plotly_js=plotly_js,
             run_dir=str(run_dir),
+            verdict_sentence=verdict_sentence(summary.evidence),
             tensorboard=(Path(run_dir) / "tensorboard").is_dir(),
             written_at=now_iso(),
         )
     )
+
+
+def verdict_sentence(evidence: dict[str, Any] | None) -> Markup:
+    """The verdict sentence, escaped, with its verdict word (said once) in bold."""
+    if not evidence:
+        return Markup("")
+    sentence, word = str(evidence.get("sentence", "")), str(evidence.get("verdict", ""))
+    head, sep, tail = sentence.rpartition(f": {word}")
+    if not sep:
+        return Markup("<strong>{}</strong>: {}").format(word, sentence)
+    return Markup("{}: <strong>{}</strong>{}").format(head, word, tail)
 
 
 def index_rows(runs: list[tuple[str, RunData]]) -> list[dict[str, Any]]:

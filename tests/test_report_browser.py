@@ -73,6 +73,8 @@ def test_report_and_index_render_offline(tmp_path: Path) -> None:
     assert "data-pwned" not in body  # the payloads in file names and errors never ran
     verdict = re.search(r'<div class="verdict (\w+)" id="verdict">(.*?)</div>', dom, re.S)
     assert verdict is not None and "untouched test images, 3 seeds each" in verdict.group(2)
+    word = verdict.group(1)
+    assert verdict.group(2).count(word) == 1 and f"<strong>{word}</strong>" in verdict.group(2)
     table = re.search(r'<table id="confirm-table">(.*?)</table>', dom, re.S).group(1)
     assert table.count("<tr") == 1 + 2 * (3 + 1)  # header, 3 seeds + a mean per candidate
     assert "baseline (blog)" in table and "mean of 3" in table
