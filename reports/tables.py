@@ -17,6 +17,7 @@ from search.results import (
     search_trials,
 )
 from search.results import number as _num
+from search.rundir import format_seconds
 from search.space import PARAM_NAMES, Space
 from search.stats import accuracy_ci
 
@@ -212,11 +213,39 @@ def results_rows(trials: pd.DataFrame, space: Space, n_validation: int = 0) -> l
                 "params": _cell(r.get("params")),
                 "error": _cell(r.get("error")),
                 "display": {
-                    p.name: p.format(r[p.name]) for p in space if _cell(r.get(p.name)) != ""
+                    **{p.name: p.format(r[p.name]) for p in space if _cell(r.get(p.name)) != ""},
+                    **_as_console(r),
                 },
             }
         )
     return rows
+
+
+def _as_console(r: dict[str, Any]) -> dict[str, str]:
+    """Seconds and parameter counts as the console prints them (1m46s, 19,836,610)."""
+    out = {}
+    seconds, params = _num(r.get("seconds")), _num(r.get("params"))
+    if seconds is not None:
+        out["seconds"] = format_seconds(seconds)
+    if params is not None and params > 0:
+        out["params"] = f"{int(params):,}"
+    return out
+
+
+def table_columns(rows: list[dict[str, Any]], columns: list[str]) -> tuple[list[str], list[str]]:
+    """The trial table's columns that say something, and the rest folded into one line: a
+    column with one value in every row (a fixed parameter) becomes ``name value``; an empty
+    one (no trial failed: ``error``) is left out."""
+    keep = ["trial_id", "status", "val_accuracy", "val_ci95"]
+    shown, constant = [], []
+    for c in columns:
+        values = {str(r["display"].get(c, r.get(c))) for r in rows}
+        if c in keep or len(rows) < 2 or len(values) > 1:
+            if values != {""}:
+                shown.append(c)
+        elif values != {""}:
+            constant.append(f"{c} {values.pop()}")
+    return shown, constant
 
 
 def confusion(predictions: pd.DataFrame, classes: list[str]) -> list[list[int]]:

@@ -33,6 +33,7 @@ from reports.tables import (
     results_rows,
     run_state,
     summarize,
+    table_columns,
 )
 from search.results import TRIAL_COLUMNS, baseline_score, best_trial, search_trials
 from search.rundir import RunDirError, format_seconds, now_iso
@@ -162,6 +163,8 @@ def render_report(
 ) -> str:
     summary = summarize(run)
     blocks, warnings, note = build_figures(run)
+    rows = results_rows(run.trials, run.space, summary.n_validation)
+    columns, constants = table_columns(rows, COLUMNS)
     classes = list(run.config.classes)
     return (
         _env()
@@ -171,14 +174,15 @@ def render_report(
             s=summary,
             options=run.config.options,
             classes=classes,
-            rows=results_rows(run.trials, run.space, summary.n_validation),
+            rows=rows,
+            constant_columns=constants,
             space_toml=to_toml(run.space),
             confirm_rows=confirm_rows(run.confirm, summary.n_validation, summary.n_test),
             selected_note=SELECTED_NOTE,
             winner_params=_winner_params(summary, run.space),
             predictions_split=predictions_split(run.predictions),
             cost_rows=cost_rows(run.costs, run.trials),
-            columns=COLUMNS,
+            columns=columns,
             figures=blocks,
             warnings=warnings,
             importance_message=note,

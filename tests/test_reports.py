@@ -435,3 +435,47 @@ def test_only_runs_on_the_same_images_and_splits_are_compared(tmp_path: Path) ->
     assert compare.epochs_to_reach(info.epochs["a"], info.best["a"], 0.9) is None
     rows = compare.compare_rows([("a.html", a), ("b.html", b)])
     assert rows[0]["to_baseline"] == 3 and rows[0]["verdict"] in VERDICTS
+
+
+def test_the_trial_table_folds_constant_columns_and_hides_empty_ones() -> None:
+    from reports.tables import table_columns
+
+    rows = [
+        {
+            "trial_id": "1",
+            "status": "completed",
+            "val_accuracy": 0.7,
+            "val_ci95": None,
+            "weight_decay": 0.0,
+            "dropout": 0.1,
+            "error": "",
+            "seconds": 65.0,
+            "display": {"weight_decay": "0.00e+00", "dropout": "0.1000", "seconds": "1m05s"},
+        },
+        {
+            "trial_id": "2",
+            "status": "completed",
+            "val_accuracy": 0.6,
+            "val_ci95": None,
+            "weight_decay": 0.0,
+            "dropout": 0.2,
+            "error": "",
+            "seconds": 7.25,
+            "display": {"weight_decay": "0.00e+00", "dropout": "0.2000", "seconds": "7s"},
+        },
+    ]
+    cols = [
+        "trial_id",
+        "status",
+        "dropout",
+        "weight_decay",
+        "val_accuracy",
+        "val_ci95",
+        "seconds",
+        "error",
+    ]
+    shown, folded = table_columns(rows, cols)
+    assert shown == ["trial_id", "status", "dropout", "val_accuracy", "seconds"]
+    assert folded == ["weight_decay 0.00e+00"]
+    rows[1]["error"] = "NaN/inf loss at epoch 3"
+    assert "error" in table_columns(rows, cols)[0]
