@@ -232,6 +232,10 @@ def _as_console(r: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _text(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
 def table_columns(rows: list[dict[str, Any]], columns: list[str]) -> tuple[list[str], list[str]]:
     """The trial table's columns that say something, and the rest folded into one line: a
     column with one value in every row (a fixed parameter) becomes ``name value``; an empty
@@ -239,7 +243,7 @@ def table_columns(rows: list[dict[str, Any]], columns: list[str]) -> tuple[list[
     keep = ["trial_id", "status", "val_accuracy", "val_ci95"]
     shown, constant = [], []
     for c in columns:
-        values = {str(r["display"].get(c, r.get(c))) for r in rows}
+        values = {_text(r["display"].get(c, r.get(c))) for r in rows}
         if c in keep or len(rows) < 2 or len(values) > 1:
             if values != {""}:
                 shown.append(c)
