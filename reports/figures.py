@@ -580,10 +580,9 @@ class BudgetInfo(NamedTuple):
 
 def budget_info(trials: pd.DataFrame) -> BudgetInfo:
     frame = _in_order(trials)
-    trained = [
-        int(_num(e) or 0) - int(_num(i) or 0)
-        for e, i in zip(frame["epochs"], frame["initial_epoch"], strict=True)
-    ]
+    # each trial's total epochs (a promoted trial's parent's included), as the plan and the
+    # trial table count them
+    trained = [int(_num(e) or 0) for e in frame["epochs"]]
     groups = []
     for b, r, s in zip(frame["bracket"], frame["round"], frame["status"], strict=True):
         if _num(b) is not None:
@@ -605,9 +604,9 @@ def budget_plot(info: BudgetInfo) -> go.Figure:
             )
         )
     fig.update_layout(
-        title="Epoch budget per trial",
+        title="Epoch budget per trial (a promoted trial's count includes its parent's)",
         xaxis_title="trial",
-        yaxis_title="epochs trained",
+        yaxis_title="epochs (total)",
         xaxis={"type": "category"},
     )
     return fig

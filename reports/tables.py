@@ -260,7 +260,16 @@ def confusion(predictions: pd.DataFrame, classes: list[str]) -> list[list[int]]:
 
 
 def grid_sample(predictions: pd.DataFrame, n: int = 9) -> pd.DataFrame:
-    """Validation images for the blog-style grid: misclassified ones first, then the rest."""
-    wrong = predictions[predictions["label"] != predictions["predicted"]]
-    right = predictions[predictions["label"] == predictions["predicted"]]
-    return pd.concat([wrong, right]).head(n)
+    """Images for the blog-style grid, balanced by true class (taken in turn, class by class):
+    within each class the misclassified ones first, then the rest."""
+    queues = []
+    for _, group in predictions.groupby("label", sort=True):
+        wrong = group[group["label"] != group["predicted"]]
+        right = group[group["label"] == group["predicted"]]
+        queues.append(pd.concat([wrong, right]))
+    picked = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        picked += [q.iloc[[i]] for q in queues if i < len(q)]
+        if len(picked) >= n:
+            break
+    return pd.concat(picked).head(n) if picked else predictions.head(0)

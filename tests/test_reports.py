@@ -89,7 +89,10 @@ def test_figure_infos(run_dir: Path) -> None:
     assert b.groups[3] == "bracket 1, round 1"
     preds = run.predictions
     assert confusion(preds, ["cat", "dog"]) == [[3, 0], [2, 2]]
-    assert list(grid_sample(preds)["label"] != grid_sample(preds)["predicted"])[:2] == [True, True]
+    grid = grid_sample(preds)
+    assert list(grid["label"])[:4] == ["cat", "dog", "cat", "dog"]  # balanced by true class
+    dogs = grid[grid["label"] == "dog"]
+    assert list(dogs["label"] != dogs["predicted"]) == [True, True, False, False]  # wrong first
 
 
 def test_importance_needs_completed_trials(run_dir: Path) -> None:
