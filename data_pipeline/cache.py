@@ -80,7 +80,7 @@ class CachedImages:
 def _combine(paths: Sequence[str], digests: Sequence[str]) -> str:
     h = hashlib.blake2b(digest_size=16)
     for path, digest in zip(paths, digests, strict=True):
-        h.update(f"{path}\0{digest}\n".encode())
+        h.update(f"{path}\0{digest}\n".encode(errors="surrogateescape"))
     return h.hexdigest()
 
 
@@ -105,9 +105,9 @@ def stat_key(discovery: Discovery) -> str:
     for f in discovery.files:
         try:
             st = (discovery.root / f.path).stat()
-            h.update(f"{f.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{f.path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(errors="surrogateescape"))
         except OSError:
-            h.update(f"{f.path}\0?\n".encode())
+            h.update(f"{f.path}\0?\n".encode(errors="surrogateescape"))
     return h.hexdigest()
 
 
@@ -133,10 +133,15 @@ def _no_progress(description: str, total: int) -> Callable[[int], None]:
     return lambda n: None
 
 
+def printable(path: str) -> str:
+    """A file name as text: bytes that are not UTF-8 shown as U+FFFD, for reports and JSON."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _scan_payload(discovery: Discovery, results: Sequence[Decoded]) -> dict[str, Any]:
     pairs = [(f.path, d) for f, d in zip(discovery.files, results, strict=True)]
     return {
-        "rejects": [{"path": p, "reason": d.error} for p, d in pairs if d.error],
+        "rejects": [{"path": printable(p), "reason": d.error} for p, d in pairs if d.error],
         "sizes": {p: [d.width, d.height] for p, d in pairs if not d.error},
     }
 

@@ -68,9 +68,13 @@ class Discovery:
 
 def is_image_candidate(path: Path | os.DirEntry) -> bool:
     """True for files that claim to be an image by extension, or are one by content."""
-    if path.name.startswith(".") or not path.is_file():
-        return False
-    if os.path.splitext(path.name)[1].lower() in IMAGE_EXTENSIONS:
+    image_name = os.path.splitext(path.name)[1].lower() in IMAGE_EXTENSIONS
+    try:
+        if path.name.startswith(".") or not path.is_file():
+            return False
+    except OSError:  # a symbolic-link loop: listed by its name, rejected when it cannot be read
+        return image_name and not path.name.startswith(".")
+    if image_name:
         return True
     try:
         with open(path, "rb") as fh:
@@ -103,7 +107,11 @@ def _visible_children(folder: Path) -> tuple[list[Path], list[Path]]:
     for child in children:
         if child.name.startswith(".") or child.name in _CLUTTER_DIRS:
             continue
-        if child.is_dir():
+        try:
+            is_dir = child.is_dir()
+        except OSError:  # a symbolic-link loop
+            is_dir = False
+        if is_dir:
             dirs.append(Path(child.path))
         elif is_image_candidate(child):
             files.append(Path(child.path))

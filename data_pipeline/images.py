@@ -129,6 +129,10 @@ def decode_one(
 ) -> Decoded:
     """Read, (hash,) decode and resize one file; pixels go to ``out`` when it is given."""
     try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # it could not be named in a CSV, a report or a JSON file
+        return Decoded(error="file name is not valid UTF-8: rename it to use it")
+    try:
         data = Path(path).read_bytes()
     except OSError as exc:
         return Decoded(error=f"unreadable: {exc.strerror or exc}")

@@ -99,3 +99,71 @@ def test_any_folder_tree_is_a_data_set_or_a_clean_error(files: list) -> None:
         assert all(f.label in found.classes for f in found.files) and len(found.classes) >= 2
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+_NAME_BYTES = st.binary(min_size=1, max_size=24).filter(
+    lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_NAME_BYTES, min_size=1, max_size=4, unique=True))
+def test_any_file_name_bytes_are_found_or_rejected_with_a_reason(names: list[bytes]) -> None:
+    """File names of any bytes (not UTF-8, control characters, spaces, a leading dot) beside
+    good images: discovery and decoding list each as an image, a reject with its reason, or
+    nothing, and never raise."""
+    import os
+
+    from data_pipeline.cache import printable
+    from data_pipeline.images import decode_one
+
+    root = Path(tempfile.mkdtemp())
+    try:
+        for i in range(6):
+            for label in ("cat", "dog"):
+                (root / f"{label}.{i}.jpg").write_bytes(jpeg_bytes(i))
+        for name in names:
+            for full in (b"cat." + name + b".jpg", name):
+                with open(os.path.join(os.fsencode(root), full), "wb") as fh:
+                    fh.write(jpeg_bytes(99))
+        found = discover(root)
+        for f in found.files:
+            decoded = decode_one(root / f.path, 16)
+            try:
+                f.path.encode("utf-8")
+            except UnicodeEncodeError:
+                assert decoded.error and "not valid UTF-8" in decoded.error
+                printable(f.path).encode("utf-8")  # what reports and JSON show
+            else:
+                assert decoded.error is None, (f.path, decoded.error)
+    except DataError:
+        pass  # e.g. too few images per split once odd names are counted: a clean message
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        # a real image's head followed by garbage: past the magic numbers, into the decoders
+        st.builds(
+            lambda n, tail: jpeg_bytes(1)[:n] + tail, st.integers(0, 400), st.binary(max_size=64)
+        ),
+        st.builds(lambda tail: b"\x89PNG\r\n\x1a\n" + tail, st.binary(max_size=64)),
+        st.builds(lambda tail: b"GIF89a" + tail, st.binary(max_size=64)),
+        st.builds(lambda tail: b"BM" + tail, st.binary(max_size=64)),
+    )
+)
+def test_both_decoders_take_any_bytes(data: bytes) -> None:
+    """The training decoder and the export's in-graph decoder on arbitrary bytes: pixels or a
+    refusal, never an exception; an element the graph cannot decode is flagged, not raised."""
+    import tensorflow as tf
+
+    from data_pipeline.images import pil_decode
+    from search.serving import decode_batch
+
+    meta, pixels = pil_decode(data)
+    assert (pixels is None) == (meta.error is not None)
+    images, ok = decode_batch(tf.constant([data, jpeg_bytes(2)]), 16)
+    assert images.shape == (2, 16, 16, 3) and bool(ok.numpy()[1])
