@@ -148,16 +148,26 @@ def export_saved_model(
 
     names = tf.constant(list(classes))
     archive = keras.export.ExportArchive()
-    archive.track_and_add_endpoint(
-        "serve",
-        model,
-        [tf.TensorSpec((None, image_size, image_size, 3), tf.uint8, name="image")],
+    archive.track(model)
+
+    @tf.function(
+        input_signature=[tf.TensorSpec((None, image_size, image_size, 3), tf.uint8, name="image")]
     )
+    def serve(image: Any) -> Any:
+        """The model's probabilities; an empty batch gets an empty answer (the convolutions
+        refuse a batch of none). One graph of the model, which serve_bytes calls too."""
+        return tf.cond(
+            tf.shape(image)[0] > 0,
+            lambda: tf.cast(model(image, training=False), tf.float32),
+            lambda: tf.zeros([0, len(classes)], tf.float32),
+        )
+
+    archive.add_endpoint("serve", serve)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
     def serve_bytes(image_bytes: Any) -> dict[str, Any]:
         images, ok = decode_batch(image_bytes, image_size)
-        probabilities = tf.cast(model(images, training=False), tf.float32)
+        probabilities = serve(images)
         best = tf.argmax(probabilities, axis=1, output_type=tf.int32)
         return {
             "probabilities": tf.where(ok[:, None], probabilities, 0.0),

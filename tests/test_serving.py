@@ -300,3 +300,11 @@ def test_a_decompression_bomb_is_refused_by_both_decoders_before_decoding(
         path = next(f for f in exported["files"] if f.name == name)
         w, h = Image.open(path).size
         assert int(_declared_pixels(tf.constant(path.read_bytes()))) == w * h, name
+
+
+def test_an_empty_batch_gets_an_empty_answer_from_either_signature(exported: dict) -> None:
+    loaded = tf.saved_model.load(str(exported["root"] / "best_model"))
+    out = loaded.signatures["serve"](image=tf.zeros((0, SIZE, SIZE, 3), tf.uint8))
+    assert next(iter(out.values())).shape == (0, 2)
+    out = loaded.signatures[BYTES_SIGNATURE](**{BYTES_INPUT: tf.constant([], tf.string)})
+    assert out["probabilities"].shape == (0, 2) and out["class_index"].shape == (0,)
