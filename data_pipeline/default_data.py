@@ -10,6 +10,7 @@ guards) like any ``--data-dir`` zip. ``$ALEXNET_TUNER_DATA_URL`` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -40,6 +41,14 @@ def fetch_default() -> Path:
     target = default_archive_path()
     origin = os.environ.get(URL_ENV) or URL
     sha256 = os.environ.get(SHA256_ENV) or SHA256
+    home = keras_home()
+    for folder in (home, home / "datasets"):
+        if folder.exists() and not folder.is_dir():
+            raise DataError(
+                f"the Keras cache {str(folder)!r} is a file, not a folder (KERAS_HOME="
+                f"{os.environ.get('KERAS_HOME', '')!r}): point KERAS_HOME at a folder, or pass "
+                "--data-dir with your images."
+            )
     try:
         import keras
 
@@ -52,18 +61,32 @@ def fetch_default() -> Path:
             cache_subdir="datasets",
         )
     except ValueError as exc:  # get_file's "Incomplete or corrupted file detected"
-        Path(target).unlink(missing_ok=True)
+        _remove(target)
         raise DataError(
             f"the default data set from {origin} failed its SHA-256 check ({exc}); it was "
             "deleted: run again to download it again."
         ) from None
     except Exception as exc:  # urllib's URLError/HTTPError, OSError, timeouts
-        Path(target).unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
+        _remove(target)
         raise DataError(
             f"could not download the default data set (Microsoft's Cats and Dogs, 786 MiB) "
-            f"from {origin}: {reason}. Offline? Download {FNAME} by other means and put it at "
-            f"{target} (it is then used as is), or pass --data-dir with any folder or .zip of "
-            "cat/dog images."
+            f"from {origin}: {_reason(exc)}. Offline? Download {FNAME} by other means and put "
+            f"it at {target} (it is then used as is), or pass --data-dir with any folder or "
+            ".zip of cat/dog images."
         ) from None
     return Path(path)
+
+
+def _remove(path: Path) -> None:
+    """A partial download is removed; one that cannot be is left, never a second error."""
+    with contextlib.suppress(OSError):
+        Path(path).unlink(missing_ok=True)
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a download failed, in a few words: get_file wraps urllib's error in a message that
+    repeats the URL and an errno of None ("URL fetch failure on ...: None -- [Errno -2] ...")."""
+    cause = exc.__cause__ or exc.__context__ or exc
+    reason = getattr(cause, "reason", None) or cause
+    text = getattr(reason, "strerror", None) or str(reason)
+    return text.strip() or type(exc).__name__

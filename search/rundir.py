@@ -182,6 +182,9 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text()) if Path(path).exists() else None
 
 
+LOCK_NAME = ".lock"
+
+
 @contextlib.contextmanager
 def locked(run_dir: Path) -> Iterator[None]:
     """Hold the run directory for this process; a second search on it is refused.
@@ -189,7 +192,7 @@ def locked(run_dir: Path) -> Iterator[None]:
     ``flock`` is released by the kernel when the holder dies, even by ``kill -9``.
     """
     try:
-        with locked_file(Path(run_dir) / ".lock", wait=False):
+        with locked_file(Path(run_dir) / LOCK_NAME, wait=False):
             yield
     except LockHeld as held:
         raise RunDirError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import socket
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from data_pipeline.default_data import fetch_default, is_default
 from data_pipeline.discover import manifest
+from data_pipeline.errors import DataError
 from data_pipeline.pipeline import PreparedData, prepare
 from data_pipeline.progress import progress_bars
 from models.alexnet import AlexNetParams, build_alexnet
@@ -73,6 +75,25 @@ class Search:
                 f"run directory {str(self.run_dir)!r} has no search yet: start its chief (the "
                 "same command without --role worker) first."
             )
+        fresh, fresh_root = not self.run_dir.exists(), not self.run_dir.parent.exists()
+        try:
+            return self._run_locked()
+        except (DataError, rundir.RunDirError):
+            # refused before anything was written (no data, offline): leave no empty run
+            # directory holding only its lock file behind
+            if (
+                fresh
+                and self.run_dir.is_dir()
+                and {p.name for p in self.run_dir.iterdir()} <= {rundir.LOCK_NAME}
+            ):
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+                if fresh_root:
+                    with contextlib.suppress(OSError):  # only if empty
+                        self.run_dir.parent.rmdir()
+            raise
+
+    def _run_locked(self) -> int:
+        o = self.opts
         with rundir.locked(self.run_dir) if self.chief else contextlib.nullcontext():
             resumed = rundir.check_identity(self.run_dir, o.identity())
             extended = resumed and self._check_extension()

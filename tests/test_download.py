@@ -143,6 +143,13 @@ def test_default_data_offline_or_corrupt_is_one_clear_message(tmp_path: Path) ->
     assert offline.returncode == 2, offline.stderr[-2000:]
     assert "Offline?" in offline.stderr and "keras-home/datasets" in offline.stderr
     assert "Traceback" not in offline.stderr
+    assert offline.stderr.count("127.0.0.1:9") == 1 and "None --" not in offline.stderr
+    assert "Connection refused" in offline.stderr  # the reason, in words
+    assert not (tmp_path / "runs").exists()  # no empty run directory holding only its lock
+    (tmp_path / "keras-file").write_text("not a folder")
+    filed = _search(tmp_path, {"KERAS_HOME": str(tmp_path / "keras-file")})
+    assert filed.returncode == 2 and "is a file, not a folder" in filed.stderr
+    assert "Traceback" not in filed.stderr
     archive, _ = _pet_archive(tmp_path)
     wrong = _search(tmp_path, {"ALEXNET_TUNER_DATA_URL": archive.as_uri()})  # the real SHA
     assert wrong.returncode == 2 and "SHA-256" in wrong.stderr, wrong.stderr[-2000:]
