@@ -99,6 +99,8 @@ class Search:
             extended = resumed and self._check_extension()
             data = self._prepare_data()
             rundir.check_data(self.run_dir, manifest(data.discovery), write=self.chief)
+            if self.chief and resumed and not extended and self._finished():
+                return self._already_done()
             config = self._run_config(data)
             if self.chief:
                 data.write_reject_manifest(self.run_dir / "rejects.json")
@@ -446,6 +448,39 @@ class Search:
         for key in ("refit", "margin"):
             changed |= before.get(key) != getattr(self.opts, key)
         return changed
+
+    def _finished(self) -> bool:
+        """Whether this exact command has nothing left to do: every trial and evidence run,
+        a passed export and the summary are on disk."""
+        status = rundir.read_json(self.run_dir / "status.json") or {}
+        export = rundir.read_json(self.run_dir / "export.json") or {}
+        progress = self._progress()
+        return (
+            status.get("state") == "finished"
+            and progress.trials_done >= self.opts.trials
+            and progress.confirm_runs_left == 0
+            and bool(export.get("equal"))
+            and (self.run_dir / "summary.json").exists()
+            and (self.run_dir / "report.html").exists()
+        )
+
+    def _already_done(self) -> int:
+        """A rerun of a finished command: its answer again, nothing trained or exported."""
+        summary = rundir.read_json(self.run_dir / "summary.json") or {}
+        self.say(
+            f"this search is finished: {self._progress().trials_done} trials, evidence and "
+            f"export done in {self.run_dir}; nothing to run (a larger --trials, --confirm or "
+            "--confirm-top continues it)"
+        )
+        for line in (
+            finish.winner_line(summary),
+            summary.get("sentence"),
+            finish.exported_line(summary),
+        ):
+            if line:
+                self.say(line)
+        self.say(f"report: {self.run_dir / 'report.html'}")
+        return 0
 
     def _progress(self) -> planning.Progress:
         trials = res.load_trials(self.run_dir)

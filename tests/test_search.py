@@ -289,7 +289,13 @@ def test_kill_9_during_an_extension_and_resume(
     first_values = after.set_index("trial_id").loc[done["trial_id"], "learning_rate"]
     assert list(first_values) == list(done["learning_rate"])
     assert json.loads((run_dir / "config.json").read_text())["options"]["trials"] == 5
-    assert json.loads((run_dir / "export.json").read_text())["equal"]
+    export = json.loads((run_dir / "export.json").read_text())
+    assert export["equal"]
+    # the same command once more: its answer again, no warm-up, nothing trained or exported
+    done = _cli(main, args[3:], capsys)
+    assert done.returncode == 0 and "this search is finished" in done.stdout
+    assert "warm-up" not in done.stdout and "exporting" not in done.stdout
+    assert json.loads((run_dir / "export.json").read_text())["created_at"] == export["created_at"]
     # fewer trials than done: refused, with the reason and the fix, and nothing touched
     fewer = _cli(main, search_args(tiny, run_dir, "--trials", "3", "--max-epochs", "3")[3:], capsys)
     assert fewer.returncode == 2 and "fewer than the 5 trials" in fewer.stderr
