@@ -44,7 +44,7 @@ def training_state(model: keras.Model, meta: dict) -> tuple[list[np.ndarray], di
     """Copies of the weights and the optimizer's variables (step count, Adam's slots, the
     loss scale), with ``meta`` as JSON: what ``load_training_state`` puts back."""
     weights = model.get_weights()
-    slots = [np.array(v.numpy()) for v in model.optimizer.variables]
+    slots = [v.numpy() for v in model.optimizer.variables]  # a copy: training goes on
     named = {f"opt_{i}": s for i, s in enumerate(slots)}
     named["meta"] = np.array(json.dumps({**meta, "n_weights": len(weights)}))
     return weights, named
