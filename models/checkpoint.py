@@ -59,7 +59,7 @@ def load_training_state(model: keras.Model, path: Path) -> dict | None:
             n = int(meta["n_weights"])
             weights = [data[f"arr_{i}"] for i in range(n)]
             slots = [data[f"opt_{i}"] for i in range(len(model.optimizer.variables))]
-    except (OSError, ValueError, KeyError, EOFError, json.JSONDecodeError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # torn or foreign: the trial trains from its start instead
     variables = model.optimizer.variables
     if len(weights) != len(model.get_weights()) or any(

@@ -262,3 +262,38 @@ def test_lrn_matches_its_definition_serialises_and_computes_in_float32(tmp_path:
     np.testing.assert_array_equal(model.predict_on_batch(images), fresh.predict_on_batch(images))
     without = build_alexnet(replace(params, lrn=False))
     assert not any(isinstance(layer, LocalResponseNormalization) for layer in without.layers)
+
+
+def test_epoch_state_is_a_snapshot_and_restores_weights_and_optimizer(tmp_path: Path) -> None:
+    """The state an interrupted trial resumes from: taken at an epoch's end, it does not move
+    while training goes on, and it restores the weights and Adam's slots and step count."""
+    from models.checkpoint import CheckpointWriter, EpochState, load_training_state
+
+    params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
+    model = build_alexnet(params)
+    compile_alexnet(model, params)
+    model.optimizer.build(model.trainable_variables)
+    x = np.random.default_rng(0).integers(0, 256, (8, 67, 67, 3), dtype=np.uint8)
+    y = np.array([0, 1] * 4)
+    model.train_on_batch(x, y)
+    writer = CheckpointWriter()
+    state = EpochState(tmp_path / "epoch_state.npz", writer, every_s=3600)
+    state.snapshot(model, {"epochs": 1})
+    expected = [w.copy() for w in model.get_weights()]
+    slots = [v.numpy().copy() for v in model.optimizer.variables]
+    model.train_on_batch(x, y)  # training goes on after the snapshot
+    assert not (tmp_path / "epoch_state.npz").exists()  # kept in memory until a flush
+    state.flush()
+    writer.wait()
+    writer.close()
+    fresh = build_alexnet(params)
+    compile_alexnet(fresh, params)
+    fresh.optimizer.build(fresh.trainable_variables)
+    meta = load_training_state(fresh, tmp_path / "epoch_state.npz")
+    assert meta is not None and meta["epochs"] == 1
+    for got, want in zip(fresh.get_weights(), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    for var, want in zip(fresh.optimizer.variables, slots, strict=True):
+        np.testing.assert_array_equal(var.numpy(), want)
+    (tmp_path / "torn.npz").write_bytes((tmp_path / "epoch_state.npz").read_bytes()[:200])
+    assert load_training_state(fresh, tmp_path / "torn.npz") is None  # torn: start over

@@ -482,13 +482,14 @@ def _state_key(msg: Train) -> str:
 
 def _peek_key(path: Path) -> str | None:
     import json
+    import zipfile
 
     import numpy as np
 
     try:
         with np.load(path) as data:
             return str(json.loads(str(data["meta"]))["key"])
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
 
