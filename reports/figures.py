@@ -239,6 +239,26 @@ class ParallelInfo(NamedTuple):
     dimensions: dict[str, list[float]]
     score: list[float]
     budget: str  # which scores: every trial at one budget, or the first rung's
+    # axis label -> plotly dimension settings: the space's range (not the data's ends), and
+    # ticks that read as the parameter does (off/on, 1e-5)
+    axes: dict[str, dict[str, Any]]
+
+
+def _parallel_axis(p: OpenParam) -> dict[str, Any]:
+    if p.axis == "category":
+        return {"range": [0, 1], "tickvals": [0, 1], "ticktext": ["off", "on"]}
+    bounds = p.range
+    if bounds is None:
+        return {}
+    lo, hi = bounds
+    if p.axis == "log":
+        decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        return {
+            "range": [math.log10(lo), math.log10(hi)],
+            "tickvals": list(decades),
+            "ticktext": [f"1e{d}" for d in decades],
+        }
+    return {"range": [lo, hi]}
 
 
 def parallel_info(
@@ -252,11 +272,18 @@ def parallel_info(
         (f"log10({p.name})" if p.axis == "log" else p.name): [p.plot_value(v) for v in done[p.name]]
         for p in searched(space)
     }
-    return ParallelInfo(dims, [float(v) for v in done["val_accuracy"]], label)
+    axes = {
+        (f"log10({p.name})" if p.axis == "log" else p.name): _parallel_axis(p)
+        for p in searched(space)
+    }
+    return ParallelInfo(dims, [float(v) for v in done["val_accuracy"]], label, axes)
 
 
 def parallel_plot(info: ParallelInfo) -> go.Figure:
-    dims = [{"label": k, "values": v} for k, v in info.dimensions.items()]
+    dims = [
+        {"label": k.removeprefix("log10(").removesuffix(")"), "values": v, **info.axes.get(k, {})}
+        for k, v in info.dimensions.items()
+    ]
     dims.append({"label": "val_accuracy", "values": info.score})
     fig = go.Figure(
         go.Parcoords(
@@ -353,6 +380,26 @@ def _axis_value(p: OpenParam, value: Any) -> Any:
     return str(p.coerce(value)) if p.axis == "category" else p.coerce(value)
 
 
+def _slice_axis(axis: Axis, bounds: tuple[float, float] | None) -> dict[str, Any]:
+    """One parameter's x axis, the same in every row: on/off in one order, the space's range
+    (a little padded), decades labelled 1e-5, 1e-4."""
+    if axis == "category":
+        return {"type": "category", "categoryorder": "array", "categoryarray": ["False", "True"]}
+    if bounds is None:
+        return {}
+    lo, hi = bounds
+    if axis == "log":
+        pad = 0.05 * (math.log10(hi) - math.log10(lo))
+        return {
+            "type": "log",
+            "range": [math.log10(lo) - pad, math.log10(hi) + pad],
+            "dtick": 1,
+            "tickformat": ".0e",
+        }
+    pad = 0.05 * (hi - lo)
+    return {"range": [lo - pad, hi + pad]}
+
+
 def slice_plot(info: SliceInfo) -> go.Figure:
     labels = list(info.views)
     names = list(info.axes)
@@ -391,8 +438,7 @@ def slice_plot(info: SliceInfo) -> go.Figure:
                     col=col,
                 )
                 shown.add(status)
-            if info.axes[name] == "log":
-                fig.update_xaxes(type="log", row=row, col=col)
+            fig.update_xaxes(row=row, col=col, **_slice_axis(info.axes[name], info.ranges[name]))
     for col, name in enumerate(names):
         if name in info.edge_flags:
             fig.layout.annotations[col].text = f"{name} (best at edge)"
@@ -512,7 +558,12 @@ def importance_info(
     info = ImportanceInfo(
         {k: v[0] for k, v in first.items()}, None, views, counts, resamples, nulls
     )
-    verdicts = []
+    verdicts = [
+        f"{label}: not informative, so not drawn ({n} trials, fewer than "
+        f"{MIN_IMPORTANCE_TRIALS})"
+        for label, n in counts.items()
+        if label not in views
+    ]
     for label, view in views.items():
         real = info.distinguishable(label)
         noise = [k for k in view if k not in real]
@@ -564,8 +615,9 @@ def importance_plot(info: ImportanceInfo) -> go.Figure:
             )
         )
     fig.update_layout(
-        title="Hyperparameter importance (Optuna fANOVA) at equal budget; pale: not above the "
-        "noise of shuffled scores",
+        title="Hyperparameter importance (Optuna fANOVA) on "
+        + esc("; ".join(f"{label}" for label in info.views))
+        + "<br><sup>pale: not above the noise of shuffled scores</sup>",
         xaxis_title="importance",
         barmode="group",
     )
