@@ -53,6 +53,7 @@ def measure(precision: str, image_size: int, width: float, batch: int, steps: in
     import numpy as np
 
     from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet
+    from search.trial.process import step_seconds
 
     keras.mixed_precision.set_global_policy(precision)
     params = AlexNetParams(image_size=image_size, width=width)
@@ -61,16 +62,7 @@ def measure(precision: str, image_size: int, width: float, batch: int, steps: in
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (batch, image_size, image_size, 3), dtype=np.uint8)
     y = rng.integers(0, 2, batch)
-    model.train_on_batch(x, y)  # tracing
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        model.train_on_batch(x, y)
-    train_s = (time.perf_counter() - t0) / steps
-    model.predict_on_batch(x)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        model.predict_on_batch(x)
-    eval_s = (time.perf_counter() - t0) / steps
+    train_s, eval_s = step_seconds(model, x, y, train_steps=steps, eval_steps=steps)
     step_flops = 3.0 * forward_flops(model) * batch  # forward + two backward products
     compute = (
         "bfloat16" if "bfloat16" in precision else "float16" if "16" in precision else "float32"

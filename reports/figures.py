@@ -559,8 +559,7 @@ def importance_info(
         {k: v[0] for k, v in first.items()}, None, views, counts, resamples, nulls
     )
     verdicts = [
-        f"{label}: not informative, so not drawn ({n} trials, fewer than "
-        f"{MIN_IMPORTANCE_TRIALS})"
+        f"{label}: not informative, so not drawn ({n} trials, fewer than {MIN_IMPORTANCE_TRIALS})"
         for label, n in counts.items()
         if label not in views
     ]

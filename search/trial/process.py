@@ -118,6 +118,23 @@ def make_strategy(name: str, cpu_devices: int = 1) -> tuple[Any, int]:
     return strategy, int(strategy.num_replicas_in_sync)
 
 
+def step_seconds(
+    model: Any, x: Any, y: Any, *, train_steps: int, eval_steps: int = 1
+) -> tuple[float, float]:
+    """Seconds per training step and per evaluation step on one batch, each timed after a
+    first untimed call (tracing and compilation)."""
+    model.train_on_batch(x, y)
+    t0 = time.perf_counter()
+    for _ in range(train_steps):
+        model.train_on_batch(x, y)
+    train_s = (time.perf_counter() - t0) / train_steps
+    model.predict_on_batch(x)
+    t0 = time.perf_counter()
+    for _ in range(eval_steps):
+        model.predict_on_batch(x)
+    return train_s, (time.perf_counter() - t0) / eval_steps
+
+
 def compile_for_training(model: Any, params: AlexNetParams, *, jit_compile: Any) -> None:
     """``compile_alexnet``, with the optimizer's variables made now rather than inside the
     first training step: a ``tf.function`` that creates variables is traced twice, which
@@ -215,16 +232,7 @@ class TrialProcess:
             model = build_alexnet(params)
             compile_for_training(model, params, jit_compile=self.jit)
         x, y = next(iter(self.train))
-        model.train_on_batch(x, y)  # tracing and compilation, not timed
-        steps = max(1, msg.steps)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            model.train_on_batch(x, y)
-        train_s = (time.perf_counter() - t0) / steps
-        model.predict_on_batch(x)
-        t0 = time.perf_counter()
-        model.predict_on_batch(x)
-        eval_s = time.perf_counter() - t0
+        train_s, eval_s = step_seconds(model, x, y, train_steps=max(1, msg.steps))
         n = int(np.shape(x)[0])
         self.emit(
             WarmupDone(
