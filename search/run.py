@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -297,10 +298,27 @@ def resume_line(exc: interrupt.Interrupted, args: argparse.Namespace, argv: list
         where = f"{opts.resolved_run_dir()}"
     except Exception:
         where = "the run directory"
-    return (
+    width = shutil.get_terminal_size().columns
+    message = (
         f"interrupted by {exc.name}: finished trials and the running one's last finished epoch "
-        f"are saved in {where}; resume with: python -m search.run {shlex.join(argv)}"
+        f"are saved in {where}; resume with:"
     )
+    command = shell_lines(["python", "-m", "search.run", *argv], width)
+    return f"{textwrap.fill(message, width)}\n{command}"
+
+
+def shell_lines(words: list[str], width: int) -> str:
+    """A command a shell reads as one, in lines of at most ``width`` characters where its words
+    allow: continued with a backslash, so it can be pasted as printed."""
+    lines: list[str] = []
+    line = ""
+    for word in (shlex.quote(w) for w in words):
+        if line and len(line) + 1 + len(word) + 2 > width:
+            lines.append(line + " \\")
+            line = "    " + word
+        else:
+            line = f"{line} {word}" if line else word
+    return "\n".join([*lines, line])
 
 
 def _main(args: argparse.Namespace, argv: list[str]) -> int:

@@ -265,6 +265,20 @@ def epoch_state_path(run_dir: Path, trial_id: str) -> Path:
     return run_dir / "trials" / trial_id / EPOCH_STATE
 
 
+def adopt_epoch_state(run_dir: Path, old_id: str, new_id: str) -> None:
+    """Give a retried trial the epoch state (and best-epoch checkpoint) of the trial it
+    repeats, whose process died: the retry continues that training instead of starting over."""
+    state = epoch_state_path(run_dir, old_id)
+    if not state.exists() or epoch_state_path(run_dir, new_id).exists():
+        return
+    new_dir = state.parent.parent / new_id
+    new_dir.mkdir(parents=True, exist_ok=True)
+    old_ckpt = checkpoint_path(run_dir, old_id)
+    if old_ckpt.exists():
+        os.replace(old_ckpt, checkpoint_path(run_dir, new_id))
+    os.replace(state, epoch_state_path(run_dir, new_id))
+
+
 def prune_checkpoints(run_dir: Path, keep: set[str], ended: set[str]) -> list[str]:
     """Delete the checkpoints of ended trials not in ``keep`` (a trial still running, maybe
     in another process, keeps its own); return the trial ids deleted."""

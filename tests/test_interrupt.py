@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -82,9 +83,14 @@ def test_interrupted_mid_trial_stops_cleanly_and_resumes_at_its_epoch(
     assert proc.returncode == 128 + sig, out
     assert seconds < 10, f"took {seconds:.1f}s to stop"
     assert "Traceback" not in out
-    line = [x for x in out.splitlines() if x.startswith("interrupted by")]
-    assert len(line) == 1 and signal.Signals(sig).name in line[0]
-    assert "resume with: python -m search.run" in line[0]
+    lines = out.splitlines()
+    start = [i for i, x in enumerate(lines) if x.startswith("interrupted by")]
+    assert len(start) == 1 and signal.Signals(sig).name in lines[start[0]]
+    said = "\n".join(lines[start[0] :])
+    assert "resume with:\npython -m search.run" in said
+    assert all(len(x) <= 80 for x in lines[start[0] :])  # a pipe: 80 columns
+    resumed = said.split("resume with:\n", 1)[1].replace(" \\\n    ", " ")
+    assert shlex.split(resumed)[3:] == args[3:]  # the very command, pasted as printed
     assert _children_of(proc.pid) == []  # no trial process left behind
     status = _status(run_dir)
     assert status["state"] == "interrupted" and status["current_trial"] is None
@@ -205,3 +211,39 @@ def test_sigterm_during_the_export_then_a_second_ctrl_c_and_resume(
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads((run_dir / "export.json").read_text())["equal"]
     assert _status(run_dir)["state"] == "finished"
+
+
+def test_an_interrupted_optuna_trial_is_retried_from_its_epoch(
+    tiny: dict[str, Path],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Optuna requeues a trial whose process died under a new number: the retry repeats its
+    values and seed and continues its training from the saved epoch, not from epoch 1."""
+    run_dir = tmp_path / "run"
+    args = search_args(
+        tiny,
+        run_dir,
+        "--trials",
+        "2",
+        "--max-epochs",
+        "40",
+        "--engine",
+        "optuna",
+        "--no-baseline",
+    )
+
+    def mid_trial() -> bool:
+        return int(_status(run_dir).get("epochs_trained") or 0) >= 5
+
+    proc, out, seconds = _interrupt_when(args, mid_trial, signal.SIGTERM)
+    assert proc.returncode == 143 and seconds < 10, out
+    trained_before = _status(run_dir)["epochs_trained"]
+    again = run(args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    assert len(trials) == 2 and set(trials["status"]) <= {"completed", "pruned"}
+    history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
+    recorded = int(history.groupby("trial_id")["epoch"].nunique().sum())
+    # every epoch trained is in the results, but for at most the one the stop cut
+    assert _status(run_dir)["epochs_trained"] <= recorded + 1, (trained_before, recorded)
+    assert not list((run_dir / "trials").glob("*/epoch_state.npz"))

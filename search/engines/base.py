@@ -39,6 +39,10 @@ class TrialSpec:
     parent_id: str | None = None  # Hyperband: continue from this trial's checkpoint
     bracket: int | None = None
     round: int | None = None
+    # Optuna: a trial requeued after its process died repeats trial ``retry_of`` (same values,
+    # same seed), and continues its training from that trial's saved epoch
+    retry_of: str | None = None
+    seed_of: str | None = None  # the trial id its seed comes from (the first of a chain)
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,14 @@ class OptunaEngine(SearchEngine):
             elif not isinstance(self.storage, optuna.storages.RDBStorage) and _dead(t):
                 with contextlib.suppress(RuntimeError, ValueError):
                     self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-                    self.study.enqueue_trial(t.params, skip_if_exists=False)
+                    self.study.enqueue_trial(
+                        t.params,
+                        user_attrs={
+                            "retry_of": trial_id,
+                            "seed_of": t.user_attrs.get("seed_of", trial_id),
+                        },
+                        skip_if_exists=False,
+                    )
         optuna.storages.fail_stale_trials(self.study)  # database: by heartbeat
 
     def resume(self, recorded: dict[str, TrialOutcome]) -> None:
@@ -151,7 +158,23 @@ class OptunaEngine(SearchEngine):
                 daemon=True,
                 name=f"heartbeat-{trial_id}",
             ).start()
-        return TrialSpec(trial_id=trial_id, values=values, epochs=self.max_epochs)
+        retry_of = trial.user_attrs.get("retry_of")
+        if retry_of is None:  # a database's retry (RetryFailedTrialCallback) names its trial
+            from optuna.storages import RetryFailedTrialCallback
+
+            frozen = self.storage.get_trial(trial._trial_id)
+            number = RetryFailedTrialCallback.retried_trial_number(frozen)
+            retry_of = f"{number:04d}" if number is not None else None
+        seed_of = trial.user_attrs.get("seed_of", retry_of)
+        if seed_of is not None:
+            trial.set_user_attr("seed_of", seed_of)  # a retry of this retry keeps the seed
+        return TrialSpec(
+            trial_id=trial_id,
+            values=values,
+            epochs=self.max_epochs,
+            retry_of=retry_of,
+            seed_of=seed_of,
+        )
 
     def _heartbeat(self, internal_id: int, stop: threading.Event) -> None:
         while True:

@@ -483,7 +483,8 @@ def _state_key(msg: Train) -> str:
     from dataclasses import asdict
 
     body = asdict(msg)
-    for name in ("checkpoint", "stop_file", "test_predictions"):
+    # not where its files go, nor its id: an Optuna retry repeats a trial under a new number
+    for name in ("checkpoint", "stop_file", "test_predictions", "trial_id"):
         body.pop(name)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 

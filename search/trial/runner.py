@@ -145,11 +145,13 @@ class TrialRunner:
     def run(self, spec: TrialSpec, engine: SearchEngine | None) -> TrialOutcome:
         run_dir = self.run_dir
         params = self.params(spec.values)
+        if spec.retry_of:  # the trial it repeats left its last epoch: continue from there
+            rundir.adopt_epoch_state(run_dir, spec.retry_of, spec.trial_id)
         done, history = self._train(
             spec.trial_id,
             params,
             epochs=spec.epochs,
-            seed=trial_seed(self.opts.seed, spec.trial_id),
+            seed=trial_seed(self.opts.seed, spec.seed_of or spec.trial_id),
             initial_epoch=spec.initial_epoch,
             warm_start=rundir.checkpoint_path(run_dir, spec.parent_id) if spec.parent_id else None,
             prune=(lambda epoch, val: engine.should_prune(spec, epoch, val)) if engine else None,
