@@ -322,7 +322,10 @@ def shell_lines(words: list[str], width: int) -> str:
 
 
 def _main(args: argparse.Namespace, argv: list[str]) -> int:
-    console = Console()  # lines wrap at word boundaries to the terminal width
+    console = Console()
+    # a terminal: lines wrap at word boundaries to its width; a pipe or a log file: one line
+    # each, whole, for grep and for the reader who sets their own width
+    console.soft_wrap = not console.is_terminal
     try:
         budget = parse_duration(args.time_budget) if args.time_budget else None
         preset, reason = auto_preset(visible_gpus()) if args.preset == "auto" else (args.preset, "")

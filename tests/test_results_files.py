@@ -43,7 +43,7 @@ def test_an_empty_results_file_is_refused_with_a_message(tmp_path: Path) -> None
     )
     assert out.returncode == 2 and "is empty" in out.stderr and "Traceback" not in out.stderr
     index = write_index(tmp_path / "runs").read_text()  # the damaged run does not stop the index
-    assert 'href="b/report.html"' in index and 'href="a/report.html"' not in index
+    assert 'href="./b/report.html"' in index and 'href="./a/report.html"' not in index
 
 
 def test_costs_are_replaced_per_training_and_summarised_per_component(tmp_path: Path) -> None:
