@@ -66,6 +66,14 @@ class Discovery:
     notes: tuple[str, ...] = field(default=())
 
 
+# How each layout is named to a user: the README calls train/ + test/ the blog's layout.
+LAYOUT_NAMES = {"train-test": "blog (train/ + test/)"}
+
+
+def layout_name(layout: str) -> str:
+    return LAYOUT_NAMES.get(layout, layout)
+
+
 def is_image_candidate(path: Path | os.DirEntry) -> bool:
     """True for files that claim to be an image by extension, or are one by content."""
     image_name = os.path.splitext(path.name)[1].lower() in IMAGE_EXTENSIONS

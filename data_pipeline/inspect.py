@@ -16,6 +16,7 @@ from data_pipeline.discover import (
     DEFAULT_TEST_FRACTION,
     DEFAULT_VAL_FRACTION,
     SPLITS,
+    layout_name,
 )
 from data_pipeline.errors import DataError
 from data_pipeline.pipeline import DataConfig, find_images
@@ -110,7 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{args.data_dir}: {found.layout} layout, classes {', '.join(found.classes)}")
+    print(
+        f"{args.data_dir}: {layout_name(found.layout)} layout, classes {', '.join(found.classes)}"
+    )
     for split, per_class in counts.items():
         detail = ", ".join(f"{c} {n:,}" for c, n in sorted(per_class.items()))
         print(f"  {split:<10} {sum(per_class.values()):>7,}  ({detail})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,10 @@ def render_report(
             cost_rows=cost_rows(run.costs, run.trials),
             columns=columns,
             figures=blocks,
+            # the importance note sits beside its chart (or where it would be)
+            importance_after="fig-importance"
+            if any(b.id == "fig-importance" for b in blocks)
+            else "fig-slice",
             warnings=warnings,
             importance_message=note,
             export=run.export,
@@ -192,10 +197,19 @@ def render_report(
             plotly_js=plotly_js,
             run_dir=str(run_dir),
             verdict_sentence=verdict_sentence(summary.evidence),
+            reproduce=reproduce_command(summary.command, str(run.config.data_config.data_dir)),
             tensorboard=(Path(run_dir) / "tensorboard").is_dir(),
             written_at=now_iso(),
         )
     )
+
+
+def reproduce_command(command: str, data_dir: str) -> str:
+    """The command that made the run, with the data it used spelled out when the command left
+    it implicit (./data, or the default data set), so it reproduces from any folder."""
+    if any(w == "--data-dir" or w.startswith("--data-dir=") for w in command.split()):
+        return command
+    return f"{command} --data-dir {shlex.quote(data_dir)}"
 
 
 def verdict_sentence(evidence: dict[str, Any] | None) -> Markup:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from data_pipeline.discover import SPLITS
+from data_pipeline.discover import SPLITS, layout_name
 from data_pipeline.pipeline import PreparedData
 from search.engines import SearchEngine
 from search.hardware import advice, nvidia_gpus
@@ -136,7 +136,8 @@ def plan_lines(
     )
     return [
         f"run directory: {run_dir}",
-        f"data: {data.config.data_dir} ({data.discovery.layout} layout) - {n_train:,} train, "
+        f"data: {data.config.data_dir} ({layout_name(data.discovery.layout)} layout) - "
+        f"{n_train:,} train, "
         f"{n_val:,} validation (chooses), {n_test:,} test (judges, read only after the "
         f"search) ({per_class}); {data.skipped_summary()}",
         *[f"  note: {note}" for note in data.discovery.notes],
