@@ -304,7 +304,8 @@ def resume_line(exc: interrupt.Interrupted, args: argparse.Namespace, argv: list
         f"are saved in {where}; resume with:"
     )
     command = shell_lines(["python", "-m", "search.run", *argv], width)
-    return f"{textwrap.fill(message, width)}\n{command}"
+    text = textwrap.fill(message, width, break_long_words=False, break_on_hyphens=False)
+    return f"{text}\n{command}"
 
 
 def shell_lines(words: list[str], width: int) -> str:

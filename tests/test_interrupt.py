@@ -88,7 +88,8 @@ def test_interrupted_mid_trial_stops_cleanly_and_resumes_at_its_epoch(
     assert len(start) == 1 and signal.Signals(sig).name in lines[start[0]]
     said = "\n".join(lines[start[0] :])
     assert "resume with:\npython -m search.run" in said
-    assert all(len(x) <= 80 for x in lines[start[0] :])  # a pipe: 80 columns
+    # a pipe: 80 columns, but for a line that holds one word longer than that (a deep path)
+    assert all(len(x) <= 80 or len(x.rstrip(" \\").split()) == 1 for x in lines[start[0] :])
     resumed = said.split("resume with:\n", 1)[1].replace(" \\\n    ", " ")
     assert shlex.split(resumed)[3:] == args[3:]  # the very command, pasted as printed
     assert _children_of(proc.pid) == []  # no trial process left behind
