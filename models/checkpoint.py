@@ -50,12 +50,15 @@ def training_state(model: keras.Model, meta: dict) -> tuple[list[np.ndarray], di
     return weights, named
 
 
-def load_training_state(model: keras.Model, path: Path) -> dict | None:
+def load_training_state(model: keras.Model, path: Path, key: str | None = None) -> dict | None:
     """Restore a ``CheckpointWriter.save_state`` file into a compiled model of the same
-    architecture (its optimizer built); its ``meta``, or None if it cannot be read whole."""
+    architecture (its optimizer built); its ``meta``, or None (the model untouched) if it
+    cannot be read whole or, given ``key``, was saved by another training."""
     try:
         with np.load(Path(path)) as data:
             meta = json.loads(str(data["meta"]))
+            if key is not None and meta.get("key") != key:
+                return None
             n = int(meta["n_weights"])
             weights = [data[f"arr_{i}"] for i in range(n)]
             slots = [data[f"opt_{i}"] for i in range(len(model.optimizer.variables))]

@@ -289,13 +289,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
 
 
+def options(args: argparse.Namespace, budget: float | None) -> SearchOptions:
+    """The parsed command line as resolved options: the preset (``auto`` by the GPUs) fills
+    what was left unset."""
+    preset, reason = auto_preset(visible_gpus()) if args.preset == "auto" else (args.preset, "")
+    sizes = apply_preset(preset, vars(args))
+    return SearchOptions(
+        **{**vars(args), **sizes, "time_budget": budget, "preset": preset}, preset_reason=reason
+    )
+
+
 def resume_line(exc: interrupt.Interrupted, args: argparse.Namespace, argv: list[str]) -> str:
     """The one line an interrupted search prints: what is kept and the command that resumes."""
     try:
-        preset = auto_preset(visible_gpus())[0] if args.preset == "auto" else args.preset
-        sizes = apply_preset(preset, vars(args))
-        opts = SearchOptions(**{**vars(args), **sizes, "time_budget": None, "preset": preset})
-        where = f"{opts.resolved_run_dir()}"
+        where = f"{options(args, None).resolved_run_dir()}"
     except Exception:
         where = "the run directory"
     width = shutil.get_terminal_size().columns
@@ -329,12 +336,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     console.soft_wrap = not console.is_terminal
     try:
         budget = parse_duration(args.time_budget) if args.time_budget else None
-        preset, reason = auto_preset(visible_gpus()) if args.preset == "auto" else (args.preset, "")
-        sizes = apply_preset(preset, vars(args))
-        opts = SearchOptions(
-            **{**vars(args), **sizes, "time_budget": budget, "preset": preset},
-            preset_reason=reason,
-        )
+        opts = options(args, budget)
         from search.session import Search, SearchFailed
         from search.trial.client import TrialProcessDied
 

@@ -440,7 +440,7 @@ class TrialProcess:
 
         if not path.exists():
             return msg.initial_epoch
-        meta = load_training_state(model, path) if _peek_key(path) == key else None
+        meta = load_training_state(model, path, key)
         if meta is None:  # another training's, or torn: this one starts from its beginning
             path.unlink(missing_ok=True)
             return msg.initial_epoch
@@ -487,19 +487,6 @@ def _state_key(msg: Train) -> str:
     for name in ("checkpoint", "stop_file", "test_predictions", "trial_id"):
         body.pop(name)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _peek_key(path: Path) -> str | None:
-    import json
-    import zipfile
-
-    import numpy as np
-
-    try:
-        with np.load(path) as data:
-            return str(json.loads(str(data["meta"]))["key"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None
 
 
 def _visible_gpus() -> int:
