@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from data_pipeline.discover import Discovery, ImageFile
-from data_pipeline.files import file_digest, pid_alive, write_text_atomic
+from data_pipeline.files import file_digest, no_room, pid_alive, write_text_atomic
 from data_pipeline.images import DIGEST, Decoded, decode_files
 
 CACHE_ENV = "ALEXNET_TUNER_CACHE"
@@ -255,11 +255,19 @@ def _build_array(
             advance=advance,
             workers=workers,
         )
-    except BaseException:  # interrupted: no half-written array left behind
+    except BaseException as exc:  # interrupted, or a full disk: no half-written array left
         os.close(fd)
         tmp_array.unlink(missing_ok=True)
         if key is None:
             shutil.rmtree(staging, ignore_errors=True)
+        room = no_room(
+            exc,
+            cache_root,
+            needed_bytes=data_offset + len(paths) * row_bytes,
+            fix="free some space or pass --cache-dir a larger disk, then run the same command",
+        )
+        if room is not None:
+            raise room from exc
         raise
     os.close(fd)
     if key is None:

@@ -4,10 +4,17 @@ One pass per file, in parallel threads (the decoders and the resize release the 
 bytes, optionally hash them (the cache key, see ``cache.py``), decode, resize. JPEGs (nearly
 every file of Dogs vs Cats) go through libjpeg-turbo (simplejpeg), at the smallest DCT scale
 (1/2, 1/4, 1/8) that still covers the target size; a truncated or corrupt stream is an error,
-never half an image. Everything else (PNG, GIF, BMP, CMYK JPEGs, any JPEG libjpeg-turbo
-refuses) goes through Pillow, which also names the reason when a file cannot be decoded at all.
+never half an image. Everything else (PNG, GIF, BMP, WebP, any JPEG libjpeg-turbo refuses) goes
+through Pillow, which also names the reason when a file cannot be decoded at all.
 The resize is OpenCV's bilinear on uint8 (half-pixel centres, no antialiasing: the geometry of
 ``tf.image.resize`` that the blog used), about twice as fast as TensorFlow's float resize.
+
+One decoder contract with the export's in-graph decoder (``search.serving``): every file this
+module accepts decodes to the same pixels there (within one grey level after the resize), so a
+served model sees what the trained one saw. Hence CMYK JPEGs convert as TensorFlow's decoder
+does, 16-bit greys keep their high byte, transparency (an alpha channel or a ``tRNS`` colour) is
+composited on white, and the files TensorFlow cannot read as Pillow does are refused with the
+reason and the fix: TIFF, BMPs of under 24 bits per pixel, animated WebP.
 """
 
 from __future__ import annotations
@@ -28,7 +35,12 @@ import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 # What Pillow may report for the formats we accept (MPO is the JPEG variant some cameras write).
-ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP", "TIFF"})
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP"})
+# Formats Pillow reads and the served model cannot: refused, with what to do instead.
+_UNSERVABLE = {
+    "TIFF": "TIFF is not servable (the SavedModel reads JPEG, PNG, GIF, BMP and WebP): "
+    "convert it to PNG",
+}
 _JPEG_MAGIC = b"\xff\xd8\xff"
 DIGEST = "sha256"  # per-file content hash (hardware-accelerated on current x86 and ARM CPUs)
 _CHUNK = 16  # files per task: enough to amortise the thread pool, small enough to balance
@@ -44,13 +56,37 @@ class Decoded:
     digest: str | None = None
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Grayscale, palette, CMYK and RGBA all become RGB; transparency is composited on white."""
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+def _unservable(img: Image.Image, data: bytes) -> str | None:
+    """Why the served model could not decode this image as training does, or None."""
+    if img.format in _UNSERVABLE:
+        return _UNSERVABLE[img.format]
+    if img.format == "WEBP" and getattr(img, "is_animated", False):
+        return "an animated WebP is not servable (TensorFlow decodes still WebP only): use a GIF"
+    if img.format == "BMP" and int.from_bytes(data[28:30], "little") not in (24, 32):
+        # TensorFlow's BMP decoder reads 8-bit pixels as grey levels, ignoring the palette
+        return "a BMP of under 24 bits per pixel is not servable as trained: convert it to PNG"
+    return None
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    """RGB uint8 pixels, as TensorFlow's decoders make them: grey, palette and 16-bit greys
+    (their high byte) become RGB; an alpha channel or a transparent colour (``tRNS``) is
+    composited on white; a BMP's alpha is dropped, as ``decode_bmp`` drops it."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # a 16-bit grey PNG
+        wide = np.asarray(img).astype(np.uint32)
+        grey = Image.fromarray((wide >> 8).astype(np.uint8), "L")
+        key = img.info.get("transparency")
+        if isinstance(key, int):
+            alpha = np.where(wide == key, 0, 255).astype(np.uint8)
+            grey = Image.merge("LA", (grey, Image.fromarray(alpha, "L")))
+        img = grey
+    elif "transparency" in img.info and img.format != "BMP":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA") and img.format != "BMP":
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB") if img.mode != "RGB" else img
+        img = Image.alpha_composite(background, rgba)
+    return np.asarray(img.convert("RGB") if img.mode != "RGB" else img, dtype=np.uint8)
 
 
 # Pillow refuses an image declaring more than twice MAX_IMAGE_PIXELS (a decompression bomb);
@@ -66,11 +102,13 @@ def pil_decode(data: bytes) -> tuple[Decoded, np.ndarray | None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's EXIF / palette chatter, per file
             with Image.open(io.BytesIO(data)) as img:
-                if img.format not in ACCEPTED_FORMATS:
+                if img.format not in ACCEPTED_FORMATS and img.format not in _UNSERVABLE:
                     return Decoded(error=f"unsupported image format {img.format}"), None
+                if reason := _unservable(img, data):
+                    return Decoded(error=reason), None
                 img.seek(0)  # GIF: the first frame
                 img.load()
-                pixels = np.asarray(_to_rgb(img), dtype=np.uint8)
+                pixels = _to_rgb(img)
                 return Decoded(width=img.size[0], height=img.size[1]), pixels
     except UnidentifiedImageError:
         return Decoded(error="not an image (content not recognised)"), None
@@ -89,17 +127,40 @@ def dct_factor(height: int, width: int, size: int | None) -> int:
     return max((k for k in (8, 4, 2, 1) if k <= room), default=1)
 
 
+def _saw_adobe_marker(data: bytes) -> bool:
+    """Whether the JPEG has an Adobe APP14 segment before its scan: its CMYK is stored
+    inverted (libjpeg's ``saw_Adobe_marker``, which TensorFlow's conversion follows)."""
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # start of scan: no more header segments
+            return False
+        if marker == 0xEE and data[i + 4 : i + 9] == b"Adobe":
+            return True
+        i += 2 + length
+    return False
+
+
+def _cmyk_to_rgb(cmyk: np.ndarray, adobe: bool) -> np.ndarray:
+    """TensorFlow's ``decode_jpeg`` conversion, integer for integer."""
+    c, m, y, k = (cmyk[..., i].astype(np.uint32) for i in range(4))
+    if not adobe:
+        c, m, y, k = 255 - c, 255 - m, 255 - y, 255 - k
+    return np.stack([k * c // 255, k * m // 255, k * y // 255], axis=-1).astype(np.uint8)
+
+
 def _jpeg_decode(data: bytes, size: int | None) -> tuple[Decoded, np.ndarray] | None:
     """libjpeg-turbo's decode at the right DCT scale; None hands the file over to Pillow."""
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
         limit = Image.MAX_IMAGE_PIXELS
-        if colorspace in ("CMYK", "YCCK") or (limit and height * width > 2 * limit):
-            return None  # Pillow inverts Adobe CMYK correctly and names a decompression bomb
+        if limit and height * width > 2 * limit:
+            return None  # Pillow names a decompression bomb
         k = dct_factor(height, width, size)
+        cmyk = colorspace in ("CMYK", "YCCK")
         pixels = simplejpeg.decode_jpeg(
             data,
-            colorspace="RGB",
+            colorspace="CMYK" if cmyk else "RGB",
             fastdct=True,  # the IDCT TensorFlow's decode_jpeg uses by default
             fastupsample=True,  # 6% faster; chroma detail below the resize's scale anyway
             min_height=-(-height // k),
@@ -108,6 +169,8 @@ def _jpeg_decode(data: bytes, size: int | None) -> tuple[Decoded, np.ndarray] | 
         )
     except ValueError:
         return None
+    if cmyk:
+        pixels = _cmyk_to_rgb(pixels, _saw_adobe_marker(data))
     return Decoded(width=width, height=height), pixels
 
 

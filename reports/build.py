@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from data_pipeline.files import no_room
 from reports.writer import write_index, write_report
 from search.rundir import RunDirError
 
@@ -26,6 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(write_report(args.run_dir))
     except (FileNotFoundError, RunDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only archive
+        room = no_room(exc, args.run_dir)
+        if room is None:
+            raise
+        print(f"error: {room}", file=sys.stderr)
         return 2
     return 0
 

@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run_dirs", type=Path, nargs="+", help="run directories to compare")
     p.add_argument("--out", type=Path, default=Path("compare.html"), help="page to write")
     args = p.parse_args(argv)
-    from data_pipeline.files import write_text_atomic
+    from data_pipeline.files import no_room, write_text_atomic
     from reports.writer import _env, _plotly_js, link_to
 
     runs = []
@@ -195,7 +195,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             plotly_js=_plotly_js(),
         )
     )
-    write_text_atomic(args.out, html)
+    try:
+        write_text_atomic(args.out, html)
+    except OSError as exc:  # a full disk, a read-only folder: the page goes elsewhere
+        room = no_room(
+            exc,
+            args.out,
+            fix="free some space or pass --out a path on another disk",
+            read_only_fix="pass --out a path on a writable disk",
+        )
+        if room is None:
+            raise
+        print(f"error: {room}", file=sys.stderr)
+        return 2
     print(f"{args.out} ({len(runs)} runs in {len(groups)} group(s) of comparable runs)")
     return 0
 

@@ -44,6 +44,7 @@ class Summary(NamedTuple):
     baseline: float | None
     gain_points: float | None  # best - baseline, in percentage points, signed
     export_passed: bool | None
+    export_problems: list[str]
     counts: dict[str, dict[str, int]]
     skipped: list[dict[str, str]]
     unlabelled: int
@@ -88,7 +89,10 @@ def summarize(run: RunData) -> Summary:
         best_score=score,
         baseline=base,
         gain_points=gain,
-        export_passed=bool(run.export["equal"]) if run.export else None,
+        export_passed=bool(run.export.get("passed", run.export.get("equal")))
+        if run.export
+        else None,
+        export_problems=list(run.export.get("problems", [])) if run.export else [],
         counts=run.config.data.get("counts", {}),
         skipped=list(run.rejects.get("skipped", [])),
         unlabelled=len(run.rejects.get("unlabelled", [])),

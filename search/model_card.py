@@ -18,7 +18,7 @@ from search.rundir import RunConfig
 from search.serving import BYTES_INPUT, BYTES_SIGNATURE
 from search.stats import accuracy_ci
 
-EXAMPLE_IMAGE = "cat.jpg"  # the image the usage examples send; any JPEG/PNG/GIF/BMP will do
+EXAMPLE_IMAGE = "cat.jpg"  # the image the usage examples send; any JPEG/PNG/GIF/BMP/WebP will do
 
 PYTHON = f"""import tensorflow as tf
 
@@ -43,9 +43,12 @@ REST_NOTE = (
 )
 
 PREPROCESSING = (
-    "serve_bytes: encoded JPEG, PNG, GIF or BMP of any size, decoded in the graph as in "
-    "training: JPEGs at the largest DCT scale (1/2, 1/4, 1/8) that keeps the short side at "
-    "least S, fast integer IDCT, plain chroma upsampling; transparency on white; RGB; "
+    "serve_bytes: encoded JPEG, PNG, GIF, BMP (24 or 32 bits) or still WebP of any size, "
+    "decoded in the graph as in training (the same pixels within one grey level): JPEGs at "
+    "the largest DCT scale (1/2, 1/4, 1/8) that keeps the short side at least S, fast "
+    "integer IDCT, plain chroma upsampling; CMYK as TensorFlow converts it; 16-bit greys "
+    "by their high byte; transparency (alpha, tRNS, a GIF's transparent colour) on white; "
+    "RGB; "
     "bilinear resize to S x S (half-pixel centres, no antialiasing), rounded to uint8. "
     "serve: uint8 RGB pixels (None, S, S, 3) already decoded and resized that way. The model "
     "divides by 255 itself."

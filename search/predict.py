@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="an exported model: RUN_DIR/best_model, or the run directory itself",
     )
     p.add_argument(
-        "images", type=Path, nargs="+", help="image files to classify (JPEG, PNG, GIF, BMP)"
+        "images", type=Path, nargs="+", help="image files to classify (JPEG, PNG, GIF, BMP, WebP)"
     )
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.add_argument(

@@ -22,13 +22,14 @@ from rich.console import Console
 
 from data_pipeline.discover import DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_VAL_FRACTION
 from data_pipeline.errors import DataError
+from data_pipeline.files import NoRoom, no_room
 from search import interrupt
 from search.confirm import REFIT_MODES
 from search.devices import PRECISIONS, XLA_MODES
 from search.engines import ENGINES
 from search.hardware import auto_preset, visible_gpus
 from search.options import PRESETS, OptionError, SearchOptions, apply_preset, parse_duration
-from search.rundir import RunDirError
+from search.rundir import ROOM_FIX, RunDirError
 from search.space import SpaceError
 from search.stats import DEFAULT_MARGIN
 from search.storage import StorageError
@@ -347,10 +348,16 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                 raise
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    except (OptionError, SpaceError, DataError, RunDirError, StorageError) as exc:
+    except (OptionError, SpaceError, DataError, RunDirError, StorageError, NoRoom) as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full or read-only disk under the run directory or the cache
+        room = no_room(exc, Path(args.run_dir) if args.run_dir else Path.cwd(), fix=ROOM_FIX)
+        if room is None or args.debug:
+            raise
+        print(f"error: {room}", file=sys.stderr)
         return 2
 
 

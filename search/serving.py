@@ -2,12 +2,14 @@
 
 - ``serve``: uint8 RGB images already decoded and resized as the image cache does, shape
   ``(None, S, S, 3)``; returns the class probabilities (``output_0``). Unchanged from before.
-- ``serve_bytes``: a batch of encoded images (JPEG, PNG, GIF, BMP; any size; gray and RGBA
-  handled), input ``image_bytes`` (TF Serving's REST API base64-decodes ``{"b64": ...}`` values
-  for it). Decoding and resizing happen in the graph, as close to the training decoder
-  (``data_pipeline.images``) as TensorFlow's ops allow: JPEGs at the same DCT scale
-  (``decode_jpeg``'s ``ratio``: the largest of 1/2/4/8 that keeps the short side >= S), with
-  the same fast IDCT and plain chroma upsampling; transparency composited on white; bilinear
+- ``serve_bytes``: a batch of encoded images (JPEG, PNG, GIF, BMP, WebP; any size; grey,
+  16-bit, palette and transparent ones handled), input ``image_bytes`` (TF Serving's REST API
+  base64-decodes ``{"b64": ...}`` values for it). Decoding and resizing happen in the graph,
+  to the training decoder's pixels within one grey level (``data_pipeline.images``; tested on
+  every format): JPEGs at the same DCT scale (``decode_jpeg``'s ``ratio``: the largest of
+  1/2/4/8 that keeps the short side >= S), with the same fast IDCT and plain chroma
+  upsampling; a grey PNG of 1, 2 or 4 bits opaque; transparency composited on white (a GIF's
+  transparent colour too, by turning it white in the file's palette before decoding); bilinear
   resize with half-pixel centres and no antialiasing, rounded to uint8. Returns
   ``probabilities``, ``class_index``, ``class_name`` and ``error`` per image. An element that
   cannot be decoded (not an image, truncated, corrupt) gets ``class_index`` -1 and its reason in
@@ -30,9 +32,31 @@ BYTES_INPUT = "image_bytes"
 # is refused by both paths before any pixel is decoded.
 MAX_PIXELS = MAX_DECLARED_PIXELS
 DECODE_ERROR = (
-    "cannot decode: not a JPEG, PNG, GIF or BMP image, a truncated or corrupt one, or one "
+    "cannot decode: not a JPEG, PNG, GIF, BMP or WebP image, a truncated or corrupt one, or one "
     f"declaring more than {MAX_PIXELS:,} pixels"
 )
+
+
+def _byte(data: Any, offset: Any) -> Any:
+    """The byte of the string ``data`` at ``offset`` (int64); past the end is an error."""
+    import tensorflow as tf
+
+    b = tf.io.decode_raw(tf.strings.substr(data, offset, 1), tf.uint8)
+    return tf.cast(tf.reshape(b, []), tf.int64)
+
+
+def _be32(data: Any, offset: Any) -> Any:
+    value = _byte(data, offset)
+    for k in (1, 2, 3):
+        value = value * 256 + _byte(data, offset + k)
+    return value
+
+
+def _le32(data: Any, offset: Any) -> Any:
+    value = _byte(data, offset + 3)
+    for k in (2, 1, 0):
+        value = value * 256 + _byte(data, offset + k)
+    return value
 
 
 def _declared_pixels(data: Any) -> Any:
@@ -41,38 +65,172 @@ def _declared_pixels(data: Any) -> Any:
     an error, which drops the element as undecodable."""
     import tensorflow as tf
 
-    def byte(offset: int) -> Any:
-        b = tf.io.decode_raw(tf.strings.substr(data, offset, 1), tf.uint8)
-        return tf.cast(tf.reshape(b, []), tf.int64)
-
-    def be32(o: int) -> Any:
-        return ((byte(o) * 256 + byte(o + 1)) * 256 + byte(o + 2)) * 256 + byte(o + 3)
-
     def le16(o: int) -> Any:
-        return byte(o) + 256 * byte(o + 1)
+        return _byte(data, o) + 256 * _byte(data, o + 1)
 
-    def le32(o: int) -> Any:
-        return le16(o) + 65536 * le16(o + 2)
+    def le24(o: int) -> Any:
+        return le16(o) + 65536 * _byte(data, o + 2)
 
     def jpeg() -> Any:
         shape = tf.cast(tf.io.extract_jpeg_shape(data), tf.int64)
         return shape[0] * shape[1]
 
     def bmp() -> Any:
-        height = le32(22)
+        height = _le32(data, 22)
         height = tf.where(height >= 2**31, 2**32 - height, height)  # top-down: negative
-        return le32(18) * height
+        return _le32(data, 18) * height
+
+    def webp() -> Any:
+        chunk = tf.strings.substr(data, 12, 4)
+        lossless = _le32(data, 21)  # VP8L: 14 bits of width - 1, then 14 of height - 1
+        return tf.case(
+            [
+                (tf.equal(chunk, b"VP8X"), lambda: (le24(24) + 1) * (le24(27) + 1)),
+                (
+                    tf.equal(chunk, b"VP8L"),
+                    lambda: (lossless % 16384 + 1) * (lossless // 16384 % 16384 + 1),
+                ),
+            ],
+            default=lambda: (le16(26) % 16384) * (le16(28) % 16384),  # VP8: 14-bit sizes
+        )
 
     head = tf.strings.substr(data, 0, 8)
     return tf.case(
         [
             (tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff"), jpeg),
-            (tf.equal(head, b"\x89PNG\r\n\x1a\n"), lambda: be32(16) * be32(20)),
+            (tf.equal(head, b"\x89PNG\r\n\x1a\n"), lambda: _be32(data, 16) * _be32(data, 20)),
             (tf.equal(tf.strings.substr(head, 0, 3), b"GIF"), lambda: le16(6) * le16(8)),
             (tf.equal(tf.strings.substr(head, 0, 2), b"BM"), bmp),
+            (_is_webp(data), webp),
         ],
         default=lambda: tf.constant(0, tf.int64),  # not an image: the decoder says so
     )
+
+
+def _is_webp(data: Any) -> Any:
+    import tensorflow as tf
+
+    return tf.logical_and(
+        tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
+        tf.equal(tf.strings.substr(data, 8, 4), b"WEBP"),
+    )
+
+
+def _on_white(rgba: Any) -> Any:
+    """RGBA uint8 composited on white, rounded to uint8 RGB (as Pillow's alpha_composite)."""
+    import tensorflow as tf
+
+    rgba = tf.cast(rgba, tf.float32)
+    alpha = rgba[..., 3:] / 255.0
+    return tf.cast(tf.round(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
+
+
+def _png(data: Any) -> Any:
+    """A PNG, transparency on white. TensorFlow gives a PNG of 1, 2 or 4 bits per pixel with
+    no ``tRNS`` chunk an alpha of 2^bits - 1 instead of opaque: there it means opaque."""
+    import tensorflow as tf
+
+    rgba = tf.io.decode_png(data, channels=4)
+    bits = _byte(data, 24)
+    filler = tf.cast(tf.bitwise.left_shift(tf.constant(1, tf.int64), bits) - 1, tf.uint8)
+    misread = tf.logical_and(bits < 8, tf.logical_not(_png_has_trns(data)))
+    alpha = rgba[..., 3]
+    opaque = tf.constant(255, tf.uint8)
+    alpha = tf.where(tf.logical_and(misread, tf.equal(alpha, filler)), opaque, alpha)
+    return _on_white(tf.concat([rgba[..., :3], alpha[..., None]], axis=-1))
+
+
+def _png_has_trns(data: Any) -> Any:
+    """Whether a ``tRNS`` chunk comes before the image data (the chunks are walked)."""
+    import tensorflow as tf
+
+    n = tf.cast(tf.strings.length(data), tf.int64)
+
+    def kind(p: Any) -> Any:
+        return tf.strings.substr(data, p + 4, 4)
+
+    def more(p: Any, found: Any) -> Any:
+        return (p + 12 <= n) & tf.logical_not(found) & tf.not_equal(kind(p), b"IDAT")
+
+    def step(p: Any, found: Any) -> tuple[Any, Any]:
+        return p + 12 + _be32(data, p), tf.equal(kind(p), b"tRNS")
+
+    return tf.while_loop(more, step, [tf.constant(8, tf.int64), tf.constant(False)])[1]
+
+
+_ONE_BYTE = [bytes([i]) for i in range(256)]
+
+
+def _gif(data: Any) -> Any:
+    """A GIF's first frame, its transparent colour white. TensorFlow's decoder paints that
+    colour black, so the file is edited first: the first frame's palette entry for it becomes
+    white and its transparency flag is cleared (the blocks up to the frame are walked)."""
+    import tensorflow as tf
+
+    raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)
+    n = tf.size(raw)
+
+    def at(i: Any) -> Any:  # -1 past the end, so that every walk below stops
+        return tf.where(i < n, tf.gather(raw, tf.clip_by_value(i, 0, n - 1)), -1)
+
+    def colours(flags: Any) -> Any:  # the size of the colour table these flags announce
+        return tf.where(flags >= 128, tf.bitwise.left_shift(2, flags % 8), 0)
+
+    def after_sub_blocks(q: Any) -> Any:
+        return tf.while_loop(lambda q: at(q) > 0, lambda q: q + at(q) + 1, [q])[0] + 1
+
+    def extension(p: Any, gce: Any) -> tuple[Any, Any]:
+        gce = tf.where(tf.equal(at(p + 1), 0xF9), p, gce)  # a graphic control extension
+        return after_sub_blocks(p + 2), gce
+
+    frame, gce = tf.while_loop(
+        lambda p, gce: tf.equal(at(p), 0x21),
+        extension,
+        [13 + 3 * colours(at(10)), tf.constant(-1)],
+    )
+    index = at(gce + 6)
+    local = at(frame + 9) >= 128
+    table, size = (
+        tf.where(local, frame + 10, 13),
+        tf.where(local, colours(at(frame + 9)), colours(at(10))),
+    )
+    entry = table + 3 * index
+    transparent = (gce >= 0) & (at(gce + 3) % 2 == 1) & tf.equal(at(frame), 0x2C)
+    usable = transparent & (index < size) & (entry + 3 <= n)
+
+    def replace(s: Any, at_: Any, new: Any, length: int) -> Any:
+        return tf.strings.join(
+            [tf.strings.substr(s, 0, at_), new, tf.strings.substr(s, at_ + length, n)]
+        )
+
+    def on_white() -> Any:
+        flags = tf.gather(tf.constant(_ONE_BYTE), at(gce + 3) - 1)  # bit 0 cleared
+        return replace(replace(data, gce + 3, flags, 1), entry, b"\xff\xff\xff", 3)
+
+    return tf.io.decode_gif(tf.cond(usable, on_white, lambda: data))[0]
+
+
+def _webp(data: Any) -> Any:
+    """A still WebP, transparency on white. ``decode_webp`` must be asked for exactly the
+    channels the file has (3, or 4 with alpha) and crashes the process on an animation
+    asked with 0, so they are read from the header and an animation is refused first."""
+    import tensorflow as tf
+
+    chunk, flags = tf.strings.substr(data, 12, 4), _byte(data, 20)
+    extended = tf.equal(chunk, b"VP8X")
+    animated = tf.logical_and(extended, flags % 4 >= 2)
+    lossless_alpha = tf.logical_and(tf.equal(chunk, b"VP8L"), _le32(data, 21) // 2**28 % 2 == 1)
+    alpha = tf.logical_or(tf.logical_and(extended, flags % 32 >= 16), lossless_alpha)
+    still = tf.debugging.assert_equal(animated, False, message="an animated WebP")
+
+    def rgb() -> Any:
+        frame = tf.io.decode_webp(data, channels=3)[0]
+        opaque = tf.fill(tf.concat([tf.shape(frame)[:2], [1]], 0), tf.constant(255, tf.uint8))
+        return tf.concat([frame, opaque], axis=-1)
+
+    with tf.control_dependencies([still]):
+        rgba = tf.cond(alpha, lambda: tf.io.decode_webp(data, channels=4)[0], rgb)
+    return _on_white(rgba)
 
 
 def _decode_one(data: Any, size: int) -> Any:
@@ -90,12 +248,15 @@ def _decode_one(data: Any, size: int) -> Any:
         scale = sum(tf.cast(room >= k, tf.int32) for k in (2, 4, 8))  # 0..3: 1, 1/2, 1/4, 1/8
         return tf.switch_case(scale, [jpeg_at(1), jpeg_at(2), jpeg_at(4), jpeg_at(8)])
 
-    def png() -> Any:
-        rgba = tf.cast(tf.io.decode_png(data, channels=4), tf.float32)
-        alpha = rgba[..., 3:] / 255.0
-        return tf.cast(tf.round(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
+    def bmp() -> Any:  # 24 or 32 bits per pixel only; the alpha is dropped, as in training
+        depth = _byte(data, 28) + 256 * _byte(data, 29)
+        true_colour = tf.debugging.assert_equal(
+            tf.logical_or(tf.equal(depth, 24), tf.equal(depth, 32)), True, message="palette BMP"
+        )
+        with tf.control_dependencies([true_colour]):
+            return tf.io.decode_bmp(data, channels=3)
 
-    def gif_or_bmp() -> Any:
+    def other() -> Any:  # not an image we know: fails, and the element is undecodable
         return tf.io.decode_image(data, channels=3, expand_animations=False)
 
     head = tf.strings.substr(data, 0, 8)
@@ -103,10 +264,15 @@ def _decode_one(data: Any, size: int) -> Any:
         _declared_pixels(data), tf.constant(MAX_PIXELS, tf.int64), message="too many pixels"
     )
     with tf.control_dependencies([bounded]):
-        image = tf.cond(
-            tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff"),
-            jpeg,
-            lambda: tf.cond(tf.equal(head, b"\x89PNG\r\n\x1a\n"), png, gif_or_bmp),
+        image = tf.case(
+            [
+                (tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff"), jpeg),
+                (tf.equal(head, b"\x89PNG\r\n\x1a\n"), lambda: _png(data)),
+                (tf.equal(tf.strings.substr(head, 0, 3), b"GIF"), lambda: _gif(data)),
+                (_is_webp(data), lambda: _webp(data)),
+                (tf.equal(tf.strings.substr(head, 0, 2), b"BM"), bmp),
+            ],
+            default=other,
         )
     image.set_shape([None, None, 3])
     resized = tf.image.resize(image, (size, size), method="bilinear", antialias=False)
@@ -203,6 +369,29 @@ def score_files(signature: Any, paths: Sequence[Path], *, batch: int = 64) -> di
         for key, value in out.items():
             parts.setdefault(key, []).append(value.numpy())
     return {key: np.concatenate(values) for key, values in parts.items()}
+
+
+# serve_bytes on the test files must give the training path's label on at least this share of
+# them, and decode every one, for the export check to pass (the decoders agree within one grey
+# level by contract; a disagreement beyond a few borderline images is a train/serve skew)
+MIN_LABEL_AGREEMENT = 0.995
+
+
+def skew_problems(served: dict[str, Any]) -> list[str]:
+    """What is wrong with ``agreement``'s answer for the export check (empty when nothing)."""
+    problems = []
+    if served["undecodable"]:
+        problems.append(
+            f"serve_bytes could not decode {served['undecodable']} of the {served['n']} test "
+            "files the model was scored on"
+        )
+    if served["label_agreement"] < MIN_LABEL_AGREEMENT:
+        problems.append(
+            f"serve_bytes gave the training path's label on {served['label_agreement']:.1%} of "
+            f"the test files (at least {MIN_LABEL_AGREEMENT:.1%} needed): the in-graph decoder "
+            "differs from the training decoder"
+        )
+    return problems
 
 
 def agreement(

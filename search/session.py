@@ -24,6 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from data_pipeline.default_data import fetch_default, is_default
 from data_pipeline.discover import manifest
 from data_pipeline.errors import DataError
+from data_pipeline.files import NoRoom
 from data_pipeline.pipeline import PreparedData, prepare
 from data_pipeline.progress import progress_bars
 from models.alexnet import AlexNetParams, build_alexnet
@@ -78,7 +79,7 @@ class Search:
         fresh, fresh_root = not self.run_dir.exists(), not self.run_dir.parent.exists()
         try:
             return self._run_locked()
-        except (DataError, rundir.RunDirError):
+        except (DataError, rundir.RunDirError, NoRoom):
             # refused before anything was written (no data, offline): leave no empty run
             # directory holding only its lock file behind
             if (
@@ -121,21 +122,27 @@ class Search:
                 self.run_dir / "logs" / log,
                 trials_per_process=o.trials_per_worker,
             )
-            interrupted: Interrupted | None = None
+            stopped: BaseException | None = None
             try:
                 return self._search(data, engine, process, status, resumed)
             except Interrupted as exc:
-                interrupted = exc
+                stopped = exc
                 process.interrupt(exc.signum)  # it saves its last finished epoch, then exits
                 status.update(state="interrupted", current_trial=None)
                 raise
+            except NoRoom as exc:  # a full or read-only disk: nothing more can be written
+                stopped = exc
+                with contextlib.suppress(OSError):
+                    status.update(state="stopped: no room to write", current_trial=None)
+                raise
             except BaseException:
-                status.update(state="failed")
+                with contextlib.suppress(OSError):  # the disk may be what failed
+                    status.update(state="failed")
                 raise
             finally:
                 process.close()
                 engine.close()  # e.g. stop serving Keras Tuner's oracle, if this chief did
-                if interrupted is None:  # stopping fast matters more: reports.build makes it
+                if stopped is None:  # stopping fast matters more: reports.build makes it
                     self._write_report()
 
     def _search(
@@ -459,7 +466,7 @@ class Search:
             status.get("state") == "finished"
             and progress.trials_done >= self.opts.trials
             and progress.confirm_runs_left == 0
-            and bool(export.get("equal"))
+            and bool(export.get("passed", export.get("equal")))
             and (self.run_dir / "summary.json").exists()
             and (self.run_dir / "report.html").exists()
         )

@@ -142,7 +142,39 @@ def test_any_file_name_bytes_are_found_or_rejected_with_a_reason(names: list[byt
         shutil.rmtree(root, ignore_errors=True)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def _small_files() -> list[bytes]:
+    """One tiny real file of each format both decoders read, transparency included."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    files = []
+    for fmt, image, kwargs in [
+        ("PNG", Image.fromarray(rgb).convert("P"), {"transparency": 1, "bits": 4}),
+        ("GIF", Image.fromarray(rgb).convert("P"), {"transparency": 2}),
+        ("WEBP", Image.fromarray(rgb).convert("RGBA"), {"lossless": True}),
+        ("WEBP", Image.fromarray(rgb), {"quality": 80}),
+        ("BMP", Image.fromarray(rgb), {}),
+    ]:
+        out = io.BytesIO()
+        image.save(out, fmt, **kwargs)
+        files.append(out.getvalue())
+    return files
+
+
+SMALL_FILES = _small_files()
+
+
+def _mutated(which: int, edits: list[tuple[int, int]], cut: int) -> bytes:
+    data = bytearray(SMALL_FILES[which % len(SMALL_FILES)])
+    for at, value in edits:
+        data[at % len(data)] = value
+    return bytes(data[: max(cut, 1)])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.one_of(
         st.binary(max_size=300),
@@ -153,6 +185,14 @@ def test_any_file_name_bytes_are_found_or_rejected_with_a_reason(names: list[byt
         st.builds(lambda tail: b"\x89PNG\r\n\x1a\n" + tail, st.binary(max_size=64)),
         st.builds(lambda tail: b"GIF89a" + tail, st.binary(max_size=64)),
         st.builds(lambda tail: b"BM" + tail, st.binary(max_size=64)),
+        st.builds(lambda tail: b"RIFF\x10\x00\x00\x00WEBPVP8X" + tail, st.binary(max_size=64)),
+        # real PNG, GIF, WebP and BMP files with bytes changed and their ends cut
+        st.builds(
+            _mutated,
+            st.integers(0, 100),
+            st.lists(st.tuples(st.integers(0, 10**4), st.integers(0, 255)), max_size=4),
+            st.integers(1, 400),
+        ),
     )
 )
 def test_both_decoders_take_any_bytes(data: bytes) -> None:

@@ -166,6 +166,8 @@ def test_export_reloads_exactly_and_predicts(
     assert out.returncode == 0, out.stdout + out.stderr
     export = json.loads((run_dir / "export.json").read_text())
     assert export["val_accuracy_in_memory"] == export["val_accuracy_reloaded"]
+    assert export["passed"] and export["problems"] == []
+    assert export["serve_bytes"]["undecodable"] == 0
     assert export["max_probability_difference"] < 1e-5
     assert export["n_validation"] == 4  # a fifth of train/ (8 per class)
     assert export["n_test"] == 8  # the blog layout's test/ folder
@@ -192,6 +194,20 @@ def test_export_reloads_exactly_and_predicts(
     redone = json.loads((run_dir / "export.json").read_text())
     assert set(redone["files"]) == set(first_files)
     assert redone["val_accuracy_in_memory"] == export["val_accuracy_in_memory"]
+    # serve_bytes must agree with the training path on 99.5% of the test files: asked for
+    # more than all of them, the same export fails its check, says why, and is recorded so
+    import search.serving
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(search.serving, "MIN_LABEL_AGREEMENT", 1.01)
+        skewed = _cli(export_cli.main, [str(run_dir)], capsys)
+    assert skewed.returncode == 1 and "export check FAILED" in skewed.stdout
+    assert "differs from the training decoder" in skewed.stderr
+    failed = json.loads((run_dir / "export.json").read_text())
+    assert not failed["passed"] and failed["equal"] and len(failed["problems"]) == 1
+    assert _cli(export_cli.main, [str(run_dir)], capsys).returncode == 0
+    redone = json.loads((run_dir / "export.json").read_text())
+    assert redone["passed"]
     with locked(run_dir):  # a search (or another export) holds the run: refused, untouched
         busy = _cli(export_cli.main, [str(run_dir)], capsys)
     assert busy.returncode == 2 and "in use" in busy.stderr

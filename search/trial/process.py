@@ -21,12 +21,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from data_pipeline.files import no_room
 from search.devices import DeviceChoice, choose, cpu_flags
 from search.interrupt import Interrupted, die_with_parent, install
-from search.rundir import EPOCH_STATE, disk_usage_mb
+from search.rundir import EPOCH_STATE, PEAK_WEIGHT_COPIES, ROOM_FIX, disk_usage_mb
 from search.space import PARAM_NAMES
 from search.tensorboard import EpochLog
 from search.trial.protocol import (
+    NO_ROOM,
     Done,
     Epoch,
     Exit,
@@ -333,17 +335,17 @@ class TrialProcess:
         started = time.perf_counter()
         timing = TrialTiming()
         writer = CheckpointWriter()
-        board = (
-            EpochLog(self.run_dir, trial_id, {k: getattr(msg.params, k) for k in PARAM_NAMES})
-            if self.options.get("tensorboard", True)
-            else None
-        )
+        board: EpochLog | None = None
         resume = EpochState(checkpoint.parent / EPOCH_STATE, writer, EPOCH_STATE_EVERY_S)
         initial_epoch = msg.initial_epoch
         fit_seconds = 0.0
         n_params = 0
         test_accuracy = None
         try:
+            if self.options.get("tensorboard", True):  # in here: a full disk fails it too
+                board = EpochLog(
+                    self.run_dir, trial_id, {k: getattr(msg.params, k) for k in PARAM_NAMES}
+                )
             keras.utils.set_random_seed(msg.seed)
             params = msg.params
             with self.scope():
@@ -399,6 +401,13 @@ class TrialProcess:
                     test_accuracy = self._score_test(model, Path(msg.test_predictions))
         except Exception as exc:  # a failed trial is recorded; the search goes on
             status, error = "failed", f"{type(exc).__name__}: {str(exc)[:800]}"
+            # full or read-only: every trial would fail alike, so the search stops, and this
+            # trial is not recorded (the rerun trains it again, from its last saved epoch)
+            room = no_room(
+                exc, self.run_dir, needed_bytes=PEAK_WEIGHT_COPIES * 4 * n_params, fix=ROOM_FIX
+            )
+            if room is not None:
+                status, error = NO_ROOM, str(room)
         except Interrupted:  # the last finished epoch goes to disk; the rerun starts there
             resume.flush()
             if board is not None:
@@ -414,7 +423,13 @@ class TrialProcess:
                 # nothing and costs 0.2 s per trial
                 keras.backend.clear_session()
         if board is not None:
-            board.close(status)
+            try:
+                board.close(status)
+            except Exception as exc:
+                room = no_room(exc, self.run_dir, fix=ROOM_FIX)
+                if room is None:
+                    raise
+                status, error = NO_ROOM, str(room)
         self.emit(
             Done(
                 trial_id=trial_id,

@@ -95,7 +95,7 @@ class Done:
     """How a training ended; ``failed`` ones carry the reason in ``error``."""
 
     trial_id: str
-    status: str  # completed, failed, pruned
+    status: str  # completed, failed, pruned, or NO_ROOM (not recorded: the search stops)
     error: str | None = None
     val_accuracy: float | None = None
     best_epoch: int | None = None
@@ -107,6 +107,9 @@ class Done:
     disk_mb: float = 0.0
     test_accuracy: float | None = None
     costs: dict[str, float] = field(default_factory=dict)  # seconds per component
+
+
+NO_ROOM = "no_room"  # its storage is full or read-only; ``error`` names the path it wrote
 
 
 def failed(trial_id: str, error: str) -> Done:

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.progress import Progress, TaskID
 
+from data_pipeline.files import NoRoom
 from models.alexnet import AlexNetParams
 from search import results as res
 from search import rundir
@@ -30,7 +31,7 @@ from search.rundir import format_seconds
 from search.space import DEFAULT_SPACE, PARAM_NAMES, Space, format_searched
 from search.stats import at_chance, format_accuracy, format_selected
 from search.trial.client import TrialProcessClient
-from search.trial.protocol import Done, Epoch, Train, failed
+from search.trial.protocol import NO_ROOM, Done, Epoch, Train, failed
 
 
 def trial_seed(seed: int, trial_id: str) -> int:
@@ -123,6 +124,8 @@ class TrialRunner:
                 on_epoch,
             )
         rundir.clear_stop_file(stop_file)
+        if done.status == NO_ROOM:  # nothing recorded: the rerun trains this one again
+            raise NoRoom(done.error or f"no room to write {self.run_dir}")
         res.record_costs(self.run_dir, trial_id, done.costs)
         self.progress.remove_task(task)
         skipped = epochs - initial_epoch - len(history)
