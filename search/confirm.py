@@ -15,7 +15,13 @@ search, in two stages that never share a run:
    before has read: ``search.stats.paired_difference`` gives the verdict. No run that helped
    choose the winner judges it.
 
-Then (``--refit trainval``, the default) the winner is trained once more on train +
+With ``--select smallest``, the smallest configuration of the accuracy-size front
+(``search.pareto``) whose search score is within ``--margin`` points of the winner's is judged
+too, with the same fresh seeds (chosen on validation scores only, like the winner), and
+compared with the winner on test: when the whole interval of its difference lies within the
+margin (``equivalent``), or it is ``better``, it is the configuration shipped.
+
+Then (``--refit trainval``, the default) the shipped configuration is trained once more on train +
 validation for the median best epoch of its judge runs, scored once on test, and that model is
 the one exported (``refit``). ``confirm.csv`` has one row per finished run, written after its
 test predictions (``confirm/<run_id>.npy``), so a run killed at any moment is either recorded
@@ -56,6 +62,8 @@ from search.stats import (
 SELECT, JUDGE, REFIT = "select", "judge", "refit"
 STAGES = (SELECT, JUDGE, REFIT)
 REFIT_MODES = ("trainval", "none")
+SELECTS = ("best", "smallest")  # --select: what is shipped
+SMALLEST = "smallest"  # the candidate name of the smallest equivalent configuration
 
 CONFIRM_COLUMNS = (
     "run_id",
@@ -267,6 +275,114 @@ def choose_winner(table: pd.DataFrame, cands: list[Candidate]) -> Candidate | No
     return next(c for c in search_cands if c.trial_id == best)
 
 
+def smaller_candidate(
+    trials: pd.DataFrame, winner: Candidate, *, max_epochs: int, margin: float
+) -> Candidate | None:
+    """The smallest configuration on the accuracy-size front (at the full budget, baseline
+    excluded) with fewer parameters than the winner and a search score at most ``margin``
+    points below the winner's; None when there is none. Validation scores only: the test set
+    judges it afterwards."""
+    from search.pareto import front, full_budget
+
+    points = full_budget(trials, max_epochs)
+    points = points[points["trial_id"].astype(str) != BASELINE_ID]
+    size = params_count(trials, winner.trial_id)
+    if points.empty or size is None or winner.search_val_accuracy is None:
+        return None
+    floor = winner.search_val_accuracy - margin / 100
+    near = front(points)
+    near = near[(near["params"] < size) & (near["val_accuracy"] >= floor)]
+    for row in near.to_dict("records"):
+        if params_of(row) != winner.values:
+            return Candidate(str(row["trial_id"]), params_of(row), float(row["val_accuracy"]))
+    return None
+
+
+def params_count(trials: pd.DataFrame, trial_id: str) -> int | None:
+    """A trial's parameter count, from the results table."""
+    mine = pd.to_numeric(
+        trials.loc[trials["trial_id"].astype(str) == trial_id, "params"], errors="coerce"
+    ).dropna()
+    return int(mine.iloc[0]) if len(mine) else None
+
+
+def smaller_judgement(
+    run_dir: Path,
+    table: pd.DataFrame,
+    test_labels: np.ndarray,
+    winner: Candidate,
+    *,
+    max_epochs: int,
+    margin: float,
+) -> tuple[Candidate | None, dict[str, Any]]:
+    """``--select smallest``: the smaller candidate and its judgement against the winner, on
+    the judge seeds both finished (paired). It ships when the verdict is ``equivalent`` (the
+    whole 95% interval within +-``margin`` points) or ``better``; ``why`` says otherwise."""
+    trials = load_trials(Path(run_dir))
+    smaller = smaller_candidate(trials, winner, max_epochs=max_epochs, margin=margin)
+    if smaller is None:
+        return None, {
+            "trial_id": None,
+            "ships": False,
+            "why": "no configuration of the accuracy-size front with fewer parameters than the "
+            f"winner scored within {margin:g} points of it in the search",
+        }
+    size, best_size = params_count(trials, smaller.trial_id), params_count(trials, winner.trial_id)
+    mine, best = judge_runs(table, smaller.trial_id), judge_runs(table, winner.trial_id)
+    seeds = sorted(set(mine["seed_index"]) & set(best["seed_index"]))
+    report: dict[str, Any] = {
+        "trial_id": smaller.trial_id,
+        "values": dict(smaller.values),
+        "params": size,
+        "winner_trial_id": winner.trial_id,
+        "winner_params": best_size,
+        "times_smaller": best_size / size if size and best_size else None,
+        "seeds": len(seeds),
+        "search_val_accuracy": smaller.search_val_accuracy,
+    }
+    if not seeds:
+        return smaller, report | {
+            "verdict": "inconclusive",
+            "delta_points": None,
+            "delta_ci95": None,
+            "ships": False,
+            "why": "its judge runs did not finish; rerun the same command to complete them",
+        }
+    by_seed = lambda frame: frame.set_index("seed_index").loc[seeds, "run_id"]  # noqa: E731
+    small = np.stack([_correct(run_dir, r, test_labels) for r in by_seed(mine)])
+    large = np.stack([_correct(run_dir, r, test_labels) for r in by_seed(best)])
+    diff = paired_difference(small, large, margin=margin)
+    ships = diff.verdict in ("equivalent", "better")
+    ci = diff.ci95
+    interval = f"95% CI {ci[0]:+.1f} to {ci[1]:+.1f} points" if ci else "no interval"
+    return smaller, report | {
+        "verdict": diff.verdict,
+        "delta_points": diff.points,
+        "delta_ci95": list(ci) if ci is not None else None,
+        "interval": interval,
+        "test_accuracy_mean": float(small.mean()),
+        "ships": ships,
+        "why": None
+        if ships
+        else f"{diff.verdict} against the best ({interval}, margin +-{margin:g}): not shown "
+        "to be as good, so the best is shipped",
+    }
+
+
+def count(n: int) -> str:
+    """A parameter count as a sentence says it: 7.8M, or 12,345 below 100,000."""
+    return f"{n / 1e6:.1f}M" if n >= 100_000 else f"{n:,}"
+
+
+def smaller_phrase(report: dict[str, Any]) -> str:
+    """How the sentence names a shipped smaller model: its size against the best's."""
+    return (
+        f"the {count(report['params'])}-parameter variant (trial {report['trial_id']}) is "
+        f"{report['verdict']} to the best ({report['interval']}) and "
+        f"{report['times_smaller']:.1f}x smaller"
+    )
+
+
 def judge_runs(table: pd.DataFrame, trial_id: str) -> pd.DataFrame:
     done = _done(table, JUDGE)
     return done[done["trial_id"].astype(str) == trial_id].sort_values("seed_index")
@@ -322,6 +438,8 @@ def evidence(
     cands: list[Candidate],
     refit: str = "trainval",
     margin: float = DEFAULT_MARGIN,
+    select: str = "best",
+    max_epochs: int = 0,
 ) -> dict[str, Any]:
     """``summary.json``: the confirmed answer to "is the tuned AlexNet better than the blog's?"
 
@@ -349,6 +467,14 @@ def evidence(
             "sentence": "Inconclusive: no selection run finished, so no winner was chosen; "
             "rerun the same command to continue.",
         }
+    smaller: dict[str, Any] | None = None
+    if select == SMALLEST:  # the smaller equivalent one is shipped, and judged against the blog
+        small, smaller = smaller_judgement(
+            run_dir, table, test_labels, pick, max_epochs=max_epochs, margin=margin
+        )
+        out["smaller"] = smaller
+        if small is not None and smaller["ships"]:
+            pick = small
     done = _done(table, JUDGE)
     win = judge_runs(table, pick.trial_id)
     base = done[done["candidate"] == BASELINE_ID]
@@ -392,6 +518,17 @@ def evidence(
                 diff=diff,
             ),
         }
+        if smaller is not None and smaller["ships"]:
+            phrase = smaller_phrase(smaller)
+            out["sentence"] = (
+                f"{phrase[0].upper()}{phrase[1:]}; against the blog: "
+                f"{out['sentence'][0].lower()}{out['sentence'][1:]}"
+            )
+        elif smaller is not None and smaller["trial_id"] is not None:
+            out["sentence"] += (
+                f" The smaller variant (trial {smaller['trial_id']}, "
+                f"{count(smaller['params'])} parameters) was not shipped: {smaller['why']}."
+            )
     elif len(win) and not len(base):
         out |= {
             "delta_points": None,
@@ -412,6 +549,47 @@ def evidence(
     if export:
         out["exported"] = exported_summary(export)
     return out
+
+
+def run_evidence(
+    run_dir: Path,
+    table: pd.DataFrame,
+    test_labels: np.ndarray,
+    export: dict[str, Any] | None,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """``evidence`` with a run's own options (its ``--confirm-top``, ``--refit``, ``--margin``
+    and ``--select``)."""
+    return evidence(
+        run_dir,
+        table,
+        test_labels,
+        export,
+        cands=run_candidates(run_dir, options),
+        refit=options.get("refit", "none"),
+        margin=float(options.get("margin", DEFAULT_MARGIN)),
+        select=str(options.get("select", "best")),
+        max_epochs=int(options.get("max_epochs", 0)),
+    )
+
+
+def shipped_pick(
+    run_dir: Path, table: pd.DataFrame, test_labels: np.ndarray, options: dict[str, Any]
+) -> Candidate | None:
+    """The configuration a run ships: the winner, or with ``--select smallest`` the smaller
+    candidate once its judge runs show it equivalent to the winner (or better)."""
+    pick = choose_winner(table, run_candidates(run_dir, options))
+    if pick is None or options.get("select", "best") != SMALLEST:
+        return pick
+    small, report = smaller_judgement(
+        run_dir,
+        table,
+        test_labels,
+        pick,
+        max_epochs=int(options.get("max_epochs", 0)),
+        margin=float(options.get("margin", DEFAULT_MARGIN)),
+    )
+    return small if small is not None and report["ships"] else pick
 
 
 def shipped_summary(table: pd.DataFrame, pick: Candidate, refit: str) -> dict[str, Any]:

@@ -39,11 +39,10 @@ from search import interrupt
 from search import results as res
 from search.confirm import (
     REFIT,
-    choose_winner,
-    evidence,
     load_confirm,
     params_of,
-    run_candidates,
+    run_evidence,
+    shipped_pick,
     shipped_run,
 )
 from search.model_card import build_card, write_card
@@ -111,10 +110,11 @@ def _write_predictions(path: Path, data: PreparedData, probs: np.ndarray, split:
     frame.to_csv(path, index=False)
 
 
-def _source(run_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
-    """What to export: the confirmed winner's refit or best judge run, else the best trial."""
+def _source(run_dir: Path, options: dict[str, Any], test_labels: np.ndarray) -> dict[str, Any]:
+    """What to export: the shipped configuration's refit or best judge run (the winner's, or
+    with ``--select smallest`` the smaller equivalent one's), else the best trial."""
     table = load_confirm(run_dir)
-    pick = choose_winner(table, run_candidates(run_dir, options)) if len(table) else None
+    pick = shipped_pick(run_dir, table, test_labels, options) if len(table) else None
     row = shipped_run(table, pick.trial_id, options.get("refit", "none")) if pick else None
     if row is not None:
         refit = str(row["stage"]) == REFIT
@@ -148,7 +148,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     from models.checkpoint import CheckpointError, load_weights
 
     config, data = _data(run_dir)
-    source = _source(run_dir, config.options)
+    source = _source(run_dir, config.options, data.cached.split("test")[1])
     ckpt = checkpoint_path(run_dir, source["run_id"] or source["trial_id"])
     if not ckpt.exists():
         raise ExportError(f"the checkpoint of {source['what']} is missing ({ckpt}).")
@@ -241,6 +241,8 @@ def export_run(run_dir: Path) -> dict[str, Any]:
         "n_test": scores["test"][2],
         "classes": list(data.classes),
         "latency_ms_per_image": reloaded["latency_ms_per_image"],
+        "latency_ms_per_image_batch_32": reloaded["latency_ms_per_image_batch_32"],
+        "n_params": int(model.count_params()),
         "serve_bytes": reloaded["serve_bytes"],
         "saved_model": str(run_dir / "best_model"),
         "keras_file": str(run_dir / "best_model.keras"),
@@ -248,15 +250,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     _, test_labels = data.cached.split("test")
     table = load_confirm(run_dir)
     confirmed = (
-        evidence(
-            run_dir,
-            table,
-            test_labels,
-            None,
-            cands=run_candidates(run_dir, config.options),
-            refit=config.options.get("refit", "none"),
-            margin=float(config.options.get("margin", 2.0)),
-        )
+        run_evidence(run_dir, table, test_labels, None, config.options)
         if len(table) and config.options.get("confirm")
         else None
     )
@@ -347,10 +341,6 @@ def verify_run(run_dir: Path, stage: Path) -> dict[str, Any]:
     by_files = score_files(loaded.signatures[BYTES_SIGNATURE], data.paths("test"), batch=batch)
     by_bytes = agreement(memory_test, by_files, y_test)
     one = next(_batches(x_val[:1], 1))
-    serve(tf.constant(one))
-    t0 = time.perf_counter()
-    for _ in range(20):
-        serve(tf.constant(one))
     return {
         "val_accuracy_reloaded": acc,
         "test_accuracy_reloaded": test_acc,
@@ -358,7 +348,8 @@ def verify_run(run_dir: Path, stage: Path) -> dict[str, Any]:
         "max_probability_difference": float(
             max(np.max(np.abs(probs - memory)), np.max(np.abs(test_probs - memory_test)))
         ),
-        "latency_ms_per_image": (time.perf_counter() - t0) / 20 * 1000,
+        "latency_ms_per_image": _latency_ms(serve, one, 1),
+        "latency_ms_per_image_batch_32": _latency_ms(serve, one, 32),
         "serve_bytes": by_bytes,
     }
 
@@ -367,6 +358,21 @@ EXPORT_FIX = (
     "free some space (or copy the run to a writable disk), then export again with: "
     "python -m search.export RUN_DIR"
 )
+
+
+def _latency_ms(serve: Any, one: np.ndarray, batch: int, repeats: int = 7) -> float:
+    """Median milliseconds per image of the ``serve`` signature on ``batch`` copies of one
+    image, after one warm-up call, on this machine."""
+    import tensorflow as tf
+
+    images = tf.constant(np.repeat(one, batch, axis=0))
+    serve(images)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        serve(images)
+        times.append((time.perf_counter() - t0) / batch * 1000)
+    return float(np.median(times))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

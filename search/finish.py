@@ -13,25 +13,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data_pipeline.files import NoRoom
 from data_pipeline.pipeline import PreparedData
 from search import interrupt, rundir
 from search import results as res
 from search.confirm import (
+    DEFAULT_MARGIN,
     JUDGE,
     REFIT,
     SELECT,
+    SMALLEST,
     Candidate,
     candidate_name,
     candidates,
     choose_winner,
-    evidence,
     finished_runs,
     keep_checkpoints,
     load_confirm,
     refit_epochs,
     run_candidates,
+    run_evidence,
     run_id,
     selection,
+    shipped_pick,
+    smaller_candidate,
     unconfirmed,
 )
 from search.loop import Budget
@@ -41,8 +46,20 @@ from search.stats import format_selected
 from search.trial.runner import TrialRunner
 
 
-def confirm_runs_left(run_dir: Path, total: int) -> int:
-    return max(0, total - len(finished_runs(load_confirm(run_dir))))
+def confirm_runs_left(run_dir: Path, total: int, options: dict[str, Any]) -> int:
+    """Evidence runs still to train; ``total`` counts the smaller candidate's judge runs, which
+    are not owed once the winner is known and the front has no such candidate."""
+    table = load_confirm(run_dir)
+    if options.get("select") == SMALLEST and total:
+        winner = choose_winner(table, run_candidates(run_dir, options))
+        if winner is not None and not smaller_candidate(
+            res.load_trials(run_dir),
+            winner,
+            max_epochs=int(options["max_epochs"]),
+            margin=float(options.get("margin", DEFAULT_MARGIN)),
+        ):
+            total -= int(options.get("confirm", 0))
+    return max(0, total - len(finished_runs(table)))
 
 
 def run_confirmation(
@@ -55,16 +72,18 @@ def run_confirmation(
     top: int,
     max_epochs: int,
     baseline: dict[str, Any] | None,
-    n_test: int,
-    refit: str = "trainval",
+    test_labels: Any,
+    options: dict[str, Any],
 ) -> None:
     """The evidence phase (``search.confirm``): select over seeds on validation, judge the
-    winner against the baseline with fresh seeds on test, refit the winner.
+    winner against the baseline with fresh seeds on test (with ``--select smallest``, the
+    smaller candidate too, on the same seeds), refit the configuration shipped.
 
     Seed-major order in each stage (every candidate's seed 1, then seed 2, ...): a run stopped
     by the time budget still has complete pairs of seeds. Runs already in ``confirm.csv`` are
     not trained again, so a larger ``--confirm`` or ``--confirm-top`` continues.
     """
+    n_test, refit = len(test_labels), str(options.get("refit", "trainval"))
     cands = candidates(res.load_trials(run_dir), top=top, baseline=None)
     if not cands:
         say("confirmation: no search trial has a score to confirm.")
@@ -106,14 +125,34 @@ def run_confirmation(
     )
     if not train(JUDGE, judged, "the next judge run"):
         return
+    margin = float(options.get("margin", DEFAULT_MARGIN))
+    if options.get("select") == SMALLEST:
+        small = smaller_candidate(
+            res.load_trials(run_dir), winner, max_epochs=max_epochs, margin=margin
+        )
+        if small is None:
+            say(
+                f"smallest: no configuration of the front with fewer parameters than the "
+                f"winner scored within {margin:g} points of it in the search; the best ships"
+            )
+        else:
+            names[small.trial_id] = SMALLEST
+            say(
+                f"smallest: trial {small.trial_id} (search score {small.search_val_accuracy:.4f},"
+                f" within {margin:g} points of the winner's), judged on the same {seeds} seeds"
+            )
+            if not train(JUDGE, [small], "the next judge run of the smaller candidate"):
+                return
     if refit == "none":
         return
     table = load_confirm(run_dir)
-    epochs = refit_epochs(table, winner.trial_id)
-    if epochs is None or run_id(winner, 0, REFIT) in finished_runs(table):
+    ship = shipped_pick(run_dir, table, test_labels, options) or winner
+    epochs = refit_epochs(table, ship.trial_id)
+    if epochs is None or run_id(ship, 0, REFIT) in finished_runs(table):
         return
-    if budget.fits(runner.est.trial_s(epochs), "the refit of the winner"):
-        runner.refit(winner, names[winner.trial_id], epochs=epochs, n_test=n_test)
+    what = "the winner" if ship is winner else "the smaller equivalent configuration"
+    if budget.fits(runner.est.trial_s(epochs), f"the refit of {what}"):
+        runner.refit(ship, names[ship.trial_id], epochs=epochs, n_test=n_test)
         prune_confirm_checkpoints(run_dir)
 
 
@@ -172,6 +211,8 @@ def export_in_fresh_process(run_dir: Path) -> ExportResult:
         capture_output=True,
         text=True,
     )
+    if done.returncode == 2 and "cannot write" in done.stderr:  # a full or read-only disk
+        raise NoRoom(done.stderr.strip().splitlines()[-1].removeprefix("error: "))
     return ExportResult(done.returncode == 0, done.stdout.strip(), done.stderr)
 
 
@@ -200,15 +241,7 @@ def write_summary(run_dir: Path, data: PreparedData, options: dict[str, Any]) ->
     export = rundir.read_json(run_dir / "export.json")
     table = load_confirm(run_dir)
     if options.get("confirm") and len(table):
-        summary = evidence(
-            run_dir,
-            table,
-            test_labels,
-            export,
-            cands=run_candidates(run_dir, options),
-            refit=options.get("refit", "none"),
-            margin=float(options.get("margin", 2.0)),
-        )
+        summary = run_evidence(run_dir, table, test_labels, export, options)
     else:
         summary = unconfirmed(res.load_trials(run_dir), export, len(test_labels))
     # accuracy and size together, at the full budget (selected on validation: optimistic)

@@ -81,6 +81,7 @@ def recorded_outcomes(run_dir: Path) -> dict[str, TrialOutcome]:
             val_accuracy=None if res.missing(row.val_accuracy) else float(row.val_accuracy),
             per_epoch=[(int(e), float(v)) for e, v in zip(h["epoch"], h["value"], strict=True)],
             error=None if res.missing(row.error) else str(row.error),
+            params=None if res.missing(row.params) else int(row.params),
         )
     return out
 

@@ -111,6 +111,17 @@ def build_card(
             "(-1: undecodable), class_name, error",
         },
         "serve_bytes_agreement": record.get("serve_bytes"),
+        "size": {
+            "parameters": record.get("n_params"),
+            "float32_weights_bytes": 4 * int(record.get("n_params") or 0),
+        },
+        "latency_ms_per_image": {
+            "batch_1": record.get("latency_ms_per_image"),
+            "batch_32": record.get("latency_ms_per_image_batch_32"),
+            "measured_on": "the machine that exported it, CPU, the serve signature, median "
+            "of 7 calls",
+        },
+        "traded": _traded(confirmed),
         "versions": config.versions,
         "usage": {
             "python": PYTHON,
@@ -119,6 +130,25 @@ def build_card(
             "tf_serving_note": REST_NOTE,
         },
     }
+
+
+def _traded(confirmed: dict[str, Any] | None) -> str:
+    """What the shipped model gave up for its size (``--select smallest``), in one line."""
+    confirmed = confirmed or {}
+    smaller = confirmed.get("smaller")
+    if not smaller:
+        return (
+            "nothing: the best configuration is shipped (run with --select smallest to "
+            "look for a smaller equivalent one)"
+        )
+    if smaller.get("ships"):
+        return (
+            f"{smaller['times_smaller']:.1f}x fewer parameters than the best configuration "
+            f"(trial {smaller['winner_trial_id']}), for a test accuracy difference of "
+            f"{smaller['delta_points']:+.1f} points ({smaller['interval']}): equivalent within "
+            f"+-{confirmed.get('margin_points', 2.0):g} points"
+        )
+    return f"nothing: the best configuration is shipped; {smaller['why']}"
 
 
 def card_markdown(card: dict[str, Any]) -> str:
@@ -132,6 +162,19 @@ def card_markdown(card: dict[str, Any]) -> str:
     )
     sizes = ", ".join(f"{k} {v:,}" for k, v in card["trained_on"]["split_sizes"].items())
     verdict += f"- **What was shipped**: {card.get('shipped', '')}.\n"
+    size, latency = card.get("size") or {}, card.get("latency_ms_per_image") or {}
+    if size.get("parameters"):
+        verdict += (
+            f"- **Size**: {size['parameters']:,} parameters, "
+            f"{size['float32_weights_bytes'] / 2**20:,.1f} MiB of float32 weights.\n"
+        )
+    if latency.get("batch_1") is not None and latency.get("batch_32") is not None:
+        verdict += (
+            f"- **Latency** ({latency['measured_on']}): {latency['batch_1']:.1f} ms for one "
+            f"image, {latency['batch_32']:.1f} ms per image in batches of 32.\n"
+        )
+    if card.get("traded"):
+        verdict += f"- **Traded for size**: {card['traded']}.\n"
     params = ", ".join(f"{k}={v}" for k, v in card["parameters"].items())
     versions = ", ".join(f"{k} {v}" for k, v in card["versions"].items())
     agree = card.get("serve_bytes_agreement") or {}

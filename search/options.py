@@ -18,8 +18,8 @@ from data_pipeline.discover import (
 from data_pipeline.errors import DataError
 from data_pipeline.pipeline import DataConfig
 from models.alexnet import AlexNetParams, validate
-from search.confirm import REFIT_MODES
-from search.engines import ENGINES
+from search.confirm import REFIT_MODES, SELECTS
+from search.engines import ENGINES, OBJECTIVES
 from search.rundir import identity_hash
 from search.space import read_space_file
 from search.stats import DEFAULT_MARGIN
@@ -88,6 +88,8 @@ class SearchOptions:
     confirm_top: int = 3  # search configurations the selection stage retrains over seeds
     refit: str = "trainval"  # the shipped model: the winner refitted on train + validation
     margin: float = DEFAULT_MARGIN  # points: a difference inside it can be "equivalent"
+    select: str = "best"  # smallest: ship the smallest configuration equivalent to the best
+    objective: str = "accuracy"  # accuracy,params: Optuna's multi-objective study
     augment: bool = False
     tensorboard: bool = True  # RUN_DIR/tensorboard: per-epoch curves and the HParams dashboard
     space: Path | None = None
@@ -171,6 +173,22 @@ class SearchOptions:
             raise OptionError(
                 f"--refit must be one of {', '.join(REFIT_MODES)}, but got {self.refit!r}."
             )
+        if self.objective not in OBJECTIVES:
+            raise OptionError(
+                f"--objective must be one of {', '.join(OBJECTIVES)}, but got {self.objective!r}."
+            )
+        if self.objective != "accuracy" and self.engine != "optuna":
+            raise OptionError(
+                f"--objective {self.objective} needs --engine optuna: Keras Tuner's oracles "
+                "optimise one number and would sum the two objectives into it (keras-tuner "
+                f"#556, #641), which --engine {self.engine} would do. Use --engine optuna for "
+                "a true multi-objective study, or --select smallest to ship the smallest model "
+                "that is as good as the best."
+            )
+        if self.select not in SELECTS:
+            raise OptionError(
+                f"--select must be one of {', '.join(SELECTS)}, but got {self.select!r}."
+            )
         if not (math.isfinite(self.margin) and 0 < self.margin <= 50):
             raise OptionError(
                 f"--margin must be a number of points in (0, 50], but got {self.margin}; "
@@ -204,7 +222,7 @@ class SearchOptions:
     def identity(self) -> dict[str, Any]:
         """The settings that define a run: a run directory holds exactly one of these."""
         # not --trials, --confirm, --confirm-top: larger values continue the same run
-        # (``rundir.EXTENDABLE``); not --refit or --margin, which only change the ending
+        # (``rundir.EXTENDABLE``); not --refit, --margin or --select, which only change the ending
         keys = (
             "engine",
             "max_epochs",
@@ -222,6 +240,8 @@ class SearchOptions:
             "strategy",
         )
         out: dict[str, Any] = {k: getattr(self, k) for k in keys}
+        if self.objective != "accuracy":  # the study's directions; the default keeps older runs'
+            out["objective"] = self.objective
         if self.cpu_devices > 1:  # the replicas set the global batch; 1 keeps older runs' hash
             out["cpu_devices"] = self.cpu_devices
         out["data_dir"] = str(self.resolved_data_dir().resolve())

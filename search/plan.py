@@ -54,12 +54,14 @@ BLOG_PARAMS = 58_289_538  # the blog's AlexNet: 227px, full width, 2 classes
 
 def confirm_runs_total(o: SearchOptions) -> int:
     """Runs of the evidence phase: the selection (each of the top M once per seed, when M >
-    1), the judge (the winner and the baseline once per fresh seed) and the refit."""
+    1), the judge (the winner and the baseline once per fresh seed; with ``--select smallest``
+    also the smallest equivalent candidate, when the front has one) and the refit."""
     if o.role != "chief" or o.confirm == 0:
         return 0
     select = o.confirm * o.confirm_top if o.confirm_top > 1 else 0
     judge = o.confirm * (2 if o.baseline else 1)
-    return select + judge + (1 if o.refit != "none" else 0)
+    smallest = o.confirm if o.select == "smallest" else 0  # at most: the front may have none
+    return select + judge + smallest + (1 if o.refit != "none" else 0)
 
 
 def total_epochs(o: SearchOptions, engine: SearchEngine) -> int:

@@ -24,9 +24,9 @@ from data_pipeline.discover import DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_
 from data_pipeline.errors import DataError
 from data_pipeline.files import NoRoom, no_room
 from search import interrupt
-from search.confirm import REFIT_MODES
+from search.confirm import REFIT_MODES, SELECTS
 from search.devices import PRECISIONS, XLA_MODES
-from search.engines import ENGINES
+from search.engines import ENGINES, OBJECTIVES
 from search.hardware import auto_preset, visible_gpus
 from search.options import PRESETS, OptionError, SearchOptions, apply_preset, parse_duration
 from search.rundir import ROOM_FIX, RunDirError
@@ -198,6 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="POINTS",
         help="a difference whose whole 95%% interval lies within +-POINTS is 'equivalent' "
         "(default %(default)s)",
+    )
+    g_evidence.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default="accuracy",
+        help="accuracy,params: with --engine optuna, a multi-objective study (validation "
+        "accuracy up, parameter count down; no pruner, every trial trains --max-epochs); "
+        "Keras Tuner's engines refuse it (default %(default)s)",
+    )
+    g_evidence.add_argument(
+        "--select",
+        choices=SELECTS,
+        default="best",
+        help="smallest: also judge the smallest configuration of the accuracy-size front "
+        "whose search score is within --margin of the winner's, with the same fresh seeds, "
+        "and ship it when it is equivalent to the winner (default %(default)s)",
     )
     g_output = p.add_argument_group("output", "where results go and what is printed")
     g_output.add_argument(

@@ -251,8 +251,8 @@ class Search:
                     top=o.confirm_top,
                     max_epochs=o.max_epochs,
                     baseline=baseline_values(self.space) if o.baseline else None,
-                    n_test=data.split_size("test"),
-                    refit=o.refit,
+                    test_labels=data.cached.split("test")[1],
+                    options=o.to_dict(),
                 )
         process.close()
         if not self.chief:
@@ -344,6 +344,7 @@ class Search:
             study_name=o.study,
             role=o.role,
             oracle_address=o.oracle,
+            objective=o.objective,
             tuner_id=os.environ.get("KERASTUNER_TUNER_ID")
             or ("chief" if self.chief else f"worker-{socket.gethostname()}-{os.getpid()}"),
         )
@@ -496,11 +497,13 @@ class Search:
             trials_done=len(res.search_trials(trials)),
             baseline_done=bool((trials["trial_id"] == res.BASELINE_ID).any()),
             confirm_runs_total=total,
-            confirm_runs_left=finish.confirm_runs_left(self.run_dir, total),
+            confirm_runs_left=finish.confirm_runs_left(self.run_dir, total, self.opts.to_dict()),
         )
 
     def _confirm_runs_left(self) -> int:
-        return finish.confirm_runs_left(self.run_dir, planning.confirm_runs_total(self.opts))
+        return finish.confirm_runs_left(
+            self.run_dir, planning.confirm_runs_total(self.opts), self.opts.to_dict()
+        )
 
     def _note(self) -> str:
         return res.progress_note(res.load_trials(self.run_dir))

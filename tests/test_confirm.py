@@ -210,3 +210,118 @@ def test_two_models_at_chance_get_no_verdict_whatever_the_test_noise(tmp_path: P
     assert before["verdict"] in VERDICTS and before["delta_points"] == after["delta_points"]
     assert after["verdict"] == "inconclusive" and "neither model learned" in after["sentence"]
     assert len(after["at_chance_runs"]) == 6
+
+
+def _smaller_run(tmp_path: Path, smaller_right: float) -> tuple[Path, np.ndarray]:
+    """The fixture run (winner 0003: dense 512, search 0.72) with params per trial, plus trial
+    0005 (dense 128, search 0.71: within 2 points, 4x smaller) judged on the same seeds; its
+    test predictions equal the winner's where ``smaller_right`` is 1, else worse."""
+    import dataclasses
+
+    from search.confirm import ConfirmRow, predictions_path, record_confirm, run_id
+    from search.results import record_trial
+    from tests.report_fixtures import _history, _row
+
+    run_dir = make_run(tmp_path / "run")
+    trials = load_trials(run_dir)
+    sizes = {"baseline": 58_000_000, "0000": 8_000, "0001": 16_000, "0002": 8_000, "0003": 4_000}
+    for trial_id, size in sizes.items():
+        row = trials[trials["trial_id"] == trial_id].iloc[0]
+        rebuilt = _row(
+            trial_id,
+            "completed",
+            float(row["val_accuracy"]),
+            lr=float(row["learning_rate"]),
+            dense=int(row["dense_units"]),
+            dropout=float(row["dropout"]),
+            lrn=bool(row["lrn"]),
+            epochs=3,
+        )
+        record_trial(run_dir, dataclasses.replace(rebuilt, params=size), _history(3, 0.5))
+    small = _row("0005", "completed", 0.71, lr=9e-4, dense=128, epochs=3)
+    record_trial(run_dir, dataclasses.replace(small, params=1_000), _history(3, 0.5))
+    labels = np.array([i % 2 for i in range(N_TEST)])
+    table = load_confirm(run_dir)
+    rng = np.random.default_rng(9)
+    cand = Candidate(
+        "0005", {"dropout": 0.25, "lrn": True, "dense_units": 128, "learning_rate": 9e-4}, 0.71
+    )
+    for index in range(3):
+        winner_preds = np.load(predictions_path(run_dir, f"confirm-0003-s{index + 1}"))
+        worse = rng.random(N_TEST) > smaller_right
+        predicted = np.where(worse, 1 - labels, winner_preds).astype(np.int16)
+        rid = run_id(cand, index)
+        np.save(predictions_path(run_dir, rid), predicted)
+        base = table[table["run_id"] == f"confirm-0003-s{index + 1}"].iloc[0]
+        record_confirm(
+            run_dir,
+            ConfirmRow(
+                run_id=rid,
+                stage="judge",
+                candidate="smallest",
+                trial_id="0005",
+                seed_index=index + 1,
+                seed=int(base["seed"]),
+                values=cand.values,
+                search_val_accuracy=0.71,
+                val_accuracy=0.7,
+                best_epoch=3,
+                at_chance=False,
+                test_accuracy=float(np.mean(predicted == labels)),
+                n_validation=7,
+                n_test=N_TEST,
+                epochs=3,
+                seconds=2.0,
+                peak_rss_mb=800.0,
+                status="completed",
+                error=None,
+                ended_at="2026-11-26T00:02:00+00:00",
+            ),
+        )
+    return run_dir, labels
+
+
+def test_the_smaller_candidate_is_the_smallest_of_the_front_within_the_margin(
+    tmp_path: Path,
+) -> None:
+    from search.confirm import smaller_candidate
+
+    run_dir, _ = _smaller_run(tmp_path, 1.0)
+    trials = load_trials(run_dir)
+    winner = Candidate("0003", {}, 0.72)
+    assert smaller_candidate(trials, winner, max_epochs=3, margin=2.0).trial_id == "0005"
+    # a margin under the 1-point gap leaves none; a trial short of the full budget never counts
+    assert smaller_candidate(trials, winner, max_epochs=3, margin=0.5) is None
+    assert smaller_candidate(trials, winner, max_epochs=4, margin=2.0) is None
+    assert smaller_candidate(trials, Candidate("0005", {}, 0.71), max_epochs=3, margin=2) is None
+
+
+@pytest.mark.parametrize("right, ships", [(1.0, True), (0.6, False)])
+def test_select_smallest_ships_the_smaller_model_only_when_it_is_equivalent(
+    tmp_path: Path, right: float, ships: bool
+) -> None:
+    from search.confirm import run_evidence, shipped_pick
+
+    run_dir, labels = _smaller_run(tmp_path, right)
+    options = {"confirm_top": 1, "refit": "none", "select": "smallest", "max_epochs": 3}
+    summary = run_evidence(run_dir, load_confirm(run_dir), labels, None, options)
+    smaller = summary["smaller"]
+    assert smaller["trial_id"] == "0005" and smaller["times_smaller"] == pytest.approx(4.0)
+    assert smaller["verdict"] in VERDICTS and smaller["seeds"] == 3
+    assert smaller["ships"] is ships
+    shipped = shipped_pick(run_dir, load_confirm(run_dir), labels, options)
+    assert shipped.trial_id == ("0005" if ships else "0003")
+    assert summary["winner"]["trial_id"] == shipped.trial_id
+    assert summary["shipped"]["run_id"].startswith(f"confirm-{shipped.trial_id}-")
+    assert summary["verdict"] in VERDICTS
+    if ships:
+        assert smaller["verdict"] == "equivalent" and smaller["delta_ci95"] == [0.0, 0.0]
+        assert summary["sentence"].startswith(
+            "The 1,000-parameter variant (trial 0005) is equivalent to the best"
+        )
+        assert "4.0x smaller; against the blog: on 40 untouched test images" in summary["sentence"]
+    else:
+        assert smaller["verdict"] != "equivalent"
+        assert "(trial 0005, 1,000 parameters) was not shipped" in summary["sentence"]
+    best = run_evidence(run_dir, load_confirm(run_dir), labels, None, options | {"select": "best"})
+    assert "smaller" not in best and best["winner"]["trial_id"] == "0003"

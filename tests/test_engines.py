@@ -223,3 +223,27 @@ def test_a_parameter_held_fixed_does_not_change_the_trials_a_seed_gives(
     assert with_fixed == values(without, "b")
     engine = make_engine(kind, DEFAULT_SPACE, _settings(tmp_path / "c", 3, 6))
     assert engine.next_trial().values["weight_decay"] == 0.0  # filled in at its value
+
+
+def test_optuna_multi_objective_learns_accuracy_and_size_without_pruning(tmp_path: Path) -> None:
+    import dataclasses
+
+    import optuna
+
+    settings = dataclasses.replace(_settings(tmp_path, 3, 6), objective="accuracy,params")
+    engine = make_engine("optuna", DEFAULT_SPACE, settings)
+    assert isinstance(engine, OptunaEngine) and "multi-objective" in engine.describe(6)[0]
+    told = []
+    for score, size in [(0.70, 5_000_000), (0.72, 9_000_000), (0.65, 1_000_000), (0.60, 8e6)]:
+        spec = engine.next_trial()
+        assert not engine.should_prune(spec, 1, 0.1)  # no pruner: every trial trains fully
+        engine.finish(spec, TrialOutcome("completed", score, [(3, score)], params=int(size)))
+        told.append((score, int(size)))
+    failed = engine.next_trial()
+    engine.finish(failed, TrialOutcome("failed", None, [], error="boom"))
+    study = engine.study
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert [tuple(t.values) for t in done] == told
+    front = sorted(tuple(t.values) for t in study.best_trials)
+    assert front == [(0.65, 1_000_000), (0.70, 5_000_000), (0.72, 9_000_000)]

@@ -811,3 +811,52 @@ def test_a_resume_on_a_changed_data_folder_is_refused(
     assert len(pd.read_csv(run_dir / "trials.csv")) == 1  # nothing ran on the new split
     out = _cli(export_cli.main, [str(run_dir)], capsys)
     assert out.returncode == 2 and "the data folder changed" in out.stderr
+
+
+def test_select_smallest_judges_the_smaller_candidate_on_the_same_seeds(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    args = search_args(tiny, run_dir, "--trials", "3", "--max-epochs", "1", "--engine", "random")
+    args += ["--confirm", "2", "--confirm-top", "1", "--select", "smallest", "--margin", "50"]
+    out = run(args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    smaller, export = summary["smaller"], json.loads((run_dir / "export.json").read_text())
+    table = pd.read_csv(run_dir / "confirm.csv", dtype={"trial_id": str})
+    judged = table[table["stage"] == "judge"]
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    size = dict(zip(trials["trial_id"], trials["params"], strict=True))
+    if smaller["trial_id"] is None:  # the winner is the smallest of the front
+        assert "smallest" not in set(judged["candidate"])
+        assert export["source_trial"] == summary["winner"]["trial_id"]
+    else:
+        mine = judged[judged["candidate"] == "smallest"]
+        best = judged[judged["trial_id"] == smaller["winner_trial_id"]]
+        assert set(mine["trial_id"]) == {smaller["trial_id"]}
+        assert sorted(mine["seed"]) == sorted(best["seed"]) and len(mine) == 2
+        assert size[smaller["trial_id"]] < size[smaller["winner_trial_id"]]
+        assert smaller["verdict"] in VERDICTS
+        shipped = smaller["trial_id"] if smaller["ships"] else smaller["winner_trial_id"]
+        assert export["source_trial"] == shipped == summary["winner"]["trial_id"]
+        assert table[table["stage"] == "refit"]["trial_id"].tolist() == [shipped]
+    assert summary["verdict"] in VERDICTS
+    card = json.loads((run_dir / "best_model" / "model_card.json").read_text())
+    assert card["size"]["parameters"] == size[export["source_trial"]]
+    assert card["latency_ms_per_image"]["batch_1"] > 0 < card["latency_ms_per_image"]["batch_32"]
+    assert "Traded for size" in (run_dir / "best_model" / "README.md").read_text()
+    again = run(args)  # nothing owed: the smaller candidate's runs are counted as planned
+    assert again.returncode == 0 and "this search is finished" in again.stdout
+
+
+def test_a_multi_objective_needs_optuna_and_says_why(
+    tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from search.run import main
+
+    args = search_args(tiny, tmp_path / "run", "--objective", "accuracy,params")
+    out = _cli(main, args[3:], capsys)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "--objective accuracy,params needs --engine optuna" in out.stderr
+    assert "would sum the two objectives" in out.stderr and "--select smallest" in out.stderr
+    assert not (tmp_path / "run").exists()

@@ -7,9 +7,11 @@ from search.engines.base import WAIT, EngineSettings, SearchEngine, TrialOutcome
 from search.space import Space
 
 ENGINES = ("hyperband", "random", "bayesian", "optuna")
+OBJECTIVES = ("accuracy", "accuracy,params")  # --objective; the second: Optuna only
 
 __all__ = [
     "ENGINES",
+    "OBJECTIVES",
     "WAIT",
     "EngineSettings",
     "SearchEngine",

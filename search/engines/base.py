@@ -26,6 +26,7 @@ class EngineSettings:
     role: str = "chief"  # or "worker"
     oracle_address: str | None = None  # Keras Tuner chief/worker: HOST:PORT of the oracle
     tuner_id: str = "chief"
+    objective: str = "accuracy"  # or "accuracy,params": Optuna's multi-objective study
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class TrialOutcome:
     val_accuracy: float | None
     per_epoch: list[tuple[int, float]] = field(default_factory=list)  # (epoch, val_accuracy)
     error: str | None = None
+    params: int | None = None  # the model's parameter count (a multi-objective study's 2nd)
 
 
 WAIT = TrialSpec("(wait)", {}, 0)

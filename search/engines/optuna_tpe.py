@@ -1,4 +1,6 @@
-"""Optuna's TPE sampler with its Hyperband pruner, on a journal file or a database."""
+"""Optuna's TPE sampler with its Hyperband pruner, on a journal file or a database; or, with
+``--objective accuracy,params``, a true multi-objective study (TPE over validation accuracy and
+parameter count, no pruner)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import contextlib
 import datetime
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +77,8 @@ class OptunaEngine(SearchEngine):
         from optuna.storages.journal import JournalFileBackend
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # the stale-trial helpers we rely on are marked experimental: no warning per trial
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         self.space = space
         self.max_epochs = settings.max_epochs
         self.storage: Any
@@ -91,13 +96,19 @@ class OptunaEngine(SearchEngine):
             self.storage = JournalStorage(
                 JournalFileBackend(str(Path(settings.state_dir) / "optuna.journal"))
             )
+        # Two objectives: Optuna's pruners compare one intermediate value, and a trial's size
+        # is known before it trains, so nothing can tell early that it will be dominated;
+        # every trial trains its full --max-epochs and TPE learns the front from them.
+        self.multi = settings.objective == "accuracy,params"
         self.study = optuna.create_study(
             study_name=settings.study_name,
             storage=self.storage,
-            direction="maximize",
+            directions=["maximize", "minimize"] if self.multi else ["maximize"],
             load_if_exists=True,
             sampler=optuna.samplers.TPESampler(seed=settings.seed),
-            pruner=optuna.pruners.HyperbandPruner(
+            pruner=optuna.pruners.NopPruner()
+            if self.multi
+            else optuna.pruners.HyperbandPruner(
                 min_resource=1, max_resource=settings.max_epochs, reduction_factor=settings.factor
             ),
         )
@@ -183,6 +194,8 @@ class OptunaEngine(SearchEngine):
                 return
 
     def should_prune(self, spec: TrialSpec, epoch: int, val_accuracy: float) -> bool:
+        if self.multi:  # Optuna refuses report() in a multi-objective study
+            return False
         trial = self._running[spec.trial_id]
         trial.report(val_accuracy, step=epoch)
         return bool(trial.should_prune())
@@ -196,9 +209,14 @@ class OptunaEngine(SearchEngine):
             "failed": optuna.trial.TrialState.FAIL,
         }[outcome.status]
         value = outcome.val_accuracy if outcome.status == "completed" else None
-        if state == optuna.trial.TrialState.COMPLETE and value is None:
+        values: Any = value
+        if self.multi:
+            values = None if value is None or not outcome.params else [value, outcome.params]
+        if state == optuna.trial.TrialState.COMPLETE and values is None:
             state = optuna.trial.TrialState.FAIL
-        self.study.tell(number, value, state=state)
+        if state != optuna.trial.TrialState.COMPLETE:
+            values = None  # Optuna takes values of complete trials only
+        self.study.tell(number, values, state=state)
 
     def finish(self, spec: TrialSpec, outcome: TrialOutcome) -> None:
         trial = self._running.pop(spec.trial_id)
@@ -211,6 +229,11 @@ class OptunaEngine(SearchEngine):
         return [TrialSpec(f"{i}", {}, self.max_epochs) for i in range(n_trials)]
 
     def describe(self, n_trials: int) -> list[str]:
+        if self.multi:
+            return [
+                f"Optuna multi-objective TPE (validation accuracy up, parameters down), no "
+                f"pruner: {n_trials} trials of {self.max_epochs} epochs"
+            ]
         return [
             f"Optuna TPE + Hyperband pruner: {n_trials} trials of up to {self.max_epochs} "
             f"epochs ({n_trials * self.max_epochs} epochs at most; pruned trials stop early)"

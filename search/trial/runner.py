@@ -187,6 +187,7 @@ class TrialRunner:
                 (h.epoch, h.metrics["val_accuracy"]) for h in history if "val_accuracy" in h.metrics
             ],
             error=row.error,
+            params=row.params or None,
         )
         if engine is not None:
             engine.finish(spec, outcome)
