@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from search import results as res
@@ -309,7 +310,8 @@ def test_an_extended_search_or_confirmation_trains_only_what_is_new(
             top=top,
             max_epochs=2,
             baseline=baseline_values(),
-            n_test=4,
+            test_labels=np.array([0, 1, 0, 1]),
+            options={},
         )
 
     res.record_trial(tmp_path, _row("baseline", "completed", 0.5), [])
