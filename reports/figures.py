@@ -782,19 +782,38 @@ class ParetoInfo(NamedTuple):
     front_ids: list[str]
     winner_id: str | None
     max_epochs: int
-    described: list[str]  # each point's configuration, for the hover
+    described: list[str]  # each point's configuration (and measured latency), for the hover
 
 
 def pareto_info(
-    trials: pd.DataFrame, space: Space, max_epochs: int, winner_id: str | None
+    trials: pd.DataFrame,
+    space: Space,
+    max_epochs: int,
+    winner_id: str | None,
+    latency: dict[str, dict[str, float]] | None = None,
 ) -> ParetoInfo:
+    """``latency``: the export's serving times of the front's configurations, by trial id."""
     from search.pareto import front, full_budget
     from search.space import format_searched
 
     points = full_budget(trials, max_epochs)
     ids = [str(t) for t in front(points)["trial_id"]] if len(points) else []
-    described = [format_searched(r, space) for r in points.to_dict("records")]
+    latency = latency or {}
+    described = [
+        format_searched(r, space) + latency_text(latency.get(str(r["trial_id"])))
+        for r in points.to_dict("records")
+    ]
     return ParetoInfo(points, ids, winner_id, max_epochs, described)
+
+
+def latency_text(ms: dict[str, float] | None) -> str:
+    """A front configuration's measured serving time, labelled with where it was measured."""
+    if not ms:
+        return ""
+    return (
+        f"; SavedModel {ms['batch_1']:.1f} ms/image at batch 1, {ms['batch_32']:.1f} at "
+        "batch 32 (CPU of the export)"
+    )
 
 
 def pareto_plot(info: ParetoInfo) -> go.Figure:

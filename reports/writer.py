@@ -36,6 +36,7 @@ from reports.tables import (
     summarize,
     table_columns,
 )
+from search.pareto import front_records
 from search.results import TRIAL_COLUMNS, baseline_score, best_trial, search_trials
 from search.rundir import RunDirError, format_seconds, now_iso
 from search.space import format_against_blog, to_toml
@@ -114,7 +115,13 @@ def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | Non
             FigureBlock("fig-budget", figure_json(fig.budget_plot(fig.budget_info(trials))))
         )
     winner = ((run.summary or {}).get("winner") or {}).get("trial_id")
-    pareto = fig.pareto_info(trials, space, run.config.max_epochs, winner)
+    pareto = fig.pareto_info(
+        trials,
+        space,
+        run.config.max_epochs,
+        winner,
+        latency=(run.export or {}).get("front_latency"),
+    )
     if len(pareto.points) >= 2:
         blocks.append(FigureBlock("fig-pareto", figure_json(fig.pareto_plot(pareto))))
     if run.predictions is not None and run.export:
@@ -183,6 +190,11 @@ def render_report(
             winner_params=_winner_params(summary, run.space),
             predictions_split=predictions_split(run.predictions),
             cost_rows=cost_rows(run.costs, run.trials),
+            front=front_records(
+                run.trials,
+                run.config.max_epochs,
+                latency=(run.export or {}).get("front_latency"),
+            ),
             columns=columns,
             figures=blocks,
             # the importance note sits beside its chart (or where it would be)

@@ -46,6 +46,7 @@ from search.confirm import (
     shipped_run,
 )
 from search.model_card import build_card, write_card
+from search.pareto import front_records
 from search.quiet import import_tensorflow_quietly
 from search.rundir import (
     RunConfig,
@@ -247,6 +248,19 @@ def export_run(run_dir: Path) -> dict[str, Any]:
         "saved_model": str(run_dir / "best_model"),
         "keras_file": str(run_dir / "best_model.keras"),
     }
+    record["front_latency"] = front_latency(
+        run_dir,
+        config,
+        data,
+        stage / ".latency",
+        exported=(
+            record["params"],
+            {
+                "batch_1": record["latency_ms_per_image"],
+                "batch_32": record["latency_ms_per_image_batch_32"],
+            },
+        ),
+    )
     _, test_labels = data.cached.split("test")
     table = load_confirm(run_dir)
     confirmed = (
@@ -358,6 +372,60 @@ EXPORT_FIX = (
     "free some space (or copy the run to a writable disk), then export again with: "
     "python -m search.export RUN_DIR"
 )
+
+
+FRONT_LATENCY_MAX = 8  # front configurations timed at most (the smallest ones)
+
+
+def front_latency(
+    run_dir: Path,
+    config: RunConfig,
+    data: PreparedData,
+    scratch: Path,
+    exported: tuple[dict[str, Any], dict[str, float]],
+) -> dict[str, dict[str, float]]:
+    """The serving latency of each Pareto-front configuration (``search.pareto``), on this
+    machine: its ``serve`` signature written as a SavedModel, reloaded and timed as the
+    export's is. The weights are a fresh initialisation: the graph and the arithmetic, hence
+    the time, are those of the trained model. ``exported``: the exported model's values and
+    its times, reused for the front's configuration with the same values."""
+    import keras
+    import tensorflow as tf
+
+    from models.alexnet import build_alexnet
+
+    one = next(_batches(data.arrays("validation")[0][:1], 1))
+    out: dict[str, dict[str, float]] = {}
+    for rec in front_records(res.load_trials(run_dir), config.max_epochs)[:FRONT_LATENCY_MAX]:
+        params = resolve(
+            rec["values"],
+            image_size=config.image_size,
+            width=config.width,
+            num_classes=len(data.classes),
+            space=config.space,
+        )
+        if params.to_dict() == exported[0]:
+            out[rec["trial_id"]] = dict(exported[1])
+            continue
+        folder = scratch / rec["trial_id"]
+        try:
+            export_saved_model(
+                build_alexnet(params),
+                folder,
+                image_size=params.image_size,
+                classes=data.classes,
+                with_bytes=False,
+            )
+            serve = tf.saved_model.load(str(folder)).signatures["serve"]
+            out[rec["trial_id"]] = {
+                "batch_1": _latency_ms(serve, one, 1),
+                "batch_32": _latency_ms(serve, one, 32),
+            }
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            keras.backend.clear_session()
+    shutil.rmtree(scratch, ignore_errors=True)
+    return out
 
 
 def _latency_ms(serve: Any, one: np.ndarray, batch: int, repeats: int = 7) -> float:

@@ -245,7 +245,11 @@ def write_summary(run_dir: Path, data: PreparedData, options: dict[str, Any]) ->
     else:
         summary = unconfirmed(res.load_trials(run_dir), export, len(test_labels))
     # accuracy and size together, at the full budget (selected on validation: optimistic)
-    summary["pareto"] = front_records(res.load_trials(run_dir), int(options["max_epochs"]))
+    summary["pareto"] = front_records(
+        res.load_trials(run_dir),
+        int(options["max_epochs"]),
+        latency=(export or {}).get("front_latency"),
+    )
     rundir.write_json_atomic(run_dir / "summary.json", summary)
     return summary
 

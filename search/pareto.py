@@ -38,9 +38,15 @@ def front(points: pd.DataFrame) -> pd.DataFrame:
     return ordered.loc[keep].reset_index(drop=True)
 
 
-def front_records(trials: pd.DataFrame, max_epochs: int) -> list[dict[str, Any]]:
-    """``summary.json``'s ``pareto``: the front's trials with parameters, size and score."""
+def front_records(
+    trials: pd.DataFrame,
+    max_epochs: int,
+    latency: dict[str, dict[str, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """``summary.json``'s ``pareto``: the front's trials with parameters, size and score, and
+    the serving latency the export measured (``latency``, by trial id) where it has one."""
     rows = front(full_budget(trials, max_epochs))
+    latency = latency or {}
     return [
         {
             "trial_id": str(r["trial_id"]),
@@ -49,6 +55,7 @@ def front_records(trials: pd.DataFrame, max_epochs: int) -> list[dict[str, Any]]
             "size_bytes": int(r["params"]) * BYTES_PER_PARAM,
             "val_accuracy": float(r["val_accuracy"]),
             "values": {k: _plain(r[k]) for k in PARAM_NAMES if k in r},
+            "latency_ms_per_image": latency.get(str(r["trial_id"])),
         }
         for r in rows.to_dict("records")
     ]

@@ -93,11 +93,12 @@ def test_two_processes_on_the_embedded_journal_extend_a_search(
     from optuna.storages.journal import JournalFileBackend
 
     run_dir = tmp_path / "run"
-    first = search_args(tiny, run_dir, "--engine", "optuna", "--trials", "2", "--max-epochs", "2")
+    optuna_search = ("--engine", "optuna", "--max-epochs", "2", "--no-baseline")
+    first = search_args(tiny, run_dir, *optuna_search, "--trials", "2")
     done = subprocess.run(first, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     # the same search given more trials, by a chief and a worker
-    args = search_args(tiny, run_dir, "--engine", "optuna", "--trials", "6", "--max-epochs", "2")
+    args = search_args(tiny, run_dir, *optuna_search, "--trials", "6")
     outs = _two_processes(args, run_dir, {})
     assert "worker done" in outs[0] and "extending the search: 2 done, 4 to run" in outs[1]
     storage = JournalStorage(JournalFileBackend(str(run_dir / "optuna.journal")))

@@ -124,15 +124,14 @@ def test_sigterm_during_the_confirmation_then_resume(
         tiny,
         run_dir,
         "--trials",
-        "2",
+        "1",
         "--max-epochs",
-        "30",
+        "8",
         "--engine",
         "random",
         "--confirm",
         "2",
-        "--confirm-top",
-        "1",
+        "--no-baseline",  # the judge runs of the winner alone: confirmation all the same
     )
 
     def confirming() -> bool:

@@ -75,7 +75,7 @@ def test_a_full_disk_stops_the_search_cleanly_and_the_rerun_completes(
     tmp_path: Path,
 ) -> None:
     run_dir = tmp_path / "run"
-    args = search_args(tiny, run_dir, "--trials", "2", "--max-epochs", "1", "--engine", "random")
+    args = search_args(tiny, run_dir, "--trials", "1", "--max-epochs", "1", "--no-baseline")
     full = run(args, env=_fault_env(tmp_path, "ENOSPC"))
     assert full.returncode == 2, full.stdout + full.stderr
     assert "Traceback" not in full.stderr + full.stdout
@@ -90,7 +90,7 @@ def test_a_full_disk_stops_the_search_cleanly_and_the_rerun_completes(
     assert again.returncode == 0, again.stdout + again.stderr
     table = pd.read_csv(trials, dtype={"trial_id": str})
     assert set(table["status"]) <= {"completed", "pruned"}
-    assert len(table[table["trial_id"] != "baseline"]) == 2
+    assert len(table) == 1
     assert _temporary_files(run_dir) == []
 
 
@@ -99,13 +99,15 @@ def test_a_transient_checkpoint_failure_fails_that_trial_only(
     tmp_path: Path,
 ) -> None:
     run_dir = tmp_path / "run"
-    args = search_args(tiny, run_dir, "--trials", "2", "--max-epochs", "1", "--engine", "random")
+    args = search_args(
+        tiny, run_dir, "--trials", "2", "--max-epochs", "1", "--engine", "random", "--no-baseline"
+    )
     out = run(args, env=_fault_env(tmp_path, "EIO", times=1))
     assert out.returncode == 0, out.stdout + out.stderr
     table = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
     failed = table[table["status"] == "failed"]
     assert len(failed) == 1 and "Input/output error" in failed["error"].iloc[0]
-    assert len(table) == 3  # the baseline and both trials: the search went on
+    assert len(table) == 2  # both trials: the search went on
     assert _temporary_files(run_dir) == []
 
 

@@ -59,3 +59,6 @@ def test_front_records_use_the_full_budget_and_name_the_baseline() -> None:
     recs = front_records(trials, 20)
     assert [r["trial_id"] for r in recs] == ["1", "2"]  # the baseline is dominated by 2
     assert recs[0]["size_bytes"] == 800 and recs[1]["values"]["dropout"] == 0.2
+    assert recs[0]["latency_ms_per_image"] is None  # nothing measured yet
+    timed = front_records(trials, 20, latency={"2": {"batch_1": 3.0, "batch_32": 1.0}})
+    assert timed[1]["latency_ms_per_image"] == {"batch_1": 3.0, "batch_32": 1.0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from pathlib import Path
@@ -174,6 +175,19 @@ def _mutated(which: int, edits: list[tuple[int, int]], cut: int) -> bytes:
     return bytes(data[: max(cut, 1)])
 
 
+@functools.cache
+def _graph_decoder():
+    """``decode_batch`` traced once, as in the exported signature (eager, each call would
+    build its ops again)."""
+    import tensorflow as tf
+
+    from search.serving import decode_batch
+
+    return tf.function(
+        lambda data: decode_batch(data, 16), input_signature=[tf.TensorSpec([None], tf.string)]
+    )
+
+
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.one_of(
@@ -201,9 +215,8 @@ def test_both_decoders_take_any_bytes(data: bytes) -> None:
     import tensorflow as tf
 
     from data_pipeline.images import pil_decode
-    from search.serving import decode_batch
 
     meta, pixels = pil_decode(data)
     assert (pixels is None) == (meta.error is not None)
-    images, ok = decode_batch(tf.constant([data, jpeg_bytes(2)]), 16)
+    images, ok = _graph_decoder()(tf.constant([data, jpeg_bytes(2)]))
     assert images.shape == (2, 16, 16, 3) and bool(ok.numpy()[1])
