@@ -35,6 +35,7 @@ from data_pipeline.discover import manifest
 from data_pipeline.errors import DataError
 from data_pipeline.files import file_digest, no_room
 from data_pipeline.pipeline import PreparedData, prepare
+from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet
 from search import interrupt
 from search import results as res
 from search.confirm import (
@@ -85,6 +86,17 @@ def _data(run_dir: Path) -> tuple[RunConfig, PreparedData]:
     data = prepare(data_config)
     check_data(run_dir, manifest(data.discovery), write=False)  # scored on what it trained on
     return config, data
+
+
+def _params(values: dict[str, Any], config: RunConfig, data: PreparedData) -> AlexNetParams:
+    """A configuration's values resolved at the run's image size and width."""
+    return resolve(
+        values,
+        image_size=config.image_size,
+        width=config.width,
+        num_classes=len(data.classes),
+        space=config.space,
+    )
 
 
 def _batches(images: np.ndarray, batch_size: int):
@@ -145,7 +157,6 @@ def _source(run_dir: Path, options: dict[str, Any], test_labels: np.ndarray) -> 
 def export_run(run_dir: Path) -> dict[str, Any]:
     import keras
 
-    from models.alexnet import build_alexnet, compile_alexnet
     from models.checkpoint import CheckpointError, load_weights
 
     config, data = _data(run_dir)
@@ -153,13 +164,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     ckpt = checkpoint_path(run_dir, source["run_id"] or source["trial_id"])
     if not ckpt.exists():
         raise ExportError(f"the checkpoint of {source['what']} is missing ({ckpt}).")
-    params = resolve(
-        source["values"],
-        image_size=config.image_size,
-        width=config.width,
-        num_classes=len(data.classes),
-        space=config.space,
-    )
+    params = _params(source["values"], config, data)
     keras.mixed_precision.set_global_policy("float32")
     model = build_alexnet(params)
     try:
@@ -392,18 +397,10 @@ def front_latency(
     import keras
     import tensorflow as tf
 
-    from models.alexnet import build_alexnet
-
     one = next(_batches(data.arrays("validation")[0][:1], 1))
     out: dict[str, dict[str, float]] = {}
     for rec in front_records(res.load_trials(run_dir), config.max_epochs)[:FRONT_LATENCY_MAX]:
-        params = resolve(
-            rec["values"],
-            image_size=config.image_size,
-            width=config.width,
-            num_classes=len(data.classes),
-            space=config.space,
-        )
+        params = _params(rec["values"], config, data)
         if params.to_dict() == exported[0]:
             out[rec["trial_id"]] = dict(exported[1])
             continue
