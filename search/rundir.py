@@ -245,8 +245,8 @@ def check_data(run_dir: Path, manifest: dict[str, list[Any]], *, write: bool) ->
     changes = manifest_changes(before, manifest)
     if changes:
         raise RunDirError(
-            f"the data folder changed since run directory {str(run_dir)!r} began ({changes} "
-            "files): resuming would split it anew and move images a trial trained on into "
+            f"the data folder changed since run directory {str(run_dir)!r} began (files: {changes}"
+            "): resuming would split it anew and move images a trial trained on into "
             "validation or test. Put the data back as it was to resume, or pass another "
             "--run-dir for a new search on the data as it is now."
         )
