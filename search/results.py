@@ -250,10 +250,16 @@ def search_trials(trials: pd.DataFrame) -> pd.DataFrame:
 
 def ranked_trials(trials: pd.DataFrame) -> pd.DataFrame:
     """The scored search trials (completed or pruned), best validation accuracy first; ties go
-    to the earlier trial id."""
+    to the smaller model (fewer parameters: as good and cheaper to serve), then to the earlier
+    trial id."""
     scored = search_trials(trials)
     scored = scored[scored["status"].isin(["completed", "pruned"]) & scored["val_accuracy"].notna()]
-    return scored.sort_values(["val_accuracy", "trial_id"], ascending=[False, True])
+    keys = (
+        ["val_accuracy", "params", "trial_id"]
+        if "params" in scored
+        else ["val_accuracy", "trial_id"]
+    )
+    return scored.sort_values(keys, ascending=[False] + [True] * (len(keys) - 1))
 
 
 def best_trial(trials: pd.DataFrame) -> pd.Series | None:

@@ -59,3 +59,21 @@ def test_costs_are_replaced_per_training_and_summarised_per_component(tmp_path: 
     # a training without a component counts 0 for it; fixed = all but the epochs' own work
     assert summary.loc["process_start", "mean"] == 0.5
     assert summary.loc["fixed", "total"] == 1.5 and summary.loc["fixed", "median"] == 0.75
+
+
+def test_equal_scores_rank_the_smaller_model_first_then_the_earlier_trial() -> None:
+    import pandas as pd
+
+    from search.results import best_trial, ranked_trials
+
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["baseline", "0", "1", "2", "3"],
+            "status": ["completed", "completed", "completed", "pruned", "failed"],
+            "val_accuracy": [0.9, 0.7, 0.7, 0.7, None],
+            "params": [1000, 500, 200, 200, 10],
+        }
+    )
+    assert list(ranked_trials(trials)["trial_id"]) == ["1", "2", "0"]  # baseline, failed out
+    best = best_trial(trials)
+    assert best is not None and best["trial_id"] == "1"
