@@ -254,12 +254,7 @@ def ranked_trials(trials: pd.DataFrame) -> pd.DataFrame:
     trial id."""
     scored = search_trials(trials)
     scored = scored[scored["status"].isin(["completed", "pruned"]) & scored["val_accuracy"].notna()]
-    keys = (
-        ["val_accuracy", "params", "trial_id"]
-        if "params" in scored
-        else ["val_accuracy", "trial_id"]
-    )
-    return scored.sort_values(keys, ascending=[False] + [True] * (len(keys) - 1))
+    return scored.sort_values(["val_accuracy", "params", "trial_id"], ascending=[False, True, True])
 
 
 def best_trial(trials: pd.DataFrame) -> pd.Series | None:
