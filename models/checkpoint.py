@@ -40,20 +40,29 @@ def _write(weights: list[np.ndarray], path: Path, **named: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def training_state(model: keras.Model, meta: dict) -> tuple[list[np.ndarray], dict]:
+def training_state(
+    model: keras.Model, meta: dict, tail: TailMean | None = None
+) -> tuple[list[np.ndarray], dict]:
     """Copies of the weights and the optimizer's variables (step count, Adam's slots, the
-    loss scale), with ``meta`` as JSON: what ``load_training_state`` puts back."""
+    loss scale), with ``meta`` as JSON, and a refit's running tail sum: what
+    ``load_training_state`` puts back."""
     weights = model.get_weights()
     slots = [v.numpy() for v in model.optimizer.variables]  # a copy: training goes on
     named = {f"opt_{i}": s for i, s in enumerate(slots)}
-    named["meta"] = np.array(json.dumps({**meta, "n_weights": len(weights)}))
+    sums = tail.sums() if tail is not None else []
+    named.update({f"tail_{i}": s for i, s in enumerate(sums)})
+    extra = {"tail_count": tail.count if tail is not None else 0, "n_tail": len(sums)}
+    named["meta"] = np.array(json.dumps({**meta, **extra, "n_weights": len(weights)}))
     return weights, named
 
 
-def load_training_state(model: keras.Model, path: Path, key: str | None = None) -> dict | None:
+def load_training_state(
+    model: keras.Model, path: Path, key: str | None = None, tail: TailMean | None = None
+) -> dict | None:
     """Restore a ``CheckpointWriter.save_state`` file into a compiled model of the same
-    architecture (its optimizer built); its ``meta``, or None (the model untouched) if it
-    cannot be read whole or, given ``key``, was saved by another training."""
+    architecture (its optimizer built), and ``tail`` to the sum it had then; its ``meta``, or
+    None (nothing touched) if it cannot be read whole or, given ``key``, was saved by another
+    training."""
     try:
         with np.load(Path(path)) as data:
             meta = json.loads(str(data["meta"]))
@@ -62,6 +71,7 @@ def load_training_state(model: keras.Model, path: Path, key: str | None = None) 
             n = int(meta["n_weights"])
             weights = [data[f"arr_{i}"] for i in range(n)]
             slots = [data[f"opt_{i}"] for i in range(len(model.optimizer.variables))]
+            sums = [data[f"tail_{i}"] for i in range(int(meta.get("n_tail", 0)))]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # torn or foreign: the trial trains from its start instead
     variables = model.optimizer.variables
@@ -72,7 +82,53 @@ def load_training_state(model: keras.Model, path: Path, key: str | None = None) 
     model.set_weights(weights)
     for var, value in zip(model.optimizer.variables, slots, strict=True):
         var.assign(value)
+    if tail is not None:
+        tail.restore(sums, int(meta.get("tail_count", 0)))
     return dict(meta)
+
+
+class TailMean:
+    """The mean of a training's weights over its last ``window`` epochs of ``epochs``.
+
+    A refit has no validation images left to choose an epoch with, and one epoch's weights
+    move a few points of accuracy from the next at a constant learning rate; the mean of the
+    last few epochs' weights (Polyak averaging of the tail, as in stochastic weight averaging,
+    Izmailov et al. 2018) sits between them and scored higher than the last epoch in
+    ``bench/refit.py``. AlexNet has no batch normalisation, so the mean needs no statistics
+    recomputed. Kept as a running sum that the epoch state saves, so an interrupted refit
+    resumes it exactly.
+    """
+
+    def __init__(self, epochs: int, window: int) -> None:
+        if not 1 <= window <= epochs:
+            raise ValueError(f"window must be 1..{epochs}, but got {window}")
+        self.first = epochs - window + 1  # the first epoch (1-based) in the mean
+        self.window = window
+        self.count = 0
+        self._sum: list[np.ndarray] = []
+
+    def add(self, epoch: int, weights: list[np.ndarray]) -> None:
+        """Epoch ``epoch`` (1-based) ended with ``weights``; earlier epochs are not counted."""
+        if epoch < self.first:
+            return
+        if not self._sum:
+            self._sum = [np.array(w, dtype=np.float32) for w in weights]
+        else:
+            for acc, w in zip(self._sum, weights, strict=True):
+                acc += w
+        self.count += 1
+
+    def mean(self) -> list[np.ndarray]:
+        if not self.count:
+            raise ValueError("no epoch of the window has ended")
+        return [(acc / self.count).astype(np.float32) for acc in self._sum]
+
+    def sums(self) -> list[np.ndarray]:
+        return list(self._sum)
+
+    def restore(self, sums: list[np.ndarray], count: int) -> None:
+        self._sum = [np.array(s, dtype=np.float32) for s in sums] if count else []
+        self.count = count if sums else 0
 
 
 class CheckpointWriter:
@@ -89,7 +145,11 @@ class CheckpointWriter:
         self._pending: list[Future[None]] = []
 
     def save(self, model: keras.Model, path: Path) -> None:
-        self._pending.append(self._pool.submit(_write, model.get_weights(), Path(path)))
+        self.save_weights(model.get_weights(), path)
+
+    def save_weights(self, weights: list[np.ndarray], path: Path) -> None:
+        """Weights already copied (a ``TailMean``'s mean), written like ``save``."""
+        self._pending.append(self._pool.submit(_write, weights, Path(path)))
 
     def save_state(self, state: tuple[list[np.ndarray], dict], path: Path) -> None:
         """A ``training_state`` snapshot (``load_training_state``), written like ``save``."""
@@ -144,8 +204,8 @@ class EpochState:
         self._latest: tuple[list[np.ndarray], dict] | None = None
         self._written_at = time.monotonic()
 
-    def snapshot(self, model: keras.Model, meta: dict) -> None:
-        self._latest = training_state(model, meta)
+    def snapshot(self, model: keras.Model, meta: dict, tail: TailMean | None = None) -> None:
+        self._latest = training_state(model, meta, tail)
         if time.monotonic() - self._written_at >= self.every_s:
             self.flush()
 

@@ -63,6 +63,8 @@ SELECT, JUDGE, REFIT = "select", "judge", "refit"
 STAGES = (SELECT, JUDGE, REFIT)
 REFIT_MODES = ("trainval", "none")
 SELECTS = ("best", "smallest")  # --select: what is shipped
+# A refit ships the mean of its last epochs' weights, at most this many (bench/refit.py).
+REFIT_WINDOW = 5
 SMALLEST = "smallest"  # the candidate name of the smallest equivalent configuration
 
 CONFIRM_COLUMNS = (
@@ -86,6 +88,7 @@ CONFIRM_COLUMNS = (
     "status",
     "error",
     "ended_at",
+    "averaged_epochs",
 )
 
 
@@ -124,6 +127,7 @@ class ConfirmRow:
     status: str
     error: str | None
     ended_at: str
+    averaged_epochs: int | None = None  # a refit: its last epochs its weights are the mean of
 
 
 def candidates(
@@ -395,6 +399,17 @@ def refit_epochs(table: pd.DataFrame, trial_id: str) -> int | None:
     return max(1, math.ceil(float(epochs.median()))) if len(epochs) else None
 
 
+def refit_window(epochs: int) -> int:
+    """How many of a refit's last epochs its shipped weights average (``TailMean``): up to
+    ``REFIT_WINDOW``, a third of a short refit, and 1 (its last epoch) under 3 epochs."""
+    return max(1, min(REFIT_WINDOW, epochs // 3))
+
+
+def refit_ending(window: int) -> str:
+    """A refit's weights in words (``window``: its last epochs they are the mean of)."""
+    return f"the mean of its last {window} epochs' weights" if window > 1 else "its last epoch"
+
+
 def refit_run(table: pd.DataFrame, trial_id: str) -> pd.Series | None:
     done = _done(table, REFIT)
     mine = done[done["trial_id"].astype(str) == trial_id]
@@ -598,11 +613,13 @@ def shipped_summary(table: pd.DataFrame, pick: Candidate, refit: str) -> dict[st
     if row is None:
         return {"run_id": None, "what": "nothing yet: no judge or refit run finished"}
     if str(row["stage"]) == REFIT:
+        window = int(number(row["averaged_epochs"]) or 1)
         return {
             "run_id": str(row["run_id"]),
-            "what": "the winner refitted on train + validation",
+            "what": f"the winner refitted on train + validation: {refit_ending(window)}",
             "trained_on": ["train", "validation"],
             "epochs": int(row["epochs"]),
+            "averaged_epochs": window,
             "scored": "once on the test set, which no choice used",
         }
     return {

@@ -139,6 +139,7 @@ def _source(run_dir: Path, options: dict[str, Any], test_labels: np.ndarray) -> 
             "values": params_of(row),
             "val_accuracy": None if refit else float(row["val_accuracy"]),
             "trained_on_validation": refit,
+            "averaged_epochs": int(res.number(row["averaged_epochs"]) or 1) if refit else None,
         }
     best = res.best_trial(res.load_trials(run_dir))
     if best is None:
@@ -151,6 +152,7 @@ def _source(run_dir: Path, options: dict[str, Any], test_labels: np.ndarray) -> 
         "values": params_of(best),
         "val_accuracy": float(best["val_accuracy"]),
         "trained_on_validation": False,
+        "averaged_epochs": None,
     }
 
 
@@ -232,6 +234,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
         # a refit trained on the validation images: its validation score below only checks
         # the reload, it is no estimate of anything
         "trained_on_validation": source["trained_on_validation"],
+        "averaged_epochs": source["averaged_epochs"],  # a refit: the mean of its last epochs
         "params": params.to_dict(),
         "val_accuracy_trial": source["val_accuracy"],
         "val_accuracy_in_memory": val_memory,

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from search.confirm import refit_ending
 from search.rundir import RunConfig
 from search.serving import BYTES_INPUT, BYTES_SIGNATURE
 from search.stats import accuracy_ci
@@ -89,8 +90,9 @@ def build_card(
         "model": "AlexNet (alexnet-tuner), a Keras model exported as a TensorFlow SavedModel",
         "source": record.get("source_run") or f"trial {record['source_trial']}",
         "shipped": (
-            "the winner refitted on train + validation once every choice was made; its "
-            "test accuracy is measured once, on images no choice used"
+            "the winner refitted on train + validation once every choice was made ("
+            + refit_ending(int(record.get("averaged_epochs") or 1))
+            + "); its test accuracy is measured once, on images no choice used"
             if record.get("trained_on_validation")
             else "a training run on train, its epoch chosen on validation"
         ),

@@ -103,7 +103,7 @@ def read_table(path: Path, columns: tuple[str, ...], dtype: dict[str, Any]) -> p
     the middle of a write that was not atomic, or a file cut short by hand) is dropped, so no
     partial row is ever read as a finished one; an empty or unreadable file is refused with a
     message that names it. A parameter column that a file written before that parameter
-    existed lacks reads as the parameter's baseline."""
+    existed lacks reads as the parameter's baseline (``_LATER_COLUMNS``)."""
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=list(columns))
@@ -118,7 +118,7 @@ def read_table(path: Path, columns: tuple[str, ...], dtype: dict[str, Any]) -> p
             "it from a backup, or delete it to run the search's trials again."
         )
     header = lines[0].rstrip("\r\n").split(",")
-    added = _PARAM_DEFAULTS.keys() - set(header)
+    added = _LATER_COLUMNS.keys() - set(header)
     if [c for c in columns if c not in added] != header:
         raise ResultsError(
             f"{path} does not start with the expected header ({','.join(columns[:4])},...): "
@@ -131,11 +131,13 @@ def read_table(path: Path, columns: tuple[str, ...], dtype: dict[str, Any]) -> p
     except (pd.errors.ParserError, ValueError) as exc:
         raise ResultsError(f"{path} is damaged ({exc}); restore it from a backup.") from None
     for name in added & set(columns):
-        frame[name] = _PARAM_DEFAULTS[name]
+        frame[name] = _LATER_COLUMNS[name]
     return frame[list(columns)]
 
 
-_PARAM_DEFAULTS = baseline_values(DEFAULT_SPACE)
+# Columns a file written before they existed lacks, and what they read as there: a parameter
+# added to the space, its baseline; a refit's averaged epochs, 1 (refits kept their last epoch).
+_LATER_COLUMNS = {**baseline_values(DEFAULT_SPACE), "averaged_epochs": 1}
 
 
 def load_trials(run_dir: Path) -> pd.DataFrame:

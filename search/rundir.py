@@ -258,8 +258,9 @@ def checkpoint_path(run_dir: Path, trial_id: str) -> Path:
 
 EPOCH_STATE = "epoch_state.npz"
 # A running trial holds up to this many copies of its weights on disk: its checkpoint and the
-# epoch state (weights and Adam's two slots), the checkpoint beside its temporary file.
-PEAK_WEIGHT_COPIES = 5
+# epoch state (weights, Adam's two slots and a refit's tail sum), the checkpoint beside its
+# temporary file.
+PEAK_WEIGHT_COPIES = 6
 # What a search stopped by a full or read-only disk tells its user to do.
 ROOM_FIX = (
     "free some space (or move the run directory to a larger disk), then run the same command "

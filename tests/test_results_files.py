@@ -77,3 +77,22 @@ def test_equal_scores_rank_the_smaller_model_first_then_the_earlier_trial() -> N
     assert list(ranked_trials(trials)["trial_id"]) == ["1", "2", "0"]  # baseline, failed out
     best = best_trial(trials)
     assert best is not None and best["trial_id"] == "1"
+
+
+def test_a_confirm_file_from_before_refits_averaged_reads_their_last_epoch(tmp_path: Path) -> None:
+    """An older run's ``confirm.csv`` has no ``averaged_epochs`` column: it is read (the run
+    can be continued) and its refit described as what it shipped, its last epoch's weights."""
+    import pandas as pd
+
+    from search.confirm import CONFIRM_COLUMNS, load_confirm, shipped_summary
+
+    row = dict.fromkeys(CONFIRM_COLUMNS)
+    row |= {"run_id": "refit-7", "stage": "refit", "candidate": "top-1", "trial_id": "7"}
+    row |= {"status": "completed", "epochs": 12, "seed": 3, "seed_index": 1}
+    old = [c for c in CONFIRM_COLUMNS if c != "averaged_epochs"]
+    pd.DataFrame([row], columns=old).to_csv(tmp_path / "confirm.csv", index=False)
+    table = load_confirm(tmp_path)
+    assert table["averaged_epochs"].tolist() == [1]
+    pick = type("Pick", (), {"trial_id": "7"})()
+    shipped = shipped_summary(table, pick, "trainval")  # type: ignore[arg-type]
+    assert shipped["averaged_epochs"] == 1 and shipped["what"].endswith("its last epoch")

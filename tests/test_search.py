@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from search.confirm import refit_window
 from search.rundir import locked
 from search.stats import VERDICTS
 from tests.conftest import make_blog_layout
@@ -363,6 +364,9 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     assert export["trained_on_validation"] and summary["shipped"]["run_id"] == export["source_run"]
     assert export["test_accuracy_in_memory"] == pytest.approx(refit["test_accuracy"])
     assert refit["epochs"] == int(np.ceil(np.median(w["best_epoch"])))
+    window = refit_window(int(refit["epochs"]))  # the mean of its last epochs' weights
+    assert refit["averaged_epochs"] == window == summary["shipped"]["averaged_epochs"]
+    assert export["averaged_epochs"] == window
     assert summary["sentence"] in out.stdout  # the console's last lines say the same
     report = (run_dir / "report.html").read_text()
     assert summary["verdict"] in report and "confirm-table" in report

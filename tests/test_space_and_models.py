@@ -267,7 +267,7 @@ def test_lrn_matches_its_definition_serialises_and_computes_in_float32(tmp_path:
 def test_epoch_state_is_a_snapshot_and_restores_weights_and_optimizer(tmp_path: Path) -> None:
     """The state an interrupted trial resumes from: taken at an epoch's end, it does not move
     while training goes on, and it restores the weights and Adam's slots and step count."""
-    from models.checkpoint import CheckpointWriter, EpochState, load_training_state
+    from models.checkpoint import CheckpointWriter, EpochState, TailMean, load_training_state
 
     params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
     model = build_alexnet(params)
@@ -278,7 +278,10 @@ def test_epoch_state_is_a_snapshot_and_restores_weights_and_optimizer(tmp_path: 
     model.train_on_batch(x, y)
     writer = CheckpointWriter()
     state = EpochState(tmp_path / "epoch_state.npz", writer, every_s=3600)
-    state.snapshot(model, {"epochs": 1})
+    tail = TailMean(epochs=4, window=3)  # a refit's running mean: epochs 2, 3 and 4
+    tail.add(1, model.get_weights())  # before its window: not counted
+    tail.add(2, model.get_weights())
+    state.snapshot(model, {"epochs": 2}, tail)
     expected = [w.copy() for w in model.get_weights()]
     slots = [v.numpy().copy() for v in model.optimizer.variables]
     model.train_on_batch(x, y)  # training goes on after the snapshot
@@ -289,8 +292,15 @@ def test_epoch_state_is_a_snapshot_and_restores_weights_and_optimizer(tmp_path: 
     fresh = build_alexnet(params)
     compile_alexnet(fresh, params)
     fresh.optimizer.build(fresh.trainable_variables)
-    meta = load_training_state(fresh, tmp_path / "epoch_state.npz")
-    assert meta is not None and meta["epochs"] == 1
+    resumed = TailMean(epochs=4, window=3)
+    meta = load_training_state(fresh, tmp_path / "epoch_state.npz", tail=resumed)
+    assert meta is not None and meta["epochs"] == 2
+    assert resumed.count == 1  # the resumed refit adds epochs 3 and 4 to epoch 2's weights
+    for got, want in zip(resumed.mean(), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    resumed.add(3, [2 * w for w in expected])
+    for got, want in zip(resumed.mean(), expected, strict=True):
+        np.testing.assert_allclose(got, 1.5 * want, rtol=1e-6)
     for got, want in zip(fresh.get_weights(), expected, strict=True):
         np.testing.assert_array_equal(got, want)
     for var, want in zip(fresh.optimizer.variables, slots, strict=True):

@@ -125,6 +125,38 @@ def test_a_training_reports_where_its_time_went(setup: protocol.Setup) -> None:
         assert len(saved.files) > 0
 
 
+def test_a_refit_ships_the_mean_of_its_last_epochs_weights(setup: protocol.Setup) -> None:
+    """Trained alike (same seed, same data order), a refit of 2 epochs ends on epoch 2's
+    weights and one of 3 on epoch 3's; asked to average its last 2, a 3-epoch refit ships
+    their mean, and scores test with it."""
+    out = io.StringIO()
+    process = TrialProcess(setup, out)
+    run_dir = Path(setup.run_dir)
+
+    def refit(name: str, epochs: int, window: int) -> tuple[protocol.Done, list[np.ndarray]]:
+        done, _ = _train(
+            process,
+            out,
+            trial_id=name,
+            epochs=epochs,
+            refit=True,
+            shuffle_seed=1,
+            average_last=window,
+            test_predictions=str(run_dir / f"{name}.npy"),
+        )
+        assert done.status == "completed", done.error
+        with np.load(rundir.checkpoint_path(run_dir, name)) as saved:
+            return done, [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+    _, second = refit("two", 2, 0)
+    _, third = refit("three", 3, 0)
+    done, mean = refit("mean", 3, 2)
+    assert not all(np.allclose(a, b) for a, b in zip(second, third, strict=True))
+    for got, a, b in zip(mean, second, third, strict=True):
+        np.testing.assert_allclose(got, (a + b) / 2, rtol=1e-5, atol=1e-7)
+    assert done.test_accuracy is not None and (run_dir / "mean.npy").exists()
+
+
 def test_a_trials_training_step_is_traced_once() -> None:
     import keras
 

@@ -45,6 +45,7 @@ from search.trial.protocol import (
 
 if TYPE_CHECKING:
     from models.alexnet import AlexNetParams
+    from models.checkpoint import TailMean
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -256,7 +257,7 @@ class TrialProcess:
         import keras
 
         from models.alexnet import build_alexnet
-        from models.checkpoint import CheckpointWriter, EpochState, load_weights
+        from models.checkpoint import CheckpointWriter, EpochState, TailMean, load_weights
 
         trial_id = msg.trial_id
         checkpoint = Path(msg.checkpoint)
@@ -273,6 +274,7 @@ class TrialProcess:
             "history": [],  # [epoch, metrics] of this training, restored ones included
         }
         key = _state_key(msg)
+        tail = TailMean(msg.epochs, msg.average_last) if msg.refit and msg.average_last else None
 
         class Report(keras.callbacks.Callback):
             """Per-epoch events, checkpoints and timings. No batch-level hook: one would make
@@ -304,11 +306,17 @@ class TrialProcess:
                     self.model.stop_training = True
                     return
                 val = logs.get("val_accuracy", float("nan"))
-                if msg.refit:  # no validation left to choose with: the planned last epoch
+                if msg.refit:  # no validation left to choose with: the planned last epochs
+                    if tail is not None:
+                        with timing.add("checkpoint"):
+                            tail.add(epoch + 1, self.model.get_weights())
                     if epoch + 1 == msg.epochs:
                         state["best_epoch"] = epoch + 1
                         with timing.add("checkpoint"):
-                            writer.save(self.model, checkpoint)
+                            if tail is not None:
+                                writer.save_weights(tail.mean(), checkpoint)
+                            else:
+                                writer.save(self.model, checkpoint)
                 elif math.isfinite(val) and val > state["best"]:
                     state["best"], state["best_epoch"] = val, epoch + 1
                     with timing.add("checkpoint"):
@@ -319,7 +327,7 @@ class TrialProcess:
                     with timing.add("tensorboard"):
                         board.epoch(epoch + 1, logs)
                 with timing.add("epoch_state"):
-                    resume.snapshot(self.model, {"key": key, **_resumable(state)})
+                    resume.snapshot(self.model, {"key": key, **_resumable(state)}, tail)
                 state["disk_mb"] = max(state["disk_mb"], disk_usage_mb(process.run_dir))
                 process.emit(
                     Epoch(
@@ -361,7 +369,7 @@ class TrialProcess:
                         load_weights(model, Path(msg.warm_start))
                 with timing.add("compile"):
                     compile_for_training(model, params, jit_compile=self.jit)
-                initial_epoch = self._resume(model, resume.path, key, state, msg)
+                initial_epoch = self._resume(model, resume.path, key, state, msg, tail)
             train = self.train
             if msg.refit:  # every choice is made: the validation images train too
                 train = self.data.training_dataset(
@@ -399,7 +407,7 @@ class TrialProcess:
                 )
             if status == "completed" and msg.test_predictions:
                 # Confirmation runs only: the weights of the best validation epoch (a refit's
-                # last), scored once on the test set the search never saw.
+                # mean of its last epochs), scored once on the test set the search never saw.
                 with timing.add("test_scoring"):
                     load_weights(model, checkpoint)
                     test_accuracy = self._score_test(model, Path(msg.test_predictions))
@@ -452,14 +460,23 @@ class TrialProcess:
             )
         )
 
-    def _resume(self, model: Any, path: Path, key: str, state: dict[str, Any], msg: Train) -> int:
+    def _resume(
+        self,
+        model: Any,
+        path: Path,
+        key: str,
+        state: dict[str, Any],
+        msg: Train,
+        tail: TailMean | None,
+    ) -> int:
         """Continue an interrupted training from its last saved epoch (weights, optimizer,
-        best so far, history), re-announcing the epochs it had; the epoch to start at."""
+        best so far, history, a refit's tail sum), re-announcing the epochs it had; the epoch
+        to start at."""
         from models.checkpoint import load_training_state
 
         if not path.exists():
             return msg.initial_epoch
-        meta = load_training_state(model, path, key)
+        meta = load_training_state(model, path, key, tail)
         if meta is None:  # another training's, or torn: this one starts from its beginning
             path.unlink(missing_ok=True)
             return msg.initial_epoch

@@ -50,7 +50,8 @@ class Train:
     warm_start: str | None = None  # a promoted trial starts from its parent's weights
     shuffle_seed: int | None = None  # a confirmation run's own data order
     test_predictions: str | None = None  # a confirmation run: score test, save predictions here
-    refit: bool = False  # train on train + validation for exactly `epochs`, keep the last
+    refit: bool = False  # train on train + validation for exactly `epochs`, no validation
+    average_last: int = 0  # a refit keeps the mean of its last epochs' weights (0: the last)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from search.confirm import (
     confirm_seed,
     predictions_path,
     record_confirm,
+    refit_ending,
+    refit_window,
     run_id,
 )
 from search.engines import SearchEngine, TrialOutcome, TrialSpec
@@ -75,6 +77,7 @@ class TrialRunner:
         shuffle_seed: int | None = None,
         test_predictions: Path | None = None,
         refit: bool = False,
+        average_last: int = 0,
     ) -> tuple[Done, list[Epoch]]:
         """Train one model in the trial process with a progress bar: how it ended, its epochs."""
         stop_file = self.run_dir / "trials" / trial_id / "STOP"
@@ -120,6 +123,7 @@ class TrialRunner:
                     shuffle_seed=shuffle_seed,
                     test_predictions=str(test_predictions) if test_predictions else None,
                     refit=refit,
+                    average_last=average_last,
                 ),
                 on_epoch,
             )
@@ -246,6 +250,7 @@ class TrialRunner:
         seed = confirm_seed(self.opts.seed, 0, REFIT)
         rid = run_id(cand, 0, REFIT)
         preds = predictions_path(self.run_dir, rid)
+        window = refit_window(epochs)
         done, _ = self._train(
             rid,
             self.params(cand.values),
@@ -254,10 +259,12 @@ class TrialRunner:
             shuffle_seed=seed,
             test_predictions=preds,
             refit=True,
+            average_last=window,
         )
-        row = self._record(done, cand, name, 0, REFIT, seed, n_test, preds)
+        row = self._record(done, cand, name, 0, REFIT, seed, n_test, preds, averaged=window)
         self._say(
-            f"refit {name} (trial {cand.trial_id}) on train + validation, {epochs} epochs: "
+            f"refit {name} (trial {cand.trial_id}) on train + validation, {epochs} epochs, "
+            f"{refit_ending(window)}: "
             f"{row.status}, test {format_accuracy(row.test_accuracy, n_test)}, "
             f"{format_seconds(row.seconds)}{self._err(row)}"
         )
@@ -273,6 +280,7 @@ class TrialRunner:
         seed: int,
         n_test: int,
         preds: Path | None,
+        averaged: int | None = None,
     ) -> ConfirmRow:
         status = done.status
         scored = preds is None or (done.test_accuracy is not None and preds.exists())
@@ -300,6 +308,7 @@ class TrialRunner:
             status=status,
             error=done.error,
             ended_at=rundir.now_iso(),
+            averaged_epochs=averaged,
         )
         record_confirm(self.run_dir, row)
         rundir.epoch_state_path(self.run_dir, row.run_id).unlink(missing_ok=True)  # recorded
