@@ -47,19 +47,39 @@ from search.trial.runner import TrialRunner
 
 
 def confirm_runs_left(run_dir: Path, total: int, options: dict[str, Any]) -> int:
-    """Evidence runs still to train; ``total`` counts the smaller candidate's judge runs, which
-    are not owed once the winner is known and the front has no such candidate."""
+    """Evidence runs still to train: those ``run_confirmation`` will train that are not in
+    ``confirm.csv`` yet; runs of an earlier plan (a former winner's, a former smaller
+    candidate's) are not counted as done. Until the selection has a leader, the search's
+    best stands for the winner. ``total``, the plan's count, when there is no candidate."""
+    if not total:
+        return 0
     table = load_confirm(run_dir)
-    if options.get("select") == SMALLEST and total:
-        winner = choose_winner(table, run_candidates(run_dir, options))
-        if winner is not None and not smaller_candidate(
+    cands = run_candidates(run_dir, options)
+    if not cands:
+        return total
+    done = finished_runs(table)
+    seeds = range(int(options.get("confirm", 0)))
+
+    def owed(cand: Candidate, stage: str) -> int:
+        return sum(run_id(cand, i, stage) not in done for i in seeds)
+
+    left = sum(owed(c, SELECT) for c in cands) if len(cands) > 1 else 0
+    winner = choose_winner(table, cands) or cands[0]
+    shipped = [winner]
+    if options.get("baseline", True):
+        left += owed(Candidate(res.BASELINE_ID, {}, None), JUDGE)
+    if options.get("select") == SMALLEST:
+        small = smaller_candidate(
             res.load_trials(run_dir),
             winner,
             max_epochs=int(options["max_epochs"]),
             margin=float(options.get("margin", DEFAULT_MARGIN)),
-        ):
-            total -= int(options.get("confirm", 0))
-    return max(0, total - len(finished_runs(table)))
+        )
+        shipped += [small] if small is not None else []
+    left += sum(owed(c, JUDGE) for c in shipped)
+    if options.get("refit", "trainval") != "none":
+        left += 0 if {run_id(c, 0, REFIT) for c in shipped} & done else 1
+    return left
 
 
 def run_confirmation(

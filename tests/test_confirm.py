@@ -325,3 +325,34 @@ def test_select_smallest_ships_the_smaller_model_only_when_it_is_equivalent(
         assert "(trial 0005, 1,000 parameters) was not shipped" in summary["sentence"]
     best = run_evidence(run_dir, load_confirm(run_dir), labels, None, options | {"select": "best"})
     assert "smaller" not in best and best["winner"]["trial_id"] == "0003"
+
+
+def test_runs_left_counts_the_plans_own_runs_not_an_earlier_plans(tmp_path: Path) -> None:
+    """The plan's "N runs to go" (and its ETA): a judge run from an earlier plan (a former
+    smaller candidate's) is not a run this plan owes; a larger --confirm-top owes the new
+    selection runs; the search's best stands for the winner until the selection has one."""
+    from dataclasses import replace
+
+    from search.confirm import ConfirmRow, record_confirm
+    from search.finish import confirm_runs_left
+    from search.rundir import RunConfig
+
+    run_dir = make_run(tmp_path / "run")  # judge runs of 0003 and the baseline, 3 seeds each
+    rows = load_confirm(run_dir).to_dict("records")
+    old = ConfirmRow(
+        **{k: rows[0][k] for k in ConfirmRow.__dataclass_fields__ if k in rows[0]},
+        values={},
+    )
+    old = replace(old, run_id="confirm-0001-s1", trial_id="0001", candidate="smallest")
+    record_confirm(run_dir, old)
+    options = RunConfig.read(run_dir).options
+    plan = {"confirm": 3, "baseline": True, "max_epochs": 3, "select": "best"}
+    left = {
+        (top, refit): confirm_runs_left(
+            run_dir, 99, options | plan | {"confirm_top": top, "refit": refit}
+        )
+        for top in (1, 2)
+        for refit in ("none", "trainval")
+    }
+    assert left == {(1, "none"): 0, (1, "trainval"): 1, (2, "none"): 6, (2, "trainval"): 7}
+    assert confirm_runs_left(run_dir, 0, options | plan) == 0  # no evidence phase planned
