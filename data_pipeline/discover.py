@@ -405,6 +405,12 @@ def manifest(discovery: Discovery) -> dict[str, list[Any]]:
     return out
 
 
+def only_times_changed(before: dict[str, list[Any]], now: dict[str, list[Any]]) -> bool:
+    """Whether two manifests list the same files in the same splits with the same sizes: at
+    most their modification times differ (a copy, a restore, an archive extracted again)."""
+    return before.keys() == now.keys() and all(now[k][:2] == before[k][:2] for k in now)
+
+
 def manifest_changes(before: dict[str, list[Any]], now: dict[str, list[Any]]) -> str | None:
     """How the files changed between two manifests, in words; None if they did not."""
     added = len(now.keys() - before.keys())

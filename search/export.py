@@ -84,7 +84,8 @@ def _data(run_dir: Path) -> tuple[RunConfig, PreparedData]:
             "symbolic link to it) and run python -m search.export again."
         )
     data = prepare(data_config)
-    check_data(run_dir, manifest(data.discovery), write=False)  # scored on what it trained on
+    # scored on what it trained on
+    check_data(run_dir, manifest(data.discovery), write=False, content_key=data.cache_dir.name)
     return config, data
 
 

@@ -229,10 +229,15 @@ def check_identity(run_dir: Path, identity: dict[str, Any]) -> bool:
 DATA_MANIFEST = "data_manifest.json"
 
 
-def check_data(run_dir: Path, manifest: dict[str, list[Any]], *, write: bool) -> None:
+def check_data(
+    run_dir: Path, manifest: dict[str, list[Any]], *, write: bool, content_key: str | None = None
+) -> None:
     """Refuse a run whose data folder changed since the run began (its splits would move
-    images a trial trained on into validation or test); record the manifest the first time."""
-    from data_pipeline.discover import manifest_changes
+    images a trial trained on into validation or test); record the manifest the first time.
+    Files that only have new modification times are the same data when their bytes hash to
+    the key of the cache the run was made with (``content_key``, the cache directory's name):
+    the run resumes, and the manifest records the new times."""
+    from data_pipeline.discover import manifest_changes, only_times_changed
 
     path = Path(run_dir) / DATA_MANIFEST
     before = read_json(path) if path.exists() else None
@@ -243,6 +248,12 @@ def check_data(run_dir: Path, manifest: dict[str, list[Any]], *, write: bool) ->
     if not isinstance(before, dict):
         raise RunDirError(f"{str(path)!r} is not a data manifest; it cannot be checked.")
     changes = manifest_changes(before, manifest)
+    if changes and content_key and only_times_changed(before, manifest):
+        recorded = ((read_json(Path(run_dir) / "config.json") or {}).get("data") or {}).get("cache")
+        if recorded and Path(str(recorded)).name == content_key:
+            if write:
+                write_json_atomic(path, manifest)
+            return
     if changes:
         raise RunDirError(
             f"the data folder changed since run directory {str(run_dir)!r} began (files: {changes}"

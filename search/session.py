@@ -99,7 +99,12 @@ class Search:
             resumed = rundir.check_identity(self.run_dir, o.identity())
             extended = resumed and self._check_extension()
             data = self._prepare_data()
-            rundir.check_data(self.run_dir, manifest(data.discovery), write=self.chief)
+            rundir.check_data(
+                self.run_dir,
+                manifest(data.discovery),
+                write=self.chief,
+                content_key=data.cache_dir.name,
+            )
             if self.chief and resumed and not extended and self._finished():
                 return self._already_done()
             config = self._run_config(data)

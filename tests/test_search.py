@@ -785,7 +785,8 @@ def test_a_resume_on_a_changed_data_folder_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Adding photos to a flat folder would re-split it: images a trial trained on would
-    become test images. The rerun, and a later export, refuse with what changed and the fix."""
+    become test images. The rerun, and a later export, refuse with what changed and the fix.
+    The same bytes under new modification times are the same data: the run resumes."""
     from search import export as export_cli
     from search.run import main
     from tests.conftest import make_flat_layout, write_image
@@ -802,6 +803,20 @@ def test_a_resume_on_a_changed_data_folder_is_refused(
         "validation",
         "test",
     }
+    # the same bytes with new modification times (a copy, a restore): the run is the same one
+    for name in manifest:
+        os.utime(data / name, ns=(10**18, 10**18))
+    assert _cli(main, args, capsys).returncode == 0
+    refreshed = json.loads((run_dir / "data_manifest.json").read_text())
+    assert {v[2] for v in refreshed.values()} == {10**18}
+    # ... but not other bytes of the same size
+    photo = data / "cat.0.jpg"
+    original = photo.read_bytes()
+    photo.write_bytes(original[:-3] + bytes(b ^ 0xFF for b in original[-3:]))
+    changed = _cli(main, args, capsys)
+    assert changed.returncode == 2 and "1 changed" in changed.stderr
+    photo.write_bytes(original)
+    os.utime(photo, ns=(10**18, 10**18))
     for i in range(10, 13):
         write_image(data / f"cat.{i}.jpg", seed=1000 + i)
     (data / "dog.3.jpg").unlink()
