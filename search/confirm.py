@@ -117,7 +117,7 @@ class ConfirmRow:
     search_val_accuracy: float | None
     val_accuracy: float | None
     best_epoch: int | None
-    at_chance: bool  # its validation accuracy cannot be told from the commonest class's share
+    at_chance: bool  # its validation (a refit: test) accuracy cannot be told from chance
     test_accuracy: float | None
     n_validation: int
     n_test: int

@@ -197,6 +197,7 @@ class Search:
                 est,
                 n_validation=data.split_size("validation"),
                 chance=_commonest_share(data, "validation"),
+                test_chance=_commonest_share(data, "test"),
                 space=self.space,
             )
             if self.chief and o.baseline and not progress_now.baseline_done:

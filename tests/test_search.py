@@ -16,7 +16,7 @@ import pytest
 
 from search.confirm import refit_window
 from search.rundir import locked
-from search.stats import VERDICTS
+from search.stats import VERDICTS, at_chance
 from tests.conftest import make_blog_layout
 
 pytestmark = pytest.mark.slow
@@ -367,6 +367,10 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     window = refit_window(int(refit["epochs"]))  # the mean of its last epochs' weights
     assert refit["averaged_epochs"] == window == summary["shipped"]["averaged_epochs"]
     assert export["averaged_epochs"] == window
+    # a refit has no validation score: its flag for "did not learn" is its test score's
+    flag = at_chance(float(refit["test_accuracy"]), 8, 0.5)  # 4 cats and 4 dogs
+    assert bool(refit["at_chance"]) == flag
+    assert (refit["run_id"] in summary["at_chance_runs"]) == flag
     assert summary["sentence"] in out.stdout  # the console's last lines say the same
     report = (run_dir / "report.html").read_text()
     assert summary["verdict"] in report and "confirm-table" in report

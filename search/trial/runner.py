@@ -56,12 +56,14 @@ class TrialRunner:
         *,
         n_validation: int,
         chance: float = 0.5,
+        test_chance: float = 0.5,
         space: Space = DEFAULT_SPACE,
     ) -> None:
         self.run_dir, self.opts, self.params, self.process = run_dir, opts, params, process
         self.n_validation = n_validation
         self.space = space
         self.chance = chance  # the commonest class's share of validation: chance for this data
+        self.test_chance = test_chance  # ... of test: what a refit (no validation) is held to
         self.status, self.progress, self.overall, self.est = status, progress, overall, est
 
     def _train(
@@ -262,11 +264,17 @@ class TrialRunner:
             average_last=window,
         )
         row = self._record(done, cand, name, 0, REFIT, seed, n_test, preds, averaged=window)
+        chance = (
+            f"; AT CHANCE (the commonest class is {self.test_chance:.2f} of test): this refit "
+            "did not learn; --refit none ships the winner's best judge run instead"
+            if row.at_chance
+            else ""
+        )
         self._say(
             f"refit {name} (trial {cand.trial_id}) on train + validation, {epochs} epochs, "
             f"{refit_ending(window)}: "
             f"{row.status}, test {format_accuracy(row.test_accuracy, n_test)}, "
-            f"{format_seconds(row.seconds)}{self._err(row)}"
+            f"{format_seconds(row.seconds)}{chance}{self._err(row)}"
         )
         return row
 
@@ -297,8 +305,11 @@ class TrialRunner:
             search_val_accuracy=cand.search_val_accuracy,
             val_accuracy=done.val_accuracy,
             best_epoch=done.best_epoch,
-            at_chance=stage != REFIT
-            and at_chance(done.val_accuracy, self.n_validation, self.chance),
+            # a refit has no validation score: its test score (measured anyway) is the
+            # flag's, which reports a refit that did not learn and chooses nothing
+            at_chance=at_chance(done.test_accuracy, n_test, self.test_chance)
+            if stage == REFIT
+            else at_chance(done.val_accuracy, self.n_validation, self.chance),
             test_accuracy=done.test_accuracy,
             n_validation=self.n_validation,
             n_test=n_test,
