@@ -22,9 +22,10 @@ compared with the winner on test: when the whole interval of its difference lies
 margin (``equivalent``), or it is ``better``, it is the configuration shipped.
 
 Then (``--refit trainval``, the default) the shipped configuration is trained once more on train +
-validation for the median best epoch of its judge runs, scored once on test, and that model is
-the one exported (``refit``). ``confirm.csv`` has one row per finished run, written after its
-test predictions (``confirm/<run_id>.npy``), so a run killed at any moment is either recorded
+validation for the median best epoch of its judge runs (its weights the mean of its last
+epochs', ``refit_window``), scored once on test, and that model is the one exported
+(``refit``). ``confirm.csv`` has one row per finished run, written after its test predictions
+(``confirm/<run_id>.npy``), so a run killed at any moment is either recorded
 whole or run again.
 """
 
