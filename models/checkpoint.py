@@ -103,7 +103,6 @@ class TailMean:
         if not 1 <= window <= epochs:
             raise ValueError(f"window must be 1..{epochs}, but got {window}")
         self.first = epochs - window + 1  # the first epoch (1-based) in the mean
-        self.window = window
         self.count = 0
         self._sum: list[np.ndarray] = []
 

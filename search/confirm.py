@@ -411,6 +411,11 @@ def refit_ending(window: int) -> str:
     return f"the mean of its last {window} epochs' weights" if window > 1 else "its last epoch"
 
 
+def averaged_epochs(row: Any) -> int:
+    """The last epochs a refit row's weights are the mean of (1: its last epoch)."""
+    return int(number(row["averaged_epochs"]) or 1)
+
+
 def refit_run(table: pd.DataFrame, trial_id: str) -> pd.Series | None:
     done = _done(table, REFIT)
     mine = done[done["trial_id"].astype(str) == trial_id]
@@ -614,7 +619,7 @@ def shipped_summary(table: pd.DataFrame, pick: Candidate, refit: str) -> dict[st
     if row is None:
         return {"run_id": None, "what": "nothing yet: no judge or refit run finished"}
     if str(row["stage"]) == REFIT:
-        window = int(number(row["averaged_epochs"]) or 1)
+        window = averaged_epochs(row)
         return {
             "run_id": str(row["run_id"]),
             "what": f"the winner refitted on train + validation: {refit_ending(window)}",

@@ -40,6 +40,7 @@ from search import interrupt
 from search import results as res
 from search.confirm import (
     REFIT,
+    averaged_epochs,
     load_confirm,
     params_of,
     run_evidence,
@@ -140,7 +141,7 @@ def _source(run_dir: Path, options: dict[str, Any], test_labels: np.ndarray) -> 
             "values": params_of(row),
             "val_accuracy": None if refit else float(row["val_accuracy"]),
             "trained_on_validation": refit,
-            "averaged_epochs": int(res.number(row["averaged_epochs"]) or 1) if refit else None,
+            "averaged_epochs": averaged_epochs(row) if refit else None,
         }
     best = res.best_trial(res.load_trials(run_dir))
     if best is None:
