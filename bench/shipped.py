@@ -17,6 +17,7 @@ The stock search runs in this process (a few GB); ``--stock-json`` reuses an ear
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import shutil
@@ -112,6 +113,7 @@ def stock_shipped(s: Settings, run_dir: Path, work: Path) -> dict[str, Any]:
         "best_trial": best.trial_id,
         "best_values": best.hyperparameters.values,
         "best_val_accuracy": best.score,
+        "seed": s.seed,
     }
 
 
@@ -163,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run_dir", type=Path, help="a finished run of search.run (exported)")
     p.add_argument("--work-dir", type=Path, default=Path("bench-shipped"))
     p.add_argument("--stock-json", type=Path, help="reuse this stock result instead of searching")
+    p.add_argument(
+        "--stock-seed",
+        type=int,
+        help="the stock search's seed (default: the run's); another seed is another draw of "
+        "the stock tool's shipped model, for its spread",
+    )
     p.add_argument("--out", type=Path, help="write both sides and the comparison as JSON")
     args = p.parse_args(argv)
     from search.quiet import import_tensorflow_quietly
@@ -172,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     s = settings_of(run_dir)
+    if args.stock_seed is not None:
+        s = dataclasses.replace(s, seed=args.stock_seed)
     if args.stock_json:
         stock = json.loads(args.stock_json.read_text())
     else:
