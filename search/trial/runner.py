@@ -271,7 +271,8 @@ class TrialRunner:
             else ""
         )
         self._say(
-            f"refit {name} (trial {cand.trial_id}) on train + validation, {epochs} epochs, "
+            f"refit {name} (trial {cand.trial_id}) on train + validation, {epochs} "
+            f"epoch{'s' if epochs != 1 else ''}, "
             f"{refit_ending(window)}: "
             f"{row.status}, test {format_accuracy(row.test_accuracy, n_test)}, "
             f"{format_seconds(row.seconds)}{chance}{self._err(row)}"
