@@ -1,0 +1,105 @@
+"""``python -m bench.refit_seeds RUN_DIR --seeds 2,3``: the shipped model's spread over its seed.
+
+A finished run ships one refit: one draw of the training seed. Whether that model is as good as
+another tool's is a question about the distribution of such draws. This benchmark copies the
+run once per extra seed, drops the copy's refit, and runs the run's own command on the copy
+with only the refit's seed changed (selection and judge runs are reused, nothing else is
+retrained); each copy's export is then scored on the run's test images as ``bench.shipped``
+scores ours. With ``--stock`` (``bench.shipped``'s ``stock.json`` files) each draw is paired
+with each stock draw on the same images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.shipped import ours_shipped, paired
+from search.rundir import RunConfig
+
+
+def refit_copy(run_dir: Path, dest: Path) -> Path:
+    """``run_dir`` copied to ``dest`` without its refit (row, weights and predictions)."""
+    import pandas as pd
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("best_model*", "report.html"))
+    table = pd.read_csv(dest / "confirm.csv", dtype=str, keep_default_na=False)
+    refits = table[table["stage"] == "refit"]["run_id"].tolist()
+    table[table["stage"] != "refit"].to_csv(dest / "confirm.csv", index=False)
+    for run_id in refits:
+        shutil.rmtree(dest / "trials" / run_id, ignore_errors=True)
+        (dest / "confirm" / f"{run_id}.npy").unlink(missing_ok=True)
+    return dest
+
+
+def refit_with_seed(run_dir: Path, offset: int) -> int:
+    """The run's command on ``run_dir`` (a copy), its refit's seed moved by ``offset``."""
+    import search.trial.runner as runner
+    from search.confirm import REFIT, confirm_seed
+    from search.run import main
+
+    def moved(seed: int, index: int, stage: str = "judge") -> int:
+        return confirm_seed(seed + (offset if stage == REFIT else 0), index, stage)
+
+    runner.confirm_seed = moved  # type: ignore[assignment]
+    try:
+        argv = shlex.split(RunConfig.read(run_dir).command)[3:]  # without python -m search.run
+        at = argv.index("--run-dir")
+        argv[at + 1] = str(run_dir)
+        return main(argv)
+    finally:
+        runner.confirm_seed = confirm_seed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.refit_seeds", description=__doc__)
+    p.add_argument("run_dir", type=Path, help="a finished run whose export is a refit")
+    p.add_argument("--seeds", default="1,2", help="refit seed offsets (0: the run's own)")
+    p.add_argument("--work-dir", type=Path, default=Path("bench-refit-seeds"))
+    p.add_argument("--stock", type=Path, nargs="*", default=[], help="bench.shipped stock.json")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    run_dir = args.run_dir.resolve()
+    draws: list[dict[str, Any]] = []
+    for offset in (int(s) for s in args.seeds.split(",")):
+        if offset == 0:
+            copy = run_dir
+        else:
+            copy = refit_copy(run_dir, args.work_dir.resolve() / f"refit-seed-{offset}")
+            if refit_with_seed(copy, offset) != 0:
+                raise SystemExit(f"the refit with seed offset {offset} failed: see {copy}")
+        ours = ours_shipped(copy)
+        draws.append({"offset": offset, "accuracy": float(np.mean(ours["correct"])), **ours})
+        print(json.dumps({"offset": offset, "accuracy": draws[-1]["accuracy"]}), flush=True)
+    accs = [d["accuracy"] for d in draws]
+    print(f"ours over {len(accs)} refit seeds: " + ", ".join(f"{a:.4f}" for a in accs))
+    if len(accs) > 1:
+        print(f"  mean {statistics.mean(accs):.4f}, sd {statistics.stdev(accs):.4f}")
+    stocks = [json.loads(s.read_text()) for s in args.stock]
+    pairs = []
+    for stock in stocks:
+        acc = float(np.mean(stock["correct"]))
+        print(f"stock (seed {stock.get('seed', 'the run')}): {acc:.4f}")
+        pairs += [paired(d["correct"], stock["correct"])["points"] for d in draws]
+    if pairs:
+        print(
+            f"ours - stock over {len(pairs)} pairs of draws: mean {statistics.mean(pairs):+.1f} "
+            f"points (each: {', '.join(f'{x:+.1f}' for x in pairs)})"
+        )
+    if args.out:
+        args.out.write_text(json.dumps({"ours": draws, "stock": stocks}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
