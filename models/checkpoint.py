@@ -106,9 +106,13 @@ class TailMean:
         self.count = 0
         self._sum: list[np.ndarray] = []
 
+    def covers(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (1-based) is in the mean: a caller copies weights only then."""
+        return epoch >= self.first
+
     def add(self, epoch: int, weights: list[np.ndarray]) -> None:
         """Epoch ``epoch`` (1-based) ended with ``weights``; earlier epochs are not counted."""
-        if epoch < self.first:
+        if not self.covers(epoch):
             return
         if not self._sum:
             self._sum = [np.array(w, dtype=np.float32) for w in weights]

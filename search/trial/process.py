@@ -307,7 +307,7 @@ class TrialProcess:
                     return
                 val = logs.get("val_accuracy", float("nan"))
                 if msg.refit:  # no validation left to choose with: the planned last epochs
-                    if tail is not None and epoch + 1 >= tail.first:  # no copy before
+                    if tail is not None and tail.covers(epoch + 1):  # no copy before
                         with timing.add("checkpoint"):
                             tail.add(epoch + 1, self.model.get_weights())
                     if epoch + 1 == msg.epochs:
