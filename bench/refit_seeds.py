@@ -28,17 +28,19 @@ from search.rundir import RunConfig
 
 def refit_copy(run_dir: Path, dest: Path) -> Path:
     """``run_dir`` copied to ``dest`` without its refit (row, weights and predictions)."""
-    import pandas as pd
+    from search.confirm import REFIT, load_confirm, predictions_path
+    from search.results import replace_rows
+    from search.rundir import checkpoint_path
 
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("best_model*", "report.html"))
-    table = pd.read_csv(dest / "confirm.csv", dtype=str, keep_default_na=False)
-    refits = table[table["stage"] == "refit"]["run_id"].tolist()
-    table[table["stage"] != "refit"].to_csv(dest / "confirm.csv", index=False)
-    for run_id in refits:
-        shutil.rmtree(dest / "trials" / run_id, ignore_errors=True)
-        (dest / "confirm" / f"{run_id}.npy").unlink(missing_ok=True)
+    table = load_confirm(dest)
+    for run_id in table.loc[table["stage"] == REFIT, "run_id"].astype(str):
+        replace_rows(dest / "confirm.csv", table, table.iloc[:0], key="run_id", value=run_id)
+        table = load_confirm(dest)
+        shutil.rmtree(checkpoint_path(dest, run_id).parent, ignore_errors=True)
+        predictions_path(dest, run_id).unlink(missing_ok=True)
     return dest
 
 
