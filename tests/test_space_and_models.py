@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -262,6 +263,51 @@ def test_lrn_matches_its_definition_serialises_and_computes_in_float32(tmp_path:
     np.testing.assert_array_equal(model.predict_on_batch(images), fresh.predict_on_batch(images))
     without = build_alexnet(replace(params, lrn=False))
     assert not any(isinstance(layer, LocalResponseNormalization) for layer in without.layers)
+
+
+def test_epoch_state_reuses_its_arrays_but_never_those_it_handed_to_the_writer(
+    tmp_path: Path,
+) -> None:
+    """Snapshots copy into the previous epoch's arrays (fresh ones cost 10x more); a flushed
+    snapshot is the writer's until written: later epochs must not change it."""
+    from models.checkpoint import EpochState
+
+    class HoldingWriter:  # a writer that has not written yet: it keeps what it was given
+        def __init__(self) -> None:
+            self.held: list[tuple] = []
+
+        def save_state(self, state: tuple, path: Path) -> None:
+            self.held.append(state)
+
+    params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
+    model = build_alexnet(params)
+    compile_alexnet(model, params)
+    x = np.random.default_rng(0).integers(0, 256, (8, 67, 67, 3), dtype=np.uint8)
+    y = np.array([0, 1] * 4)
+    model.train_on_batch(x, y)
+    writer = HoldingWriter()
+    state = EpochState(tmp_path / "s.npz", writer, every_s=3600)  # type: ignore[arg-type]
+    state.snapshot(model, {"epochs": 1})
+    first = state._latest[0][0] if state._latest else None
+    model.train_on_batch(x, y)
+    state.snapshot(model, {"epochs": 2})
+    assert state._latest is not None and state._latest[0][0] is first  # reused, not new
+    flushed = [w.copy() for w in model.get_weights()]
+    flushed_slots = [v.numpy().copy() for v in model.optimizer.variables]
+    state.flush()
+    for _ in range(2):
+        model.train_on_batch(x, y)
+        state.snapshot(model, {"epochs": 3})
+    assert not np.array_equal(model.get_weights()[0], flushed[0])  # training moved them
+    weights, named = writer.held[0]
+    assert json.loads(str(named["meta"]))["epochs"] == 2
+    for got, want in zip(weights, flushed, strict=True):
+        np.testing.assert_array_equal(got, want)
+    for i, want in enumerate(flushed_slots):
+        np.testing.assert_array_equal(named[f"opt_{i}"], want)
+    latest, _ = state._latest
+    for got, want in zip(latest, model.get_weights(), strict=True):  # and the latest is now
+        np.testing.assert_array_equal(got, want)
 
 
 def test_epoch_state_is_a_snapshot_and_restores_weights_and_optimizer(tmp_path: Path) -> None:
