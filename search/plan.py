@@ -21,7 +21,12 @@ from search.trial.protocol import Ready, WarmupDone
 
 @dataclass
 class Estimator:
-    """Seconds per epoch and per trial start, from the warm-up, refined by measured epochs."""
+    """Seconds per epoch and per trial start, from the warm-up, refined by measured epochs.
+
+    An epoch's time depends on its trial's configuration (dense width and LRN change it
+    threefold), so the estimate is the mean over every epoch measured so far, which follows
+    the mix of configurations the run trains: a window of recent epochs made the ETA jump by
+    minutes from one trial to the next."""
 
     warm_epoch_s: float
     overhead_s: float = 3.0
@@ -33,7 +38,7 @@ class Estimator:
         return cls(n_train / warm.train_img_s + n_val / warm.eval_img_s)
 
     def epoch_s(self) -> float:
-        return statistics.median(self.measured[-20:]) if self.measured else self.warm_epoch_s
+        return statistics.fmean(self.measured) if self.measured else self.warm_epoch_s
 
     def trial_s(self, epochs: int) -> float:
         return epochs * self.epoch_s() + self.overhead_s

@@ -163,6 +163,17 @@ def test_the_budget_keeps_time_for_what_follows(tmp_path: Path) -> None:
     assert runner.trained == ["t0", "t1"]  # 20 s trained + 10 next + 20 reserved > 45
 
 
+def test_the_epoch_estimate_follows_the_whole_mix_not_the_last_trials() -> None:
+    from search.plan import Estimator
+
+    est = Estimator(2.0)
+    assert est.epoch_s() == 2.0  # the warm-up's, until an epoch is measured
+    heavy, light = [3.0] * 20, [1.0] * 20  # wide dense layers, then narrow ones
+    est.measured.extend(heavy + light)
+    assert est.epoch_s() == pytest.approx(2.0)  # not 1.0: the next trial may be wide again
+    assert est.trial_s(10) == pytest.approx(10 * 2.0 + est.overhead_s)
+
+
 def test_an_exhausted_engine_ends_the_loop(tmp_path: Path) -> None:
     engine, runner = FakeEngine(n=2), FakeRunner(tmp_path)
     said: list[str] = []
