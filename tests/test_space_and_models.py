@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -231,6 +232,33 @@ def _lrn_reference(
     sq = np.pad(a**2, [(0, 0)] * (a.ndim - 1) + [(r, r)])
     sums = sum(sq[..., i : i + a.shape[-1]] for i in range(2 * r + 1))
     return a / (bias + alpha * sums) ** beta
+
+
+@pytest.mark.parametrize(("radius", "beta"), [(2, 0.75), (1, 0.5), (0, 1.0), (5, 0.75)])
+def test_lrn_values_and_gradients_are_tensorflows_own(radius: int, beta: float) -> None:
+    """The layer computes LRN with a matrix product (faster to train on a CPU); its values
+    and its gradient must be ``tf.nn.lrn``'s, at the edges of the channel axis too."""
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(1).normal(0, 30, (2, 3, 3, 7)).astype(np.float32))
+    weights = tf.constant(np.random.default_rng(2).normal(0, 1, (2, 3, 3, 7)), tf.float32)
+    layer = LocalResponseNormalization(depth_radius=radius, bias=2.0, alpha=1e-3, beta=beta)
+
+    def value_and_grad(f: Any) -> tuple[np.ndarray, np.ndarray]:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = f(x)
+            loss = tf.reduce_sum(y * weights)
+        return np.asarray(y), np.asarray(tape.gradient(loss, x))
+
+    ours = value_and_grad(layer)
+    theirs = value_and_grad(
+        lambda v: tf.nn.local_response_normalization(
+            v, depth_radius=radius, bias=2.0, alpha=1e-3, beta=beta
+        )
+    )
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-4, atol=1e-6)
 
 
 def test_lrn_matches_its_definition_serialises_and_computes_in_float32(tmp_path: Path) -> None:
