@@ -7,9 +7,13 @@ search, in two stages that never share a run:
 
 1. **select** (when ``--confirm-top`` M > 1): the top M distinct configurations are each
    trained from scratch with ``--confirm`` K selection seeds and scored on *validation only*.
-   The winner is the best by ``robust_score``: the mean validation accuracy over its seeds minus
-   its standard error, so a configuration with a collapsed seed loses to a steady one of
-   similar mean. With M = 1 the search's choice stands and this stage is skipped.
+   A run's score is its *tail*: its validation accuracy averaged over its last epochs
+   (``refit_window``), the epochs whose weights the shipped refit averages. Unlike its best
+   epoch's, it is not the maximum of 20 noisy scores, whose optimism is larger for a flat,
+   noisy curve than for a steady one. The winner is the best by ``robust_score``: the mean
+   tail over its seeds minus its standard error, so a configuration with a collapsed seed
+   loses to a steady one of similar mean. With M = 1 the search's choice stands and this
+   stage is skipped.
 2. **judge**: the winner and the baseline are trained with K *fresh* seeds (the same for both),
    their best epoch chosen on validation, then scored once on the test set, which nothing
    before has read: ``search.stats.paired_difference`` gives the verdict. No run that helped
@@ -90,6 +94,7 @@ CONFIRM_COLUMNS = (
     "error",
     "ended_at",
     "averaged_epochs",
+    "val_tail",
 )
 
 
@@ -129,6 +134,7 @@ class ConfirmRow:
     error: str | None
     ended_at: str
     averaged_epochs: int | None = None  # a refit: its last epochs its weights are the mean of
+    val_tail: float | None = None  # mean validation accuracy of its last ``refit_window`` epochs
 
 
 def candidates(
@@ -238,14 +244,50 @@ def robust_score(scores: Any) -> float:
     return float(values.mean() - values.std(ddof=1) / math.sqrt(values.size))
 
 
-def selection(table: pd.DataFrame, cands: list[Candidate]) -> pd.DataFrame:
-    """The selection stage per candidate, best first: seeds, mean and sd of the validation
-    accuracy, runs at chance, ``robust_score`` (ties: the better search rank)."""
+def tail_accuracy(per_epoch: list[tuple[int, float]], epochs: int) -> float | None:
+    """A run's validation accuracy averaged over its last ``refit_window(epochs)`` epochs
+    (``per_epoch``: (epoch, accuracy) in any order, a resumed run's included); None when it
+    did not reach them all."""
+    window = refit_window(epochs)
+    last = dict(per_epoch)
+    wanted = range(epochs - window + 1, epochs + 1)
+    if not all(e in last and math.isfinite(last[e]) for e in wanted):
+        return None
+    return float(np.mean([last[e] for e in wanted]))
+
+
+def selection_column(table: pd.DataFrame) -> str:
+    """What the selection ranks on: each run's tail (``tail_accuracy``), or, for a run
+    directory whose selection runs were recorded before it existed, their best epoch's
+    validation accuracy, for all of them alike."""
     done = _done(table, SELECT)
+    if "val_tail" not in done or done.empty:
+        return "val_accuracy"
+    return (
+        "val_tail"
+        if pd.to_numeric(done["val_tail"], errors="coerce").notna().all()
+        else ("val_accuracy")
+    )
+
+
+def selection_rule(column: str) -> str:
+    what = (
+        "validation accuracy of each run's last epochs"
+        if column == "val_tail"
+        else "best-epoch validation accuracy"
+    )
+    return f"mean over seeds of the {what}, minus its standard error"
+
+
+def selection(table: pd.DataFrame, cands: list[Candidate]) -> pd.DataFrame:
+    """The selection stage per candidate, best first: seeds, mean and sd of the runs' scores
+    (``selection_column``), runs at chance, ``robust_score`` (ties: the better search rank)."""
+    done = _done(table, SELECT)
+    column = selection_column(table)
     rows = []
     for rank, cand in enumerate(c for c in cands if not c.is_baseline):
         mine = done[done["trial_id"].astype(str) == cand.trial_id]
-        vals = pd.to_numeric(mine["val_accuracy"], errors="coerce").dropna()
+        vals = pd.to_numeric(mine[column], errors="coerce").dropna()
         rows.append(
             {
                 "trial_id": cand.trial_id,
@@ -476,7 +518,7 @@ def evidence(
         "stage": "select"
         if len(search_cands) > 1
         else "none (one candidate: the search's best stands)",
-        "rule": "mean validation accuracy over seeds minus its standard error",
+        "rule": selection_rule(selection_column(table)),
         "candidates": [_plain(r) for r in ranked.to_dict("records")],
     }
     pick = choose_winner(table, cands)

@@ -136,8 +136,9 @@ def read_table(path: Path, columns: tuple[str, ...], dtype: dict[str, Any]) -> p
 
 
 # Columns a file written before they existed lacks, and what they read as there: a parameter
-# added to the space, its baseline; a refit's averaged epochs, 1 (refits kept their last epoch).
-_LATER_COLUMNS = {**baseline_values(DEFAULT_SPACE), "averaged_epochs": 1}
+# added to the space, its baseline; a refit's averaged epochs, 1 (refits kept their last epoch);
+# a confirmation run's tail, unknown (the selection then ranks on best epochs).
+_LATER_COLUMNS = {**baseline_values(DEFAULT_SPACE), "averaged_epochs": 1, "val_tail": math.nan}
 
 
 def load_trials(run_dir: Path) -> pd.DataFrame:

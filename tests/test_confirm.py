@@ -22,7 +22,9 @@ from search.confirm import (
     robust_score,
     run_candidates,
     selection,
+    selection_column,
     shipped_run,
+    tail_accuracy,
     unconfirmed,
 )
 from search.results import load_trials
@@ -104,6 +106,35 @@ def test_a_configuration_with_a_collapsed_seed_loses_to_a_steady_one_of_similar_
     assert ranked.set_index("trial_id").loc["lucky", "at_chance"] == 1
     # between steady configurations the mean decides
     assert robust_score([0.74, 0.75, 0.74]) > robust_score([0.72, 0.73, 0.72])
+
+
+def test_a_runs_tail_is_the_mean_of_the_epochs_a_refit_averages() -> None:
+    curve = [(e, 0.50 + 0.01 * e) for e in range(1, 21)]
+    assert tail_accuracy(curve, 20) == pytest.approx(0.50 + 0.01 * 18)  # epochs 16-20
+    assert tail_accuracy(list(reversed(curve)), 20) == tail_accuracy(curve, 20)  # resumed
+    assert tail_accuracy(curve[:-1], 20) is None  # it did not reach its last epoch
+    assert tail_accuracy([(1, 0.6), (2, 0.7)], 2) == pytest.approx(0.7)  # short: its last
+    assert tail_accuracy([*curve[:-1], (20, float("nan"))], 20) is None
+
+
+def test_the_selection_ranks_runs_on_their_tail_not_on_their_best_epoch() -> None:
+    """A noisy curve's best epoch is the luckiest of 20 scores: "spiky" peaks higher than
+    "steady" on every seed but ends lower, and the tail (what the refit averages) decides. A
+    run directory recorded before tails existed keeps its best-epoch ranking, for all alike."""
+    rows = _stage_rows("select", {"spiky": [0.78, 0.77, 0.78], "steady": [0.75, 0.75, 0.76]})
+    old = pd.DataFrame(rows)
+    assert selection_column(old) == "val_accuracy"
+    assert choose_winner(old, _cands("spiky", "steady")).trial_id == "spiky"  # type: ignore[union-attr]
+    tails = {"spiky": 0.69, "steady": 0.73}
+    table = pd.DataFrame(
+        [{**r, "val_tail": tails[r["trial_id"]] + 0.001 * i} for i, r in enumerate(rows)]
+    )
+    assert selection_column(table) == "val_tail"
+    assert choose_winner(table, _cands("spiky", "steady")).trial_id == "steady"  # type: ignore[union-attr]
+    ranked = selection(table, _cands("spiky", "steady")).set_index("trial_id")
+    assert ranked.loc["steady", "val_mean"] == pytest.approx(0.73 + 0.001 * 4)
+    table.loc[0, "val_tail"] = float("nan")  # one run without a tail: all rank on best epochs
+    assert choose_winner(table, _cands("spiky", "steady")).trial_id == "spiky"  # type: ignore[union-attr]
 
 
 def test_with_one_candidate_the_searchs_choice_stands() -> None:

@@ -345,6 +345,10 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     judged = after[after["stage"] == "judge"]
     assert "baseline" in set(judged["candidate"]) and judged["trial_id"].nunique() == 2
     assert not set(judged["seed"]) & set(after.loc[after["stage"] == "select", "seed"])
+    # the selection ranks each run by its last epochs' validation mean, never above its best
+    chosen = after[after["stage"] != "refit"]
+    assert chosen["val_tail"].notna().all()
+    assert (chosen["val_tail"] <= chosen["val_accuracy"] + 1e-9).all()
     kept = after.set_index("run_id").loc[before["run_id"], "ended_at"]
     assert list(kept) == list(before["ended_at"])  # finished runs were not run again
     trials = pd.read_csv(run_dir / "trials.csv")
@@ -353,6 +357,7 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["confirm_seeds"] == 2 and summary["test_n"] == 8
+    assert "last epochs" in summary["selection"]["rule"]
     assert summary["verdict"] in VERDICTS
     winner = summary["winner"]["trial_id"]
     w = judged[judged["trial_id"] == winner]

@@ -25,6 +25,7 @@ from search.confirm import (
     refit_ending,
     refit_window,
     run_id,
+    tail_accuracy,
 )
 from search.engines import SearchEngine, TrialOutcome, TrialSpec
 from search.options import SearchOptions
@@ -223,7 +224,7 @@ class TrialRunner:
         seed = confirm_seed(self.opts.seed, index, stage)
         rid = run_id(cand, index, stage)
         preds = predictions_path(self.run_dir, rid) if stage == JUDGE else None
-        done, _ = self._train(
+        done, history = self._train(
             rid,
             self.params(cand.values),
             epochs=self.opts.max_epochs,
@@ -231,8 +232,12 @@ class TrialRunner:
             shuffle_seed=seed,
             test_predictions=preds,
         )
-        row = self._record(done, cand, name, index, stage, seed, n_test, preds)
+        per_epoch = [(h.epoch, h.metrics.get("val_accuracy", math.nan)) for h in history]
+        tail = tail_accuracy(per_epoch, self.opts.max_epochs)
+        row = self._record(done, cand, name, index, stage, seed, n_test, preds, tail=tail)
         val = format_selected(row.val_accuracy, self.n_validation)
+        if tail is not None:
+            val += f", last-{refit_window(self.opts.max_epochs)} mean {tail:.4f}"
         test = f", test {format_accuracy(row.test_accuracy, n_test)}" if stage == JUDGE else ""
         chance = (
             f"; AT CHANCE (the commonest class is {self.chance:.2f} of validation): this seed "
@@ -290,6 +295,7 @@ class TrialRunner:
         n_test: int,
         preds: Path | None,
         averaged: int | None = None,
+        tail: float | None = None,
     ) -> ConfirmRow:
         status = done.status
         scored = preds is None or (done.test_accuracy is not None and preds.exists())
@@ -321,6 +327,7 @@ class TrialRunner:
             error=done.error,
             ended_at=rundir.now_iso(),
             averaged_epochs=averaged,
+            val_tail=tail,
         )
         record_confirm(self.run_dir, row)
         rundir.epoch_state_path(self.run_dir, row.run_id).unlink(missing_ok=True)  # recorded
