@@ -564,6 +564,7 @@ def evidence(
             diff = diff._replace(
                 verdict="inconclusive",
                 seeds_needed=None,
+                seeds_to_decide=None,
                 reason="every judge run of both ended at chance on validation: neither model "
                 "learned, so no difference between them is claimed",
             )
@@ -572,6 +573,7 @@ def evidence(
             "delta_ci95": list(diff.ci95) if diff.ci95 is not None else None,
             "verdict": diff.verdict,
             "seeds_needed": diff.seeds_needed,
+            "seeds_to_decide": diff.seeds_to_decide,
             "settle": settle_hint(diff) or None,
             "sentence": sentence(
                 n_test=n_test,

@@ -88,6 +88,9 @@ class Difference(NamedTuple):
     seeds_needed: int | None  # inconclusive: seeds (at this test size) to reach +-margin
     images_limit: float | None  # points: the half-width the test images alone leave
     reason: str | None = None  # why a verdict was held back, when the interval is not why
+    # inconclusive with a difference beyond the margin: seeds whose interval, if the difference
+    # holds, would exclude 0 (the difference then decides, not the margin)
+    seeds_to_decide: int | None = None
 
 
 def verdict(ci95: tuple[float, float] | None, *, margin: float = DEFAULT_MARGIN) -> str:
@@ -177,7 +180,10 @@ def paired_difference(
     Under two paired seeds there is no estimate of the seed noise: no interval, and the verdict
     is ``inconclusive``. An inconclusive verdict comes with ``seeds_needed``: about how many
     seeds, at this test size, would bring the half-width to ``margin`` (None when the test
-    images alone leave more than that: ``images_limit``).
+    images alone leave more than that: ``images_limit``), and, when the difference is larger
+    than the margin, ``seeds_to_decide``: about how many would give an interval that excludes
+    0 if the difference holds (a +8-point difference on 3 seeds needs no +-2-point interval to
+    be shown, only a narrower one).
     """
     w = np.asarray(winner, dtype=float)
     b = np.asarray(baseline, dtype=float)
@@ -197,23 +203,38 @@ def paired_difference(
     half, t = _half_width(v_seed, v_image, k, n)
     ci95 = (100 * (estimate - half), 100 * (estimate + half))
     word = verdict(ci95, margin=margin)
-    needed, limit = None, None
+    needed, limit, decide = None, None, None
     if word == "inconclusive":
         needed, limit = _seeds_to_settle(comp, n, margin / 100)
+        if abs(estimate) > margin / 100:
+            decide = _seeds_to_settle(comp, n, abs(estimate), strict=True)[0]
     return Difference(
-        100 * estimate, ci95, word, k, n, t, margin, needed, None if limit is None else limit
+        100 * estimate,
+        ci95,
+        word,
+        k,
+        n,
+        t,
+        margin,
+        needed,
+        None if limit is None else limit,
+        seeds_to_decide=decide,
     )
 
 
-def _seeds_to_settle(comp: _Components, n: int, margin: float) -> tuple[int | None, float]:
+def _seeds_to_settle(
+    comp: _Components, n: int, width: float, *, strict: bool = False
+) -> tuple[int | None, float]:
     """The fewest seeds whose projected half-width (same variance components, same n) is at
-    most ``margin``; None if even ``MAX_SEEDS_ADVISED`` do not reach it. Also the half-width
-    the images alone leave (in points), the floor no number of seeds goes below."""
+    most ``width`` (below it, ``strict``); None if even ``MAX_SEEDS_ADVISED`` do not reach it.
+    Also the half-width the images alone leave (in points), the floor no number of seeds goes
+    below."""
     limit = 100 * Z95 * math.sqrt(comp.image / n)
     for k in range(2, MAX_SEEDS_ADVISED + 1):
         v_seed = (comp.seed + comp.interaction / n) / k
         v_image = comp.image / n
-        if _half_width(v_seed, v_image, k, n)[0] <= margin:
+        half = _half_width(v_seed, v_image, k, n)[0]
+        if half < width or (half == width and not strict):
             return k, limit
     return None, limit
 
@@ -229,12 +250,19 @@ def settle_hint(diff: Difference) -> str:
             f"only {diff.seeds} paired seed{'s' if diff.seeds != 1 else ''}: no interval can be "
             "given; rerun with --confirm 3 or more"
         )
+    decide = ""
+    if diff.seeds_to_decide is not None:
+        word = "better" if diff.points > 0 else "worse"
+        decide = (
+            f"if the {diff.points:+.1f} points hold, about {diff.seeds_to_decide} seeds "
+            f"(--confirm {diff.seeds_to_decide}) would show it {word}; "
+        )
     if diff.seeds_needed is not None:
-        return (
+        return decide + (
             f"about {diff.seeds_needed} seeds (--confirm {diff.seeds_needed}) on these "
             f"{diff.images:,} test images would bring the interval to +-{diff.margin:g} points"
         )
-    return (
+    return decide + (
         f"no number of seeds up to {MAX_SEEDS_ADVISED} brings the interval to "
         f"+-{diff.margin:g} points on {diff.images:,} test images (the images alone leave "
         f"+-{diff.images_limit or 0:.1f}): more test images would"

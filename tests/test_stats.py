@@ -180,6 +180,37 @@ def test_an_inconclusive_verdict_says_how_many_seeds_would_settle_it() -> None:
     assert "more test images" in settle_hint(few)
 
 
+def test_a_large_inconclusive_difference_says_how_many_seeds_would_decide_it() -> None:
+    """+8 points on 3 seeds whose differences spread (+5, +12, +7: the t interval of 3 seeds
+    is 4.3 standard errors wide) is inconclusive, but it needs a narrower interval, not one
+    of +-2 points: the hint says how many seeds would show it, and that many seeds of the same
+    spread do."""
+    n = 400
+    rng = np.random.default_rng(3)
+
+    def runs(gains: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        base = rng.random((len(gains), n)) < 0.62
+        flip = rng.random((len(gains), n)) < np.array(gains)[:, None] / 0.38
+        return base | flip, base
+
+    gains = [0.05, 0.12, 0.07]
+    w, b = runs(gains)
+    d = paired_difference(w, b)
+    assert d.verdict == "inconclusive" and d.points > 5
+    assert d.seeds_to_decide is not None and 3 < d.seeds_to_decide <= 10
+    hint = settle_hint(d)
+    want = f"about {d.seeds_to_decide} seeds (--confirm {d.seeds_to_decide}) would show it better"
+    assert want in hint
+    more = paired_difference(*runs((gains * 4)[: d.seeds_to_decide]))
+    assert more.verdict == "better"
+    # the other way round, it would show it worse
+    assert "would show it worse" in settle_hint(paired_difference(b, w))
+    # a difference inside the margin: only the margin's interval would settle it
+    near = paired_difference(*runs([0.0, 0.03, -0.01]))
+    assert near.verdict == "inconclusive" and abs(near.points) < 2
+    assert near.seeds_to_decide is None and "would show it" not in settle_hint(near)
+
+
 def test_verdict_words_and_sentence() -> None:
     w = np.array([[1, 1, 0, 1]] * 3, dtype=bool)
     b = np.array([[1, 0, 0, 1]] * 3, dtype=bool)
