@@ -122,8 +122,8 @@ STAGE_TITLES = {
 
 def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[dict[str, Any]]:
     """One row per evidence run, by stage (select, judge, refit) and candidate, then each
-    candidate's mean. Validation scores are best epochs (selected): shown without an interval;
-    test scores carry theirs."""
+    candidate's mean. Validation scores are best epochs (selected) and the last epochs' mean
+    (what the selection ranks on): shown without an interval; test scores carry theirs."""
     rows: list[dict[str, Any]] = []
     stages = confirm["stage"].fillna("judge").astype(str) if "stage" in confirm else None
     frame = confirm.assign(stage=stages if stages is not None else "judge")
@@ -144,6 +144,7 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
                         "status": str(r["status"]),
                         "search_val": _num(r.get("search_val_accuracy")),
                         "val": _num(r.get("val_accuracy")),
+                        "tail": _num(r.get("val_tail")),
                         "at_chance": bool(r["at_chance"]),
                         "test": test,
                         "test_ci": _ci(test, n_test),
@@ -165,6 +166,7 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
                         "status": "",
                         "search_val": _num(runs["search_val_accuracy"].iloc[0]),
                         "val": float(pd.to_numeric(done["val_accuracy"]).mean()),
+                        "tail": _mean(done.get("val_tail")),
                         "at_chance": False,
                         "test": float(tests.mean()) if len(tests) else None,
                         "test_ci": None,
@@ -175,6 +177,14 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
                     }
                 )
     return rows
+
+
+def _mean(column: pd.Series | None) -> float | None:
+    """The mean of a numeric column, None when it has no value (or the table lacks it)."""
+    if column is None:
+        return None
+    values = pd.to_numeric(column, errors="coerce").dropna()
+    return float(values.mean()) if len(values) else None
 
 
 def cost_rows(costs: pd.DataFrame, trials: pd.DataFrame) -> list[dict[str, Any]]:

@@ -16,7 +16,14 @@ import pytest
 from reports import figures as fig
 from reports.budgets import equal_budget, trial_path
 from reports.rundata import load_run
-from reports.tables import confusion, cost_rows, grid_sample, results_rows, summarize
+from reports.tables import (
+    confirm_rows,
+    confusion,
+    cost_rows,
+    grid_sample,
+    results_rows,
+    summarize,
+)
 from reports.writer import figure_json, write_index, write_report
 from search.results import load_trials, record_costs
 from search.stats import VERDICTS
@@ -482,3 +489,21 @@ def test_the_trial_table_folds_constant_columns_and_hides_empty_ones() -> None:
     assert folded == ["weight_decay 0.00e+00"]
     rows[1]["error"] = "NaN/inf loss at epoch 3"
     assert "error" in table_columns(rows, cols)[0]
+
+
+def test_the_evidence_table_shows_what_the_selection_ranked_on(tmp_path: Path) -> None:
+    """Each evidence run's last-epochs validation mean (the selection's score) is in the
+    report beside its best epoch, with each candidate's mean; a run directory recorded before
+    that column existed shows it empty rather than failing."""
+    run_dir = make_run(tmp_path / "run")  # judge runs with val_tail = best epoch - 0.03
+    write_report(run_dir)
+    html = (run_dir / "report.html").read_text()
+    table = re.search(r'<table id="confirm-table">(.*?)</table>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert "last epochs&#39; mean, ranks the selection" in table or "last epochs' mean" in table
+    confirm = load_run(run_dir).confirm
+    rows = confirm_rows(confirm, 7, 40)
+    means = [r for r in rows if r["mean"]]
+    assert means and all(r["tail"] == pytest.approx(r["val"] - 0.03) for r in means)
+    assert f"{means[0]['tail']:.4f}" in table
+    old = confirm_rows(confirm.drop(columns=["val_tail"]), 7, 40)
+    assert all(r["tail"] is None for r in old) and len(old) == len(rows)
