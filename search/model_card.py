@@ -123,6 +123,7 @@ def build_card(
             "measured_on": "the machine that exported it, CPU, the serve signature, median "
             "of 7 calls",
         },
+        "chosen": _chosen(confirmed),
         "traded": _traded(confirmed),
         "versions": config.versions,
         "usage": {
@@ -132,6 +133,27 @@ def build_card(
             "tf_serving_note": REST_NOTE,
         },
     }
+
+
+def _chosen(confirmed: dict[str, Any] | None) -> str:
+    """How the shipped configuration was chosen, and on which images, in one line."""
+    if not confirmed or not confirmed.get("winner"):
+        return "the search's best trial by validation accuracy; no retraining over seeds judged it"
+    sel = confirmed.get("selection") or {}
+    seeds = confirmed.get("confirm_seeds")
+    ranked = sel.get("candidates") or []
+    if len(ranked) > 1:
+        how = (
+            f"the best of the search's top {len(ranked)} configurations, each retrained with "
+            f"{ranked[0].get('seeds')} seeds and ranked on validation images only by the "
+            f"{sel.get('rule')}"
+        )
+    else:
+        how = "the search's best configuration by validation accuracy"
+    return (
+        f"{how}; then it and the blog's configuration were retrained with {seeds} fresh seeds "
+        "and scored once on the test images for the verdict above, which no choice used"
+    )
 
 
 def _traded(confirmed: dict[str, Any] | None) -> str:
@@ -163,6 +185,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         else "- **Unconfirmed**: the run did not retrain its winner and the baseline over seeds.\n"
     )
     sizes = ", ".join(f"{k} {v:,}" for k, v in card["trained_on"]["split_sizes"].items())
+    if card.get("chosen"):
+        verdict += f"- **How it was chosen**: {card['chosen']}.\n"
     verdict += f"- **What was shipped**: {card.get('shipped', '')}.\n"
     size, latency = card.get("size") or {}, card.get("latency_ms_per_image") or {}
     if size.get("parameters"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -218,6 +219,14 @@ def test_a_confirmed_card_carries_the_verdict(tmp_path: Path) -> None:
     card = build_card(_config(tmp_path), record, confirmed=confirmed)
     assert card["accuracy"]["confirmed"]["verdict"] == "better"
     assert "tuned 75.0% vs blog 64.0%" in card_markdown(card)
+    assert "the search's best configuration by validation accuracy" in card["chosen"]
+    # with a selection stage, the card says how it ranked and that test chose nothing
+    rule = "mean over seeds of the validation accuracy of each run's last epochs, minus ..."
+    confirmed["selection"] = {"rule": rule, "candidates": [{"seeds": 3}] * 3}
+    text = card_markdown(build_card(_config(tmp_path), record, confirmed=confirmed))
+    chosen = re.search(r"- \*\*How it was chosen\*\*: (.*)", text).group(1)  # type: ignore[union-attr]
+    assert "top 3 configurations, each retrained with 3 seeds" in chosen
+    assert "validation images only" in chosen and rule in chosen and "3 fresh seeds" in chosen
 
 
 def test_predict_can_use_either_signature(
