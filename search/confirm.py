@@ -263,11 +263,8 @@ def selection_column(table: pd.DataFrame) -> str:
     done = _done(table, SELECT)
     if "val_tail" not in done or done.empty:
         return "val_accuracy"
-    return (
-        "val_tail"
-        if pd.to_numeric(done["val_tail"], errors="coerce").notna().all()
-        else ("val_accuracy")
-    )
+    tails = pd.to_numeric(done["val_tail"], errors="coerce")
+    return "val_tail" if tails.notna().all() else "val_accuracy"
 
 
 def selection_rule(column: str) -> str:
