@@ -156,7 +156,6 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
                 )
             done = runs[runs["status"] == "completed"]
             if len(done) > 1:
-                tests = pd.to_numeric(done["test_accuracy"], errors="coerce").dropna()
                 rows.append(
                     {
                         "stage": STAGE_TITLES[stage],
@@ -168,7 +167,7 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
                         "val": float(pd.to_numeric(done["val_accuracy"]).mean()),
                         "tail": _mean(done.get("val_tail")),
                         "at_chance": False,
-                        "test": float(tests.mean()) if len(tests) else None,
+                        "test": _mean(done["test_accuracy"]),
                         "test_ci": None,
                         "best_epoch": "",
                         "seconds": float(done["seconds"].sum()),
