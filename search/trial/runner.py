@@ -41,6 +41,11 @@ def trial_seed(seed: int, trial_id: str) -> int:
     return (seed * 7919 + zlib.crc32(trial_id.encode())) % 2**31
 
 
+def val_curve(history: list[Epoch]) -> list[tuple[int, float]]:
+    """(epoch, validation accuracy) of a training's epochs that have one (a refit's do not)."""
+    return [(h.epoch, h.metrics["val_accuracy"]) for h in history if "val_accuracy" in h.metrics]
+
+
 class TrialRunner:
     """Runs one trial in the trial process, shows its progress and records its row."""
 
@@ -190,9 +195,7 @@ class TrialRunner:
         outcome = TrialOutcome(
             status=row.status,
             val_accuracy=row.val_accuracy,
-            per_epoch=[
-                (h.epoch, h.metrics["val_accuracy"]) for h in history if "val_accuracy" in h.metrics
-            ],
+            per_epoch=val_curve(history),
             error=row.error,
             params=row.params or None,
         )
@@ -232,8 +235,7 @@ class TrialRunner:
             shuffle_seed=seed,
             test_predictions=preds,
         )
-        per_epoch = [(h.epoch, h.metrics.get("val_accuracy", math.nan)) for h in history]
-        tail = tail_accuracy(per_epoch, self.opts.max_epochs)
+        tail = tail_accuracy(val_curve(history), self.opts.max_epochs)
         row = self._record(done, cand, name, index, stage, seed, n_test, preds, tail=tail)
         val = format_selected(row.val_accuracy, self.n_validation)
         if tail is not None:
