@@ -16,7 +16,6 @@ path (which must decode every test file and give the same label on at least 99.5
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import json
 import os
@@ -26,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from data_pipeline.discover import manifest
 from data_pipeline.errors import DataError
-from data_pipeline.files import file_digest, no_room
+from data_pipeline.files import NoRoom, file_digest, no_room
 from data_pipeline.pipeline import PreparedData, prepare
 from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet
 from search import interrupt
@@ -454,8 +454,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--verify", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--stage", type=Path, help=argparse.SUPPRESS)
-    # the search that runs this export holds the run's lock already
-    p.add_argument("--locked", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     interrupt.die_with_parent()  # run by a search: ends with it
     interrupt.install()
@@ -483,25 +481,55 @@ def _main(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        with contextlib.nullcontext() if args.locked else locked(args.run_dir):
-            record = export_run(args.run_dir)
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (RunDirError, DataError) as exc:
+        with locked(args.run_dir):
+            outcome = export_checked(args.run_dir)
+    except RunDirError as exc:  # another command holds the run
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # a full disk or a read-only folder; TensorFlow's writers too
+    except OSError as exc:  # the lock file of a read-only run
         room = no_room(exc, args.run_dir, fix=EXPORT_FIX)
         if room is None:
             raise
-        shutil.rmtree(args.run_dir / f".export-{os.getpid()}", ignore_errors=True)
         print(f"error: {room}", file=sys.stderr)
         return 2
+    if outcome.out:
+        print(outcome.out)
+    if outcome.err:
+        print(outcome.err, file=sys.stderr)
+    return outcome.code
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    """An export's result as a command reports it: ``code`` 0 (exported and checked), 1 (the
+    check failed, or nothing could be exported) or 2 (the user must fix something: ``room``
+    when it is a full or read-only disk); ``out`` the result line, ``err`` what went wrong."""
+
+    code: int
+    out: str = ""
+    err: str = ""
+    room: NoRoom | None = None
+
+
+def export_checked(run_dir: Path) -> ExportOutcome:
+    """``export_run`` for a command that holds the run's lock (``search.run`` at its end, in
+    its own process: the check still reloads in a fresh one), its failures as outcomes."""
+    try:
+        record = export_run(run_dir)
+    except ExportError as exc:
+        return ExportOutcome(1, err=f"error: {exc}")
+    except (RunDirError, DataError) as exc:
+        return ExportOutcome(2, err=f"error: {exc}")
+    except Exception as exc:  # a full disk or a read-only folder; TensorFlow's writers too
+        room = no_room(exc, run_dir, fix=EXPORT_FIX)
+        if room is None:
+            raise
+        shutil.rmtree(run_dir / f".export-{os.getpid()}", ignore_errors=True)
+        return ExportOutcome(2, err=f"error: {room}", room=room)
     verdict = "passed" if record["passed"] else "FAILED"
     source = record["source_run"] or f"trial {record['source_trial']}"
     trained = ", trained on: a reload check only" if record["trained_on_validation"] else ""
-    print(
+    line = (
         f"export check {verdict}: {source}; in memory / reloaded SavedModel: validation "
         f"{record['val_accuracy_in_memory']:.4f} / {record['val_accuracy_reloaded']:.4f} "
         f"({record['n_validation']} images{trained}), "
@@ -509,9 +537,8 @@ def _main(args: argparse.Namespace) -> int:
         f"{record['test_accuracy_reloaded']:.4f} ({record['n_test']} images); "
         f"{record['saved_model']}"
     )
-    for problem in record["problems"]:
-        print(f"  export check: {problem}", file=sys.stderr)
-    return 0 if record["passed"] else 1
+    problems = "\n".join(f"  export check: {problem}" for problem in record["problems"])
+    return ExportOutcome(0 if record["passed"] else 1, out=line, err=problems)
 
 
 if __name__ == "__main__":

@@ -6,17 +6,13 @@ them when it is started again.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_pipeline.files import NoRoom
 from data_pipeline.pipeline import PreparedData
-from search import interrupt, rundir
 from search import results as res
+from search import rundir
 from search.confirm import (
     DEFAULT_MARGIN,
     JUDGE,
@@ -214,28 +210,6 @@ def prune_search_checkpoints(run_dir: Path) -> None:
     # Optuna trial requeued under a new number)
     for state in (run_dir / "trials").glob(f"*/{rundir.EPOCH_STATE}"):
         state.unlink(missing_ok=True)
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    ok: bool
-    stdout: str
-    stderr: str
-
-
-def export_in_fresh_process(run_dir: Path) -> ExportResult:
-    """``python -m search.export --locked RUN_DIR``: the model is reloaded and checked in a
-    process that shares nothing with the search (the search holds the run's lock)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "search.export", "--locked", str(run_dir)],
-        env=interrupt.child_env(),  # ends with the search, even after its kill -9
-        check=False,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode == 2 and "cannot write" in done.stderr:  # a full or read-only disk
-        raise NoRoom(done.stderr.strip().splitlines()[-1].removeprefix("error: "))
-    return ExportResult(done.returncode == 0, done.stdout.strip(), done.stderr)
 
 
 def best_trial_line(trials: Any, n_validation: int) -> str | None:

@@ -1,4 +1,5 @@
-"""TensorFlow's native start-up lines (oneDNN notice, CPU feature guard) kept off the console.
+"""Library chatter kept off the console: TensorFlow's native start-up lines (oneDNN notice, CPU
+feature guard), and whatever the libraries print while the search exports in its own process.
 
 In TF 2.21 they are written by absl before its logging is set up, so ``TF_CPP_MIN_LOG_LEVEL``
 does not silence them; the only way is to load TensorFlow (and run one op, which triggers the
@@ -7,8 +8,11 @@ feature guard) while file descriptor 2 points at /dev/null. ``--debug`` keeps th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 
 def import_tensorflow_quietly(*, enabled: bool = True) -> None:
@@ -27,3 +31,34 @@ def import_tensorflow_quietly(*, enabled: bool = True) -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+@contextlib.contextmanager
+def output_to(log: Path, *, enabled: bool = True) -> Iterator[None]:
+    """Send everything printed in the block, by Python or by native code (file descriptors 1
+    and 2), to the end of ``log``; /dev/null where ``log`` cannot be opened (a full or
+    read-only disk, which the block then reports itself)."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        sink = open(log, "a")  # noqa: SIM115 - closed below, after the descriptors are back
+    except OSError:
+        sink = open(os.devnull, "w")  # noqa: SIM115
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield
+    finally:
+        with contextlib.suppress(OSError):
+            sink.flush()
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+        with contextlib.suppress(OSError):
+            sink.close()

@@ -35,7 +35,7 @@ from search.engines import EngineSettings, SearchEngine, TrialSpec, make_engine
 from search.interrupt import Interrupted
 from search.loop import Budget, SearchLoop, Stop, recorded_outcomes
 from search.options import SearchOptions
-from search.quiet import import_tensorflow_quietly
+from search.quiet import import_tensorflow_quietly, output_to
 from search.rundir import RunConfig, format_seconds
 from search.space import Space, baseline_values, load_space, resolve
 from search.storage import resolve_storage
@@ -282,11 +282,17 @@ class Search:
             return 1
         self.say(best)
         self.say("exporting the best model and checking it in a fresh process ...")
-        export = finish.export_in_fresh_process(self.run_dir)
-        self.say(export.stdout)
-        if not export.ok or self.opts.debug:
-            sys.stderr.write(export.stderr[-4000:])
-        if not export.ok:
+        from search.export import export_checked
+
+        with output_to(self.run_dir / "logs" / "export.log", enabled=not self.opts.debug):
+            export = export_checked(self.run_dir)  # in here: TensorFlow is loaded already
+        if export.room is not None:
+            raise export.room
+        if export.out:
+            self.say(export.out)
+        if export.err:
+            sys.stderr.write(export.err + "\n")
+        if export.code:
             self.say("export check failed; see above. Results are kept.")
         summary = finish.write_summary(self.run_dir, data, self.opts.to_dict())
         status.update(state="finished", disk_mb=rundir.disk_usage_mb(self.run_dir))
@@ -301,7 +307,7 @@ class Search:
         ):
             if line:
                 self.say(line)
-        return 0 if export.ok else 1
+        return 0 if export.code == 0 else 1
 
     # ------------------------------------------------------------------------ collaborators
     def _prepare_data(self) -> PreparedData:

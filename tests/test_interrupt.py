@@ -26,6 +26,13 @@ def _status(run_dir: Path) -> dict:
         return {}
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _children_of(pid: int) -> list[int]:
     """Live processes started by ``pid`` as ours (their environment names it), wherever they
     were re-parented to."""
@@ -186,8 +193,8 @@ def test_sigterm_during_the_export_then_a_second_ctrl_c_and_resume(
     tiny: dict[str, Path],  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    """Stopped while exporting: the export child ends with the search, and the rerun makes
-    the export; a second signal while stopping ends the command at once."""
+    """Stopped while its export is being checked: the checking child ends with the search,
+    and the rerun makes the export; a second signal while stopping ends the command at once."""
     run_dir = tmp_path / "run"
     args = search_args(tiny, run_dir, "--trials", "1", "--max-epochs", "1", "--no-baseline")
     proc = subprocess.Popen(
@@ -197,7 +204,10 @@ def test_sigterm_during_the_export_then_a_second_ctrl_c_and_resume(
     for line in proc.stdout:
         if line.startswith("exporting"):
             break
-    time.sleep(1.0)  # the export child has started
+    deadline = time.monotonic() + 120
+    while not any(b"--verify" in _cmdline(c) for c in _children_of(proc.pid)):
+        assert time.monotonic() < deadline, "the export's checking child never started"
+        time.sleep(0.1)
     t0 = time.monotonic()
     os.kill(proc.pid, signal.SIGTERM)
     os.kill(proc.pid, signal.SIGTERM)  # the second: at once
