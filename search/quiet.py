@@ -15,21 +15,32 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+@contextlib.contextmanager
+def _descriptors_to(target: int, fds: tuple[int, ...]) -> Iterator[None]:
+    """The file descriptors ``fds`` pointed at ``target`` for the block, then given back."""
+    saved = [os.dup(fd) for fd in fds]
+    try:
+        for fd in fds:
+            os.dup2(target, fd)
+        yield
+    finally:
+        for fd, copy in zip(fds, saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
 def import_tensorflow_quietly(*, enabled: bool = True) -> None:
     if not enabled or "tensorflow" in sys.modules:
         return
     sys.stderr.flush()
-    saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
     try:
-        import tensorflow as tf
+        with _descriptors_to(devnull, (2,)):
+            import tensorflow as tf
 
-        tf.config.list_physical_devices("CPU")
-        _ = tf.constant(0.0) + 1.0  # the CPU feature guard speaks at the first op
+            tf.config.list_physical_devices("CPU")
+            _ = tf.constant(0.0) + 1.0  # the CPU feature guard speaks at the first op
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
         os.close(devnull)
 
 
@@ -48,17 +59,13 @@ def output_to(log: Path, *, enabled: bool = True) -> Iterator[None]:
         sink = open(log, "a")  # noqa: SIM115 - closed below, after the descriptors are back
     except OSError:
         sink = open(os.devnull, "w")  # noqa: SIM115
-    saved = [os.dup(1), os.dup(2)]
     try:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with (
+            _descriptors_to(sink.fileno(), (1, 2)),
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
             yield
     finally:
-        with contextlib.suppress(OSError):
-            sink.flush()
-        for fd, copy in zip((1, 2), saved, strict=True):
-            os.dup2(copy, fd)
-            os.close(copy)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # a full disk: what did not fit is lost, no more
             sink.close()
