@@ -197,13 +197,16 @@ def prune_confirm_checkpoints(run_dir: Path) -> None:
     rundir.prune_checkpoints(run_dir, keep_checkpoints(table), set(table["run_id"].astype(str)))
 
 
-def prune_search_checkpoints(run_dir: Path) -> None:
-    """At the end of the search only the best trial's weights may still be exported."""
+def prune_search_checkpoints(run_dir: Path, needed: set[str]) -> None:
+    """At the end of the search only the best trial's weights may still be exported, and
+    ``needed`` (the engine's ``needed_checkpoints``) started from: a search that stopped
+    inside a Hyperband bracket promotes from them when a larger ``--trials`` continues it, and
+    its best so far need not be the trial promotion picks (ties are broken differently)."""
     trials = res.load_trials(run_dir)
     best = res.best_trial(trials)
     rundir.prune_checkpoints(
         run_dir,
-        {str(best["trial_id"])} if best is not None else set(),
+        needed | ({str(best["trial_id"])} if best is not None else set()),
         set(trials["trial_id"].astype(str)),
     )
     # nothing trains any more: a state left behind is a training that will not resume (an

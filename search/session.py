@@ -203,7 +203,7 @@ class Search:
             if self.chief and o.baseline and not progress_now.baseline_done:
                 after = f" after {progress_now.trials_done} of {o.trials} trials"
                 if not budget.fits(est.trial_s(o.max_epochs), "the baseline", after=after):
-                    return self._finish(data, status, budget)
+                    return self._finish(data, status, budget, engine.needed_checkpoints())
                 runner.run(
                     TrialSpec(res.BASELINE_ID, baseline_values(self.space), o.max_epochs),
                     engine=None,
@@ -261,16 +261,19 @@ class Search:
                     options=o.to_dict(),
                 )
         process.close()
+        needed = engine.needed_checkpoints()  # what a larger --trials would promote from
         if not self.chief:
             self.say(
                 f"worker done: the search has its {o.trials} trials; its chief exports the "
                 "best model and writes the report."
             )
             return 0
-        return self._finish(data, status, budget)
+        return self._finish(data, status, budget, needed)
 
-    def _finish(self, data: PreparedData, status: rundir.Status, budget: Budget) -> int:
-        finish.prune_search_checkpoints(self.run_dir)
+    def _finish(
+        self, data: PreparedData, status: rundir.Status, budget: Budget, needed: set[str]
+    ) -> int:
+        finish.prune_search_checkpoints(self.run_dir, needed)
         trials = res.load_trials(self.run_dir)
         search = res.search_trials(trials)
         counts = search["status"].value_counts().to_dict()

@@ -304,7 +304,9 @@ def test_kill_9_during_an_extension_and_resume(
     assert "resuming" in out.stdout
     after = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
     search = after[after["trial_id"] != "baseline"]
-    assert len(search) == 5 and after["trial_id"].is_unique
+    shown = after[["trial_id", "status", "error"]].to_string()
+    assert len(search) == 5 and after["trial_id"].is_unique, shown
+    assert (search["status"] == "completed").all(), shown
     assert (after["trial_id"] == "baseline").sum() == 1  # the baseline is not trained again
     kept = after.set_index("trial_id").loc[before["trial_id"], "ended_at"]
     assert list(kept) == list(before["ended_at"])  # finished trials were not run again
