@@ -62,6 +62,7 @@ def run(
     image_size: int,
     width: float,
     subset: int | None,
+    augment: bool = False,
 ) -> list[dict[str, Any]]:
     import keras
     import numpy as np
@@ -79,7 +80,7 @@ def run(
     rows = []
     for seed in seeds:
         keras.utils.set_random_seed(seed)
-        train = data.training_dataset(("train",), 125, augment=False, seed=seed)  # as a refit
+        train = data.training_dataset(("train",), 125, augment=augment, seed=seed)  # as a refit
         model = build_alexnet(params)
         compile_alexnet(model, params)
         keep = _Keep(val_ds, labels, epochs, windows)
@@ -111,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--width", type=float, default=0.5)
     p.add_argument("--subset", type=int, default=2000)
+    p.add_argument("--augment", action="store_true", help="random flips and crops, as --augment")
     args = p.parse_args(argv)
     rows = run(
         args.data_dir,
@@ -121,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         image_size=args.image_size,
         width=args.width,
         subset=args.subset,
+        augment=args.augment,
     )
     keys = [k for k in rows[0] if k not in ("seed", "best_epoch")]
     for key in keys:
