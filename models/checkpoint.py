@@ -3,9 +3,10 @@
 
 Keras' ``save_weights`` stores Adam's two slots beside every weight, tripling a checkpoint
 (667 MiB per trial at 227px). The search needs only the weights: to continue a promoted
-Hyperband trial and to export the best one. The training state (weights, optimizer
-variables, epoch, history) exists only while its trial runs: the search deletes it once the
-trial's row is recorded.
+Hyperband trial and to export the best one. A training keeps its best epoch's weights in
+memory and writes the checkpoint once, when it ends. The training state (weights, optimizer
+variables, the best weights when they are not the current ones, epoch, history) exists only
+while its trial runs: the search deletes it once the trial's row is recorded.
 """
 
 from __future__ import annotations
@@ -45,16 +46,29 @@ def training_state(
     meta: dict,
     tail: TailMean | None = None,
     into: list[np.ndarray] | None = None,
+    best: BestWeights | None = None,
 ) -> tuple[list[np.ndarray], dict]:
     """Copies of the weights and the optimizer's variables (step count, Adam's slots, the
-    loss scale), with ``meta`` as JSON, and a refit's running tail sum: what
-    ``load_training_state`` puts back. ``into``: arrays of an earlier snapshot of the same
-    model to copy into instead of allocating new ones (``EpochState``)."""
+    loss scale), with ``meta`` as JSON, a refit's running tail sum and the best epoch's
+    weights: what ``load_training_state`` puts back. The best weights are stored only when
+    they are not the current ones (``meta["epochs"]`` is not their epoch). ``into``: arrays
+    of an earlier snapshot of the same model to copy into instead of allocating new ones
+    (``EpochState``)."""
     weights, slots = _copy_variables(model.weights, model.optimizer.variables, into)
     named = {f"opt_{i}": s for i, s in enumerate(slots)}
     sums = tail.sums() if tail is not None else []
     named.update({f"tail_{i}": s for i, s in enumerate(sums)})
-    extra = {"tail_count": tail.count if tail is not None else 0, "n_tail": len(sums)}
+    kept: list[np.ndarray] = []
+    best_epoch = best.epoch if best is not None else None
+    if best is not None and best.weights is not None and best_epoch != meta.get("epochs"):
+        kept = best.weights
+    named.update({f"best_{i}": w for i, w in enumerate(kept)})
+    extra = {
+        "tail_count": tail.count if tail is not None else 0,
+        "n_tail": len(sums),
+        "n_best": len(kept),
+        "best_weights_epoch": best_epoch,
+    }
     named["meta"] = np.array(json.dumps({**meta, **extra, "n_weights": len(weights)}))
     return weights, named
 
@@ -80,10 +94,15 @@ def _copy_variables(
 
 
 def load_training_state(
-    model: keras.Model, path: Path, key: str | None = None, tail: TailMean | None = None
+    model: keras.Model,
+    path: Path,
+    key: str | None = None,
+    tail: TailMean | None = None,
+    best: BestWeights | None = None,
 ) -> dict | None:
     """Restore a ``CheckpointWriter.save_state`` file into a compiled model of the same
-    architecture (its optimizer built), and ``tail`` to the sum it had then; its ``meta``, or
+    architecture (its optimizer built), ``tail`` to the sum it had then and ``best`` to the
+    best weights it had (left empty for a file that did not store them); its ``meta``, or
     None (nothing touched) if it cannot be read whole or, given ``key``, was saved by another
     training."""
     try:
@@ -95,6 +114,7 @@ def load_training_state(
             weights = [data[f"arr_{i}"] for i in range(n)]
             slots = [data[f"opt_{i}"] for i in range(len(model.optimizer.variables))]
             sums = [data[f"tail_{i}"] for i in range(int(meta.get("n_tail", 0)))]
+            kept = [data[f"best_{i}"] for i in range(int(meta.get("n_best", 0)))]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # torn or foreign: the trial trains from its start instead
     variables = model.optimizer.variables
@@ -107,7 +127,41 @@ def load_training_state(
         var.assign(value)
     if tail is not None:
         tail.restore(sums, int(meta.get("tail_count", 0)))
+    best_epoch = meta.get("best_weights_epoch")
+    if best is not None and best_epoch is not None:
+        best.restore(kept or [np.array(w) for w in weights], int(best_epoch))
     return dict(meta)
+
+
+class BestWeights:
+    """The best epoch's weights so far, in memory.
+
+    A new best is copied into the same arrays (one memory copy, tens of ms); the checkpoint
+    file is written once, when the training ends, and the weights go into each epoch-state
+    file an interrupted training resumes from. Writing the checkpoint at every improving
+    epoch (80 MB at dense 4,096) made those epochs slower, the write competing with the
+    training for 2 cores (``bench/README.md``). Arrays handed to the writer are its own until
+    written: the next best takes new ones.
+    """
+
+    def __init__(self) -> None:
+        self.weights: list[np.ndarray] | None = None
+        self.epoch: int | None = None
+        self._handed_off = False
+
+    def keep(self, model: keras.Model, epoch: int) -> None:
+        """Epoch ``epoch`` (1-based) is the best so far."""
+        into = None if self._handed_off else self.weights
+        self.weights, _ = _copy_variables(model.weights, [], into)
+        self.epoch, self._handed_off = epoch, False
+
+    def hand_off(self) -> list[np.ndarray] | None:
+        """The arrays, now the writer's: a later ``keep`` does not overwrite them."""
+        self._handed_off = self.weights is not None
+        return self.weights
+
+    def restore(self, weights: list[np.ndarray], epoch: int) -> None:
+        self.weights, self.epoch, self._handed_off = list(weights), epoch, False
 
 
 class TailMean:
@@ -196,16 +250,21 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read whole (empty, truncated, not ours)."""
 
 
-def load_weights(model: keras.Model, path: Path) -> None:
-    """Load weights written by ``save_weights`` into a model of the same architecture."""
+def read_weights(path: Path) -> list[np.ndarray]:
+    """The arrays of a ``save_weights`` file; ``CheckpointError`` if it cannot be read whole."""
     try:
         with np.load(Path(path)) as data:
-            weights = [data[f"arr_{i}"] for i in range(len(data.files))]
+            return [data[f"arr_{i}"] for i in range(len(data.files))]
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise CheckpointError(
             f"checkpoint {str(path)!r} cannot be read whole ({type(exc).__name__}: {exc}); it "
             "is damaged (a full disk, a copy cut short)"
         ) from None
+
+
+def load_weights(model: keras.Model, path: Path) -> None:
+    """Load weights written by ``save_weights`` into a model of the same architecture."""
+    weights = read_weights(path)
     expected = len(model.get_weights())
     if len(weights) != expected:
         raise ValueError(
@@ -229,18 +288,28 @@ class EpochState:
     def __init__(self, path: Path, writer: CheckpointWriter, every_s: float) -> None:
         self.path, self.writer, self.every_s = Path(path), writer, every_s
         self._latest: tuple[list[np.ndarray], dict] | None = None
+        self._best: BestWeights | None = None
         self._written_at = time.monotonic()
 
-    def snapshot(self, model: keras.Model, meta: dict, tail: TailMean | None = None) -> None:
+    def snapshot(
+        self,
+        model: keras.Model,
+        meta: dict,
+        tail: TailMean | None = None,
+        best: BestWeights | None = None,
+    ) -> None:
         reuse = None
         if self._latest is not None:
             weights, named = self._latest
             reuse = weights + [a for k, a in named.items() if k.startswith("opt_")]
-        self._latest = training_state(model, meta, tail, into=reuse)
+        self._latest = training_state(model, meta, tail, into=reuse, best=best)
+        self._best = best
         if time.monotonic() - self._written_at >= self.every_s:
             self.flush()
 
     def flush(self) -> None:
         if self._latest is not None:
+            if self._best is not None and "best_0" in self._latest[1]:
+                self._best.hand_off()  # the file holds them: the next best takes new arrays
             self.writer.save_state(self._latest, self.path)
             self._latest, self._written_at = None, time.monotonic()

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from types import FrameType
 
 PARENT_ENV = "ALEXNET_TUNER_PARENT_PID"  # set for a child that must die with its parent
@@ -43,6 +44,8 @@ class Interrupted(BaseException):
 _children: list[subprocess.Popen] = []
 _stopping = False
 _second_exits = True
+_deferring = False
+_pending: int | None = None  # a first signal that arrived inside ``deferred``
 
 
 def track(proc: subprocess.Popen) -> subprocess.Popen:
@@ -62,7 +65,27 @@ def _handler(signum: int, frame: FrameType | None) -> None:
                 proc.kill()
         os._exit(128 + signum)
     _stopping = True
+    if _deferring:
+        global _pending
+        _pending = signum
+        return
     raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A first signal that arrives inside is raised as ``Interrupted`` when the block ends,
+    so what the block copies (an epoch's training state) is never left half-copied for the
+    save that follows; a second signal still ends the process at once."""
+    global _deferring, _pending
+    _deferring = True
+    try:
+        yield
+    finally:
+        _deferring = False
+        signum, _pending = _pending, None
+        if signum is not None:
+            raise Interrupted(signum)
 
 
 def install(*, second_exits: bool = True) -> None:

@@ -257,3 +257,30 @@ def test_an_interrupted_optuna_trial_is_retried_from_its_epoch(
     # every epoch trained is in the results, but for at most the one the stop cut
     assert _status(run_dir)["epochs_trained"] <= recorded + 1, (trained_before, recorded)
     assert not list((run_dir / "trials").glob("*/epoch_state.npz"))
+
+
+def test_a_signal_inside_deferred_is_raised_when_the_block_ends() -> None:
+    """An epoch's state is copied whole before a Ctrl-C or SIGTERM stops the training: the
+    signal waits for the end of the block, then raises as usual; outside, it raises at once."""
+    from search import interrupt
+
+    saved = {sig: signal.getsignal(sig) for sig in interrupt.SIGNALS}
+    try:
+        interrupt.install()
+        copied = []
+        with pytest.raises(interrupt.Interrupted) as caught, interrupt.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler has run by now
+            copied.append("after the signal")
+        assert copied == ["after the signal"] and caught.value.signum == signal.SIGTERM
+        interrupt.install()
+        with pytest.raises(interrupt.Interrupted):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            copied.append("never")  # pragma: no cover
+        assert copied == ["after the signal"]
+        with interrupt.deferred():  # nothing pending: nothing raised
+            pass
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

@@ -381,3 +381,63 @@ def test_epoch_state_is_a_snapshot_and_restores_weights_and_optimizer(tmp_path: 
         np.testing.assert_array_equal(var.numpy(), want)
     (tmp_path / "torn.npz").write_bytes((tmp_path / "epoch_state.npz").read_bytes()[:200])
     assert load_training_state(fresh, tmp_path / "torn.npz") is None  # torn: start over
+
+
+def test_the_best_weights_live_in_the_epoch_state_and_survive_a_later_best(
+    tmp_path: Path,
+) -> None:
+    """The best epoch's weights are kept in memory and travel in the epoch state when they
+    are not the current ones; arrays handed to the writer are never overwritten by a later
+    best; a resumed training gets back the best weights of the epoch it resumes from."""
+    from models.checkpoint import (
+        BestWeights,
+        CheckpointWriter,
+        EpochState,
+        _write,
+        load_training_state,
+    )
+
+    class HoldingWriter(CheckpointWriter):  # writes only when told to
+        def __init__(self) -> None:
+            self.held: list[tuple] = []
+
+        def save_state(self, state: tuple, path: Path) -> None:
+            self.held.append(state)
+
+    params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
+    model = build_alexnet(params)
+    compile_alexnet(model, params)
+    model.optimizer.build(model.trainable_variables)
+    x = np.random.default_rng(0).integers(0, 256, (8, 67, 67, 3), dtype=np.uint8)
+    y = np.array([0, 1] * 4)
+    writer = HoldingWriter()
+    state = EpochState(tmp_path / "s.npz", writer, every_s=3600)
+    best = BestWeights()
+    model.train_on_batch(x, y)
+    best.keep(model, 1)  # epoch 1 is the best: the state's own weights say so
+    epoch1 = [w.copy() for w in model.get_weights()]
+    state.snapshot(model, {"epochs": 1}, best=best)
+    state.flush()
+    model.train_on_batch(x, y)  # epoch 2 is worse: the state carries epoch 1's weights
+    state.snapshot(model, {"epochs": 2}, best=best)
+    state.flush()
+    model.train_on_batch(x, y)
+    best.keep(model, 3)  # a later best: the flushed arrays are the writer's
+    epoch3 = [w.copy() for w in model.get_weights()]
+    first, second = writer.held
+    assert "best_0" not in first[1] and "best_0" in second[1]
+    assert json.loads(str(second[1]["meta"]))["best_weights_epoch"] == 1
+    for i, want in enumerate(epoch1):
+        np.testing.assert_array_equal(second[1][f"best_{i}"], want)
+    for got, want in zip(best.weights or [], epoch3, strict=True):
+        np.testing.assert_array_equal(got, want)
+    for name, (weights, named) in zip(("one", "two"), writer.held, strict=True):
+        _write(weights, tmp_path / f"{name}.npz", **named)
+        fresh = build_alexnet(params)
+        compile_alexnet(fresh, params)
+        fresh.optimizer.build(fresh.trainable_variables)
+        resumed = BestWeights()
+        meta = load_training_state(fresh, tmp_path / f"{name}.npz", best=resumed)
+        assert meta is not None and resumed.epoch == 1
+        for got, want in zip(resumed.weights or [], epoch1, strict=True):
+            np.testing.assert_array_equal(got, want)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from data_pipeline.files import no_room
 from search.devices import DeviceChoice, choose, cpu_flags
-from search.interrupt import Interrupted, die_with_parent, install
+from search.interrupt import Interrupted, deferred, die_with_parent, install
 from search.rundir import EPOCH_STATE, PEAK_WEIGHT_COPIES, ROOM_FIX, disk_usage_mb
 from search.space import PARAM_NAMES
 from search.tensorboard import EpochLog
@@ -45,7 +45,7 @@ from search.trial.protocol import (
 
 if TYPE_CHECKING:
     from models.alexnet import AlexNetParams
-    from models.checkpoint import TailMean
+    from models.checkpoint import BestWeights, TailMean
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -257,7 +257,13 @@ class TrialProcess:
         import keras
 
         from models.alexnet import build_alexnet
-        from models.checkpoint import CheckpointWriter, EpochState, TailMean, load_weights
+        from models.checkpoint import (
+            BestWeights,
+            CheckpointWriter,
+            EpochState,
+            TailMean,
+            load_weights,
+        )
 
         trial_id = msg.trial_id
         checkpoint = Path(msg.checkpoint)
@@ -306,28 +312,8 @@ class TrialProcess:
                     self.model.stop_training = True
                     return
                 val = logs.get("val_accuracy", float("nan"))
-                if msg.refit:  # no validation left to choose with: the planned last epochs
-                    if tail is not None and tail.covers(epoch + 1):  # no copy before
-                        with timing.add("checkpoint"):
-                            tail.add(epoch + 1, self.model.get_weights())
-                    if epoch + 1 == msg.epochs:
-                        state["best_epoch"] = epoch + 1
-                        with timing.add("checkpoint"):
-                            if tail is not None:
-                                writer.save_weights(tail.mean(), checkpoint)
-                            else:
-                                writer.save(self.model, checkpoint)
-                elif math.isfinite(val) and val > state["best"]:
-                    state["best"], state["best_epoch"] = val, epoch + 1
-                    with timing.add("checkpoint"):
-                        writer.save(self.model, checkpoint)
-                state["epochs"] = epoch + 1
-                state["history"].append([epoch + 1, logs])
-                if board is not None:
-                    with timing.add("tensorboard"):
-                        board.epoch(epoch + 1, logs)
-                with timing.add("epoch_state"):
-                    resume.snapshot(self.model, {"key": key, **_resumable(state)}, tail)
+                with deferred():  # a signal waits until this epoch's state is whole
+                    self._keep(epoch, val, logs)
                 state["disk_mb"] = max(state["disk_mb"], disk_usage_mb(process.run_dir))
                 process.emit(
                     Epoch(
@@ -343,10 +329,36 @@ class TrialProcess:
                     self.model.stop_training = True
                 timing.callbacks += time.perf_counter() - ended
 
+            def _keep(self, epoch: int, val: float, logs: dict[str, float]) -> None:
+                """What this epoch changes: the best weights, the history, the epoch state."""
+                if msg.refit:  # no validation left to choose with: the planned last epochs
+                    if tail is not None and tail.covers(epoch + 1):  # no copy before
+                        with timing.add("checkpoint"):
+                            tail.add(epoch + 1, self.model.get_weights())
+                    if epoch + 1 == msg.epochs:
+                        state["best_epoch"] = epoch + 1
+                        with timing.add("checkpoint"):
+                            if tail is not None:
+                                writer.save_weights(tail.mean(), checkpoint)
+                            else:
+                                writer.save(self.model, checkpoint)
+                elif math.isfinite(val) and val > state["best"]:
+                    state["best"], state["best_epoch"] = val, epoch + 1
+                    with timing.add("checkpoint"):  # a memory copy: written when it ends
+                        best.keep(self.model, epoch + 1)
+                state["epochs"] = epoch + 1
+                state["history"].append([epoch + 1, logs])
+                if board is not None:
+                    with timing.add("tensorboard"):
+                        board.epoch(epoch + 1, logs)
+                with timing.add("epoch_state"):
+                    resume.snapshot(self.model, {"key": key, **_resumable(state)}, tail, best)
+
         _reset_peak_rss()
         started = time.perf_counter()
         timing = TrialTiming()
         writer = CheckpointWriter()
+        best = BestWeights()
         board: EpochLog | None = None
         resume = EpochState(checkpoint.parent / EPOCH_STATE, writer, EPOCH_STATE_EVERY_S)
         initial_epoch = msg.initial_epoch
@@ -369,7 +381,7 @@ class TrialProcess:
                         load_weights(model, Path(msg.warm_start))
                 with timing.add("compile"):
                     compile_for_training(model, params, jit_compile=self.jit)
-                initial_epoch = self._resume(model, resume.path, key, state, msg, tail)
+                initial_epoch = self._resume(model, resume.path, key, state, msg, tail, best)
             train = self.train
             if msg.refit:  # every choice is made: the validation images train too
                 train = self.data.training_dataset(
@@ -392,6 +404,9 @@ class TrialProcess:
                 callbacks=[Report()],
             )
             fit_seconds = time.perf_counter() - t0
+            if not msg.refit and best.weights is not None:
+                with timing.add("checkpoint"):
+                    writer.save_weights(best.hand_off() or [], checkpoint)
             with timing.add("checkpoint_wait"):  # the last write, if it is not done yet
                 writer.wait()
             status = "failed" if state["error"] else ("pruned" if state["pruned"] else "completed")
@@ -468,18 +483,26 @@ class TrialProcess:
         state: dict[str, Any],
         msg: Train,
         tail: TailMean | None,
+        best: BestWeights,
     ) -> int:
         """Continue an interrupted training from its last saved epoch (weights, optimizer,
-        best so far, history, a refit's tail sum), re-announcing the epochs it had; the epoch
-        to start at."""
-        from models.checkpoint import load_training_state
+        best so far and its weights, history, a refit's tail sum), re-announcing the epochs it
+        had; the epoch to start at."""
+        from models.checkpoint import CheckpointError, load_training_state, read_weights
 
         if not path.exists():
             return msg.initial_epoch
-        meta = load_training_state(model, path, key, tail)
+        meta = load_training_state(model, path, key, tail, best)
         if meta is None:  # another training's, or torn: this one starts from its beginning
             path.unlink(missing_ok=True)
             return msg.initial_epoch
+        if meta.get("best_epoch") is not None and not msg.refit and best.epoch is None:
+            # saved before the best weights lived in the state: they are in the checkpoint
+            try:
+                best.restore(read_weights(Path(msg.checkpoint)), int(meta["best_epoch"]))
+            except CheckpointError:
+                path.unlink(missing_ok=True)
+                return msg.initial_epoch
         state.update({k: meta[k] for k in _RESUMABLE})
         state["best"] = -math.inf if state["best"] is None else state["best"]
         for epoch, metrics in state["history"]:
