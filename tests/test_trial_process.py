@@ -331,3 +331,36 @@ def test_the_stop_file_prunes_the_trial_after_its_epoch(setup: protocol.Setup) -
     done, epochs = _train(process, out, trial_id="pruned", epochs=3)
     assert done.status == "pruned" and done.epochs == 1 and len(epochs) == 1
     assert done.val_accuracy is not None  # a pruned trial keeps its score
+
+
+def test_every_training_of_a_process_keeps_its_precision(
+    setup: protocol.Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keras's clear_session resets the global dtype policy: the warm-up and every later
+    training of one process must still build their models under the policy it chose."""
+    from dataclasses import replace
+
+    import keras
+
+    import models.alexnet as alexnet
+
+    config = replace(setup.config, options={**setup.config.options, "precision": "mixed_bfloat16"})
+    built: list[str] = []
+    real_build = alexnet.build_alexnet
+
+    def spy(params: AlexNetParams):
+        model = real_build(params)
+        built.append(model.dtype_policy.name)
+        return model
+
+    monkeypatch.setattr(alexnet, "build_alexnet", spy)
+    out = io.StringIO()
+    try:
+        process = TrialProcess(replace(setup, config=config), out)
+        process.warmup(protocol.Warmup(params=PARAMS))
+        for name in ("first", "second"):
+            done, _ = _train(process, out, trial_id=name)
+            assert done.status == "completed", done.error
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # this module's other tests'
+    assert built == ["mixed_bfloat16"] * 3
