@@ -93,7 +93,18 @@ def _search(tmp_path: Path, env: dict[str, str], *extra: str):
     import sys
 
     return subprocess.run(
-        [sys.executable, "-m", "search.run", "--image-size", "67", "--width", "0.125", *extra],
+        [
+            sys.executable,
+            "-m",
+            "search.run",
+            "--image-size",
+            "67",
+            "--width",
+            "0.125",
+            "--precision",
+            "float32",
+            *extra,
+        ],
         cwd=tmp_path,  # no ./data here: the default data set is used
         capture_output=True,
         text=True,

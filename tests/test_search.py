@@ -62,6 +62,10 @@ def search_args(tiny: dict[str, Path], run_dir: Path, *extra: str) -> list[str]:
         # trainings has tests of its own, which pass a smaller value after this one
         "--trials-per-worker",
         "100",
+        # float32: at these tiny sizes bfloat16 (what auto picks on an AVX-512 BF16 CPU) is
+        # slower; each precision has its own tests (test_gpu_code_paths_run_on_the_cpu)
+        "--precision",
+        "float32",
         *extra,
     ]
 
