@@ -293,6 +293,30 @@ def test_lrn_matches_its_definition_serialises_and_computes_in_float32(tmp_path:
     assert not any(isinstance(layer, LocalResponseNormalization) for layer in without.layers)
 
 
+def _tiny_model_and_batch() -> tuple[AlexNetParams, Any, np.ndarray, np.ndarray]:
+    """A compiled tiny AlexNet with its optimizer built, and one batch to train it on."""
+    params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
+    model = build_alexnet(params)
+    compile_alexnet(model, params)
+    model.optimizer.build(model.trainable_variables)
+    x = np.random.default_rng(0).integers(0, 256, (8, 67, 67, 3), dtype=np.uint8)
+    return params, model, x, np.array([0, 1] * 4)
+
+
+def _holding_writer() -> Any:
+    """A checkpoint writer that has not written yet: it keeps the states it was given."""
+    from models.checkpoint import CheckpointWriter
+
+    class HoldingWriter(CheckpointWriter):
+        def __init__(self) -> None:
+            self.held: list[tuple] = []
+
+        def save_state(self, state: tuple, path: Path) -> None:
+            self.held.append(state)
+
+    return HoldingWriter()
+
+
 def test_epoch_state_reuses_its_arrays_but_never_those_it_handed_to_the_writer(
     tmp_path: Path,
 ) -> None:
@@ -300,21 +324,10 @@ def test_epoch_state_reuses_its_arrays_but_never_those_it_handed_to_the_writer(
     snapshot is the writer's until written: later epochs must not change it."""
     from models.checkpoint import EpochState
 
-    class HoldingWriter:  # a writer that has not written yet: it keeps what it was given
-        def __init__(self) -> None:
-            self.held: list[tuple] = []
-
-        def save_state(self, state: tuple, path: Path) -> None:
-            self.held.append(state)
-
-    params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
-    model = build_alexnet(params)
-    compile_alexnet(model, params)
-    x = np.random.default_rng(0).integers(0, 256, (8, 67, 67, 3), dtype=np.uint8)
-    y = np.array([0, 1] * 4)
+    _, model, x, y = _tiny_model_and_batch()
     model.train_on_batch(x, y)
-    writer = HoldingWriter()
-    state = EpochState(tmp_path / "s.npz", writer, every_s=3600)  # type: ignore[arg-type]
+    writer = _holding_writer()
+    state = EpochState(tmp_path / "s.npz", writer, every_s=3600)
     state.snapshot(model, {"epochs": 1})
     first = state._latest[0][0] if state._latest else None
     model.train_on_batch(x, y)
@@ -343,12 +356,7 @@ def test_epoch_state_is_a_snapshot_and_restores_weights_and_optimizer(tmp_path: 
     while training goes on, and it restores the weights and Adam's slots and step count."""
     from models.checkpoint import CheckpointWriter, EpochState, TailMean, load_training_state
 
-    params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
-    model = build_alexnet(params)
-    compile_alexnet(model, params)
-    model.optimizer.build(model.trainable_variables)
-    x = np.random.default_rng(0).integers(0, 256, (8, 67, 67, 3), dtype=np.uint8)
-    y = np.array([0, 1] * 4)
+    params, model, x, y = _tiny_model_and_batch()
     model.train_on_batch(x, y)
     writer = CheckpointWriter()
     state = EpochState(tmp_path / "epoch_state.npz", writer, every_s=3600)
@@ -389,28 +397,10 @@ def test_the_best_weights_live_in_the_epoch_state_and_survive_a_later_best(
     """The best epoch's weights are kept in memory and travel in the epoch state when they
     are not the current ones; arrays handed to the writer are never overwritten by a later
     best; a resumed training gets back the best weights of the epoch it resumes from."""
-    from models.checkpoint import (
-        BestWeights,
-        CheckpointWriter,
-        EpochState,
-        _write,
-        load_training_state,
-    )
+    from models.checkpoint import BestWeights, EpochState, _write, load_training_state
 
-    class HoldingWriter(CheckpointWriter):  # writes only when told to
-        def __init__(self) -> None:
-            self.held: list[tuple] = []
-
-        def save_state(self, state: tuple, path: Path) -> None:
-            self.held.append(state)
-
-    params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
-    model = build_alexnet(params)
-    compile_alexnet(model, params)
-    model.optimizer.build(model.trainable_variables)
-    x = np.random.default_rng(0).integers(0, 256, (8, 67, 67, 3), dtype=np.uint8)
-    y = np.array([0, 1] * 4)
-    writer = HoldingWriter()
+    params, model, x, y = _tiny_model_and_batch()
+    writer = _holding_writer()
     state = EpochState(tmp_path / "s.npz", writer, every_s=3600)
     best = BestWeights()
     model.train_on_batch(x, y)
