@@ -100,8 +100,6 @@ def _optuna_search(storage: str, data: Path, run_dir: Path, *extra: str, env=Non
             str(data),
             "--run-dir",
             str(run_dir),
-            "--precision",
-            "float32",
             *extra,
         ],
         capture_output=True,
