@@ -432,6 +432,15 @@ def judge_runs(table: pd.DataFrame, trial_id: str) -> pd.DataFrame:
     return done[done["trial_id"].astype(str) == trial_id].sort_values("seed_index")
 
 
+def refit_at_chance_hint(table: pd.DataFrame, trial_id: str) -> str:
+    """What to do about a refit that ended at chance: ship one of the winner's judge runs when
+    one of them learned; when none did, there is nothing better to ship (random labels)."""
+    judged = judge_runs(table, trial_id)
+    if len(judged) and not flagged(judged["at_chance"]).all():
+        return "--refit none ships the winner's best judge run instead"
+    return "nor did any judge run of the winner: these images and labels taught it nothing"
+
+
 def refit_epochs(table: pd.DataFrame, trial_id: str) -> int | None:
     """The refit's epochs: the median best epoch of the winner's judge runs (the epochs that
     validation chose for this configuration), rounded up; None before any has finished."""

@@ -18,6 +18,7 @@ from search.confirm import (
     evidence,
     keep_checkpoints,
     load_confirm,
+    refit_at_chance_hint,
     refit_epochs,
     robust_score,
     run_candidates,
@@ -91,6 +92,14 @@ def test_the_winner_is_chosen_on_selection_runs_never_on_test_or_judge_runs() ->
     rows += _stage_rows("judge", {"b": [0.95, 0.95]}, test=0.99)
     table = pd.DataFrame(rows)
     assert choose_winner(table, _cands("a", "b")).trial_id == "a"  # type: ignore[union-attr]
+
+
+def test_a_refit_at_chance_points_to_a_judge_run_only_when_one_learned() -> None:
+    learned = pd.DataFrame(_stage_rows("judge", {"a": [0.51, 0.74, 0.50]}))
+    assert "--refit none ships" in refit_at_chance_hint(learned, "a")
+    random_labels = pd.DataFrame(_stage_rows("judge", {"a": [0.51, 0.49, 0.52]}))
+    hint = refit_at_chance_hint(random_labels, "a")
+    assert "--refit none" not in hint and "nor did any judge run" in hint
 
 
 def test_a_configuration_with_a_collapsed_seed_loses_to_a_steady_one_of_similar_mean() -> None:

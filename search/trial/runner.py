@@ -20,8 +20,10 @@ from search.confirm import (
     Candidate,
     ConfirmRow,
     confirm_seed,
+    load_confirm,
     predictions_path,
     record_confirm,
+    refit_at_chance_hint,
     refit_ending,
     refit_window,
     run_id,
@@ -273,7 +275,7 @@ class TrialRunner:
         row = self._record(done, cand, name, 0, REFIT, seed, n_test, preds, averaged=window)
         chance = (
             f"; AT CHANCE (the commonest class is {self.test_chance:.2f} of test): this refit "
-            "did not learn; --refit none ships the winner's best judge run instead"
+            f"did not learn; {refit_at_chance_hint(load_confirm(self.run_dir), cand.trial_id)}"
             if row.at_chance
             else ""
         )
