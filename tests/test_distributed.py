@@ -152,6 +152,19 @@ def test_two_processes_on_postgresql_never_show_the_password(
     assert config["identity"]["storage"] == mask_url(url)
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_a_killed_workers_trial_is_retried(tiny: dict[str, Path], tmp_path: Path) -> None:
     import signal
 
@@ -178,6 +191,14 @@ def test_a_killed_workers_trial_is_retried(tiny: dict[str, Path], tmp_path: Path
         except KeyError:
             assert time.monotonic() < deadline and chief.poll() is None
             time.sleep(0.2)
+    # The chief's trial process is paused until the worker has a trial running: on a fast
+    # machine the chief would otherwise finish all five before the worker has started. The
+    # chief then waits on its trial process, never inside a journal write.
+    while not (held := _children(chief.pid)):
+        assert time.monotonic() < deadline and chief.poll() is None
+        time.sleep(0.1)
+    for pid in held:
+        os.kill(pid, signal.SIGSTOP)
     victim = None
     while victim is None:
         assert time.monotonic() < deadline and chief.poll() is None
@@ -193,6 +214,8 @@ def test_a_killed_workers_trial_is_retried(tiny: dict[str, Path], tmp_path: Path
         time.sleep(0.2)
     os.kill(worker.pid, signal.SIGKILL)  # mid-trial
     worker.wait()
+    for pid in held:
+        os.kill(pid, signal.SIGCONT)
     out, _ = chief.communicate(timeout=600)
     assert chief.returncode == 0, out
     trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
