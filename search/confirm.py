@@ -434,11 +434,15 @@ def judge_runs(table: pd.DataFrame, trial_id: str) -> pd.DataFrame:
 
 def refit_at_chance_hint(table: pd.DataFrame, trial_id: str) -> str:
     """What to do about a refit that ended at chance: ship one of the winner's judge runs when
-    one of them learned; when none did, there is nothing better to ship (random labels)."""
+    one of them learned; when none did (random labels, too short a training), none is
+    better to ship."""
     judged = judge_runs(table, trial_id)
     if len(judged) and not flagged(judged["at_chance"]).all():
         return "--refit none ships the winner's best judge run instead"
-    return "nor did any judge run of the winner: these images and labels taught it nothing"
+    return (
+        "nor did any judge run of the winner: no training of this configuration learned "
+        "here (too few epochs, or labels it cannot learn), so none is better to ship"
+    )
 
 
 def refit_epochs(table: pd.DataFrame, trial_id: str) -> int | None:
