@@ -62,6 +62,23 @@ def make_flat_layout(
     return root
 
 
+def children_of(pid: int) -> list[int]:
+    """Live processes started by ``pid`` as ours (their environment names it), wherever they
+    were re-parented to."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if f"ALEXNET_TUNER_PARENT_PID={pid}".encode() in env.split(b"\0") and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
 @pytest.fixture
 def cache_root(tmp_path: Path) -> Path:
     return tmp_path / "cache"

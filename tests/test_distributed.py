@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from search.storage import StorageError, mask_url, resolve_storage
+from tests.conftest import children_of
 from tests.test_search import TINY_SPACE, search_args
 
 pytestmark = pytest.mark.slow
@@ -152,19 +153,6 @@ def test_two_processes_on_postgresql_never_show_the_password(
     assert config["identity"]["storage"] == mask_url(url)
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended meanwhile
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def test_a_killed_workers_trial_is_retried(tiny: dict[str, Path], tmp_path: Path) -> None:
     import signal
 
@@ -194,7 +182,7 @@ def test_a_killed_workers_trial_is_retried(tiny: dict[str, Path], tmp_path: Path
     # The chief's trial process is paused until the worker has a trial running: on a fast
     # machine the chief would otherwise finish all five before the worker has started. The
     # chief then waits on its trial process, never inside a journal write.
-    while not (held := _children(chief.pid)):
+    while not (held := children_of(chief.pid)):
         assert time.monotonic() < deadline and chief.poll() is None
         time.sleep(0.1)
     for pid in held:

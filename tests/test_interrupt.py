@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import children_of
 from tests.test_search import run, search_args, tiny  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.slow
@@ -31,23 +32,6 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
-
-
-def _children_of(pid: int) -> list[int]:
-    """Live processes started by ``pid`` as ours (their environment names it), wherever they
-    were re-parented to."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            env = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().split()[2]
-        except OSError:
-            continue
-        if f"ALEXNET_TUNER_PARENT_PID={pid}".encode() in env.split(b"\0") and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def _interrupt_when(
@@ -99,7 +83,7 @@ def test_interrupted_mid_trial_stops_cleanly_and_resumes_at_its_epoch(
     assert all(len(x) <= 80 or len(x.rstrip(" \\").split()) == 1 for x in lines[start[0] :])
     resumed = said.split("resume with:\n", 1)[1].replace(" \\\n    ", " ")
     assert shlex.split(resumed)[3:] == args[3:]  # the very command, pasted as printed
-    assert _children_of(proc.pid) == []  # no trial process left behind
+    assert children_of(proc.pid) == []  # no trial process left behind
     status = _status(run_dir)
     assert status["state"] == "interrupted" and status["current_trial"] is None
     trained_before = status["epochs_trained"]
@@ -119,7 +103,7 @@ def test_interrupted_mid_trial_stops_cleanly_and_resumes_at_its_epoch(
     per_trial = history.groupby("trial_id")["epoch"]
     assert per_trial.nunique().tolist() == [40, 40] and per_trial.max().tolist() == [40, 40]
     assert not list((run_dir / "trials").glob("*/epoch_state.npz"))  # deleted once recorded
-    assert not _children_of(proc.pid)
+    assert not children_of(proc.pid)
 
 
 def test_sigterm_during_the_confirmation_then_resume(
@@ -146,7 +130,7 @@ def test_sigterm_during_the_confirmation_then_resume(
 
     proc, out, seconds = _interrupt_when(args, confirming, signal.SIGTERM)
     assert proc.returncode == 143 and seconds < 10, out
-    assert _children_of(proc.pid) == []
+    assert children_of(proc.pid) == []
     again = run(args)
     assert again.returncode == 0, again.stdout + again.stderr
     status = _status(run_dir)
@@ -205,7 +189,7 @@ def test_sigterm_during_the_export_then_a_second_ctrl_c_and_resume(
         if line.startswith("exporting"):
             break
     deadline = time.monotonic() + 120
-    while not any(b"--verify" in _cmdline(c) for c in _children_of(proc.pid)):
+    while not any(b"--verify" in _cmdline(c) for c in children_of(proc.pid)):
         assert time.monotonic() < deadline, "the export's checking child never started"
         time.sleep(0.1)
     t0 = time.monotonic()
@@ -216,7 +200,7 @@ def test_sigterm_during_the_export_then_a_second_ctrl_c_and_resume(
     assert code == 143 and time.monotonic() - t0 < 10, rest
     assert "Traceback" not in rest
     time.sleep(0.5)
-    assert _children_of(proc.pid) == []
+    assert children_of(proc.pid) == []
     again = run(args)
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads((run_dir / "export.json").read_text())["equal"]
