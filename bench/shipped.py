@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -173,6 +174,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, help="write both sides and the comparison as JSON")
     args = p.parse_args(argv)
+    export = args.run_dir / "export.json"
+    if export.exists() and json.loads(export.read_text()).get("trained_on_test"):
+        print(
+            f"error: {args.run_dir} shipped a --refit all model, which trained on the test "
+            "images this comparison scores on; compare a run with --refit trainval (its "
+            "default) instead.",
+            file=sys.stderr,
+        )
+        return 2
     from search.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from reports.rundata import RunData
-from search.confirm import flagged
+from search.confirm import flagged, refit_splits
 from search.results import (
     BASELINE_ID,
     baseline_score,
@@ -118,6 +118,7 @@ STAGE_TITLES = {
     "judge": "judge (fresh seeds, test)",
     "refit": "refit (train + validation, test)",
 }
+ALL_REFIT_TITLE = "refit (train + validation + test: not measured)"  # --refit all
 
 
 def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[dict[str, Any]]:
@@ -137,7 +138,9 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
                 test = _num(r.get("test_accuracy"))
                 rows.append(
                     {
-                        "stage": STAGE_TITLES[stage],
+                        "stage": ALL_REFIT_TITLE
+                        if stage == "refit" and "test" in refit_splits(r)
+                        else STAGE_TITLES[stage],
                         "candidate": str(cand),
                         "trial_id": str(r["trial_id"]),
                         "seed": int(r["seed_index"]) if stage != "refit" else "-",
@@ -158,7 +161,9 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
             if len(done) > 1:
                 rows.append(
                     {
-                        "stage": STAGE_TITLES[stage],
+                        "stage": ALL_REFIT_TITLE
+                        if stage == "refit" and "test" in refit_splits(r)
+                        else STAGE_TITLES[stage],
                         "candidate": str(cand),
                         "trial_id": str(runs["trial_id"].iloc[0]),
                         "seed": f"mean of {len(done)}",

@@ -126,9 +126,10 @@ def build_figures(run: RunData) -> tuple[list[FigureBlock], list[str], str | Non
         blocks.append(FigureBlock("fig-pareto", figure_json(fig.pareto_plot(pareto))))
     if run.predictions is not None and run.export:
         classes = list(run.export.get("classes") or run.config.classes)
-        info = fig.ConfusionInfo(
-            classes, confusion(run.predictions, classes), predictions_split(run.predictions)
-        )
+        split = predictions_split(run.predictions)
+        if run.export.get("trained_on_test"):  # --refit all: a fit to its training images
+            split += " (trained on)"
+        info = fig.ConfusionInfo(classes, confusion(run.predictions, classes), split)
         blocks.append(FigureBlock("fig-confusion", figure_json(fig.confusion_plot(info))))
     return blocks, warnings, importance_note
 

@@ -66,10 +66,18 @@ from search.stats import (
 
 SELECT, JUDGE, REFIT = "select", "judge", "refit"
 STAGES = (SELECT, JUDGE, REFIT)
-REFIT_MODES = ("trainval", "none")
+REFIT_MODES = ("trainval", "all", "none")
+# --refit: the splits the shipped refit trains on ("all", like scikit-learn's refit=True, once
+# the verdict is settled: its accuracy is then estimated by the judge runs, not measured)
+REFIT_SPLITS = {"trainval": ("train", "validation"), "all": ("train", "validation", "test")}
 SELECTS = ("best", "smallest")  # --select: what is shipped
 # A refit ships the mean of its last epochs' weights, at most this many (bench/refit.py).
 REFIT_WINDOW = 5
+# --refit all: what is said instead of a test score for a model that trained on the test images
+NOT_MEASURED = (
+    "not measured: it trained on every labelled image, test included, once the verdict was "
+    "settled; its accuracy is estimated by the winner's judge runs (trained on fewer images)"
+)
 SMALLEST = "smallest"  # the candidate name of the smallest equivalent configuration
 
 CONFIRM_COLUMNS = (
@@ -196,11 +204,22 @@ def confirm_seed(seed: int, index: int, stage: str = JUDGE) -> int:
     return (seed * 104_729 + zlib.crc32(tag.encode())) % 2**31
 
 
-def run_id(cand: Candidate, index: int, stage: str = JUDGE) -> str:
-    """``confirm-<trial>-s<k>`` (judge), ``select-<trial>-s<k>``, ``refit-<trial>``."""
+def run_id(cand: Candidate, index: int, stage: str = JUDGE, refit: str = "trainval") -> str:
+    """``confirm-<trial>-s<k>`` (judge), ``select-<trial>-s<k>``, ``refit-<trial>``
+    (``refit-all-<trial>`` with ``--refit all``)."""
     if stage == REFIT:
-        return f"refit-{cand.trial_id}"
+        return refit_id(cand.trial_id, refit)
     return f"{'confirm' if stage == JUDGE else stage}-{cand.trial_id}-s{index + 1}"
+
+
+def refit_id(trial_id: str, refit: str = "trainval") -> str:
+    return f"refit-{trial_id}" if refit == "trainval" else f"refit-{refit}-{trial_id}"
+
+
+def refit_splits(row: Any) -> tuple[str, ...]:
+    """The splits a refit row of ``confirm.csv`` trained on, from its run id."""
+    rid = str(row["run_id"])
+    return REFIT_SPLITS["all" if rid.startswith("refit-all-") else "trainval"]
 
 
 def predictions_path(run_dir: Path, rid: str) -> Path:
@@ -468,9 +487,9 @@ def averaged_epochs(row: Any) -> int:
     return int(number(row["averaged_epochs"]) or 1)
 
 
-def refit_run(table: pd.DataFrame, trial_id: str) -> pd.Series | None:
+def refit_run(table: pd.DataFrame, trial_id: str, refit: str) -> pd.Series | None:
     done = _done(table, REFIT)
-    mine = done[done["trial_id"].astype(str) == trial_id]
+    mine = done[done["run_id"].astype(str) == refit_id(trial_id, refit)]
     return mine.iloc[-1] if len(mine) else None
 
 
@@ -479,7 +498,7 @@ def shipped_run(table: pd.DataFrame, trial_id: str, refit: str) -> pd.Series | N
     finished), else the winner's judge run with the best validation accuracy (ties: the
     earlier seed)."""
     if refit != "none":
-        row = refit_run(table, trial_id)
+        row = refit_run(table, trial_id, refit)
         if row is not None:
             return row
     runs = judge_runs(table, trial_id)
@@ -673,14 +692,16 @@ def shipped_summary(table: pd.DataFrame, pick: Candidate, refit: str) -> dict[st
     if row is None:
         return {"run_id": None, "what": "nothing yet: no judge or refit run finished"}
     if str(row["stage"]) == REFIT:
-        window = averaged_epochs(row)
+        window, splits = averaged_epochs(row), refit_splits(row)
         return {
             "run_id": str(row["run_id"]),
-            "what": f"the winner refitted on train + validation: {refit_ending(window)}",
-            "trained_on": ["train", "validation"],
+            "what": f"the winner refitted on {' + '.join(splits)}: {refit_ending(window)}",
+            "trained_on": list(splits),
             "epochs": int(row["epochs"]),
             "averaged_epochs": window,
-            "scored": "once on the test set, which no choice used",
+            "scored": "never: " + NOT_MEASURED.removeprefix("not measured: ")
+            if "test" in splits
+            else "once on the test set, which no choice used",
         }
     return {
         "run_id": str(row["run_id"]),
@@ -698,6 +719,8 @@ def _plain(record: dict[str, Any]) -> dict[str, Any]:
 
 def exported_summary(export: dict[str, Any]) -> dict[str, Any]:
     acc, n = export.get("test_accuracy_in_memory"), int(export.get("n_test", 0))
+    if export.get("trained_on_test"):  # --refit all: the test images trained it
+        acc = None
     return {
         "trial_id": export.get("source_trial"),
         "run_id": export.get("source_run"),

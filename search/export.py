@@ -43,6 +43,7 @@ from search.confirm import (
     averaged_epochs,
     load_confirm,
     params_of,
+    refit_splits,
     run_evidence,
     shipped_pick,
     shipped_run,
@@ -133,6 +134,7 @@ def _source(run_dir: Path, options: dict[str, Any], test_labels: np.ndarray) -> 
     row = shipped_run(table, pick.trial_id, options.get("refit", "none")) if pick else None
     if row is not None:
         refit = str(row["stage"]) == REFIT
+        on_test = refit and "test" in refit_splits(row)
         return {
             "what": f"{'refit' if refit else 'confirmation'} run {row['run_id']}",
             "run_id": str(row["run_id"]),
@@ -141,6 +143,7 @@ def _source(run_dir: Path, options: dict[str, Any], test_labels: np.ndarray) -> 
             "values": params_of(row),
             "val_accuracy": None if refit else float(row["val_accuracy"]),
             "trained_on_validation": refit,
+            "trained_on_test": on_test,
             "averaged_epochs": averaged_epochs(row) if refit else None,
         }
     best = res.best_trial(res.load_trials(run_dir))
@@ -154,6 +157,7 @@ def _source(run_dir: Path, options: dict[str, Any], test_labels: np.ndarray) -> 
         "values": params_of(best),
         "val_accuracy": float(best["val_accuracy"]),
         "trained_on_validation": False,
+        "trained_on_test": False,
         "averaged_epochs": None,
     }
 
@@ -236,6 +240,8 @@ def export_run(run_dir: Path) -> dict[str, Any]:
         # a refit trained on the validation images: its validation score below only checks
         # the reload, it is no estimate of anything
         "trained_on_validation": source["trained_on_validation"],
+        # --refit all: its test score below is a reload check too, not an accuracy
+        "trained_on_test": source["trained_on_test"],
         "averaged_epochs": source["averaged_epochs"],  # a refit: the mean of its last epochs
         "params": params.to_dict(),
         "val_accuracy_trial": source["val_accuracy"],
@@ -528,13 +534,14 @@ def export_checked(run_dir: Path) -> ExportOutcome:
         return ExportOutcome(2, err=f"error: {room}", room=room)
     verdict = "passed" if record["passed"] else "FAILED"
     source = record["source_run"] or f"trial {record['source_trial']}"
-    trained = ", trained on: a reload check only" if record["trained_on_validation"] else ""
+    trained = ", trained on: a reload check only"
     line = (
         f"export check {verdict}: {source}; in memory / reloaded SavedModel: validation "
         f"{record['val_accuracy_in_memory']:.4f} / {record['val_accuracy_reloaded']:.4f} "
-        f"({record['n_validation']} images{trained}), "
+        f"({record['n_validation']} images{trained if record['trained_on_validation'] else ''}), "
         f"test {record['test_accuracy_in_memory']:.4f} / "
-        f"{record['test_accuracy_reloaded']:.4f} ({record['n_test']} images); "
+        f"{record['test_accuracy_reloaded']:.4f} ({record['n_test']} images"
+        f"{trained if record.get('trained_on_test') else ''}); "
         f"{record['saved_model']}"
     )
     problems = "\n".join(f"  export check: {problem}" for problem in record["problems"])

@@ -75,7 +75,8 @@ def confirm_runs_left(run_dir: Path, total: int, options: dict[str, Any]) -> int
         shipped += [small] if small is not None else []
     left += sum(owed(c, JUDGE) for c in shipped)
     if options.get("refit", "trainval") != "none":
-        left += 0 if {run_id(c, 0, REFIT) for c in shipped} & done else 1
+        refit = str(options.get("refit", "trainval"))
+        left += 0 if {run_id(c, 0, REFIT, refit) for c in shipped} & done else 1
     return left
 
 
@@ -165,11 +166,11 @@ def run_confirmation(
     table = load_confirm(run_dir)
     ship = shipped_pick(run_dir, table, test_labels, options) or winner
     epochs = refit_epochs(table, ship.trial_id)
-    if epochs is None or run_id(ship, 0, REFIT) in finished_runs(table):
+    if epochs is None or run_id(ship, 0, REFIT, refit) in finished_runs(table):
         return
     what = "the winner" if ship is winner else "the smaller equivalent configuration"
     if budget.fits(runner.est.trial_s(epochs), f"the refit of {what}"):
-        runner.refit(ship, names[ship.trial_id], epochs=epochs, n_test=n_test)
+        runner.refit(ship, names[ship.trial_id], epochs=epochs, n_test=n_test, refit=refit)
         prune_confirm_checkpoints(run_dir)
 
 
@@ -256,13 +257,27 @@ def write_summary(run_dir: Path, data: PreparedData, options: dict[str, Any]) ->
 def exported_line(summary: dict[str, Any]) -> str | None:
     """The shipped model: which configuration, trained how, and its own test score."""
     exported = summary.get("exported")
-    if not exported or exported.get("test_accuracy") is None:
+    if not exported:
         return None
-    lo, hi = exported["test_ci95"]
     source = exported.get("run_id") or f"trial {exported['trial_id']}"
     shipped = summary.get("shipped") or {}
     same = shipped.get("what") and shipped.get("run_id") == exported.get("run_id")
     how = f", {shipped['what']}" if same else ""
+    if exported.get("test_accuracy") is None:
+        if not (same and "test" in shipped.get("trained_on", [])):
+            return None
+        judged = (summary.get("winner") or {}).get("test_accuracy_mean")
+        estimate = (
+            f"; its configuration's judge runs scored {judged:.4f} on those images (mean of "
+            f"{summary.get('confirm_seeds')} seeds, trained on train only)"
+            if judged is not None
+            else ""
+        )
+        return (
+            f"exported model ({source}{how}): accuracy not measured, since it trained on "
+            f"every labelled image, test included{estimate}"
+        )
+    lo, hi = exported["test_ci95"]
     return (
         f"exported model ({source}{how}): test accuracy {exported['test_accuracy']:.4f} "
         f"(95% CI {lo:.3f}-{hi:.3f}, n={summary['test_n']:,}, scored once)"

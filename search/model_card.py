@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from search.confirm import refit_ending
+from search.confirm import NOT_MEASURED, refit_ending
 from search.rundir import RunConfig
 from search.serving import BYTES_INPUT, BYTES_SIGNATURE
 from search.stats import accuracy_ci
@@ -67,10 +67,14 @@ def build_card(
 
     n_test = int(record["n_test"])
     own = float(record["test_accuracy_in_memory"])
+    on_test = bool(record.get("trained_on_test"))
     accuracy: dict[str, Any] = {
-        "test_accuracy": own,
-        "test_ci95": list(accuracy_ci(own, n_test)),
-        "what": f"this model on {n_test} test images that chose nothing in its training",
+        # --refit all: the test images trained it, so there is no own score to give
+        "test_accuracy": None if on_test else own,
+        "test_ci95": None if on_test else list(accuracy_ci(own, n_test)),
+        "what": NOT_MEASURED
+        if on_test
+        else f"this model on {n_test} test images that chose nothing in its training",
         "confirmed": None,
     }
     if confirmed and confirmed.get("winner"):
@@ -86,16 +90,24 @@ def build_card(
             "sentence": confirmed.get("sentence"),
         }
     trained_on = ["train", "validation"] if record.get("trained_on_validation") else ["train"]
+    trained_on += ["test"] if on_test else []
+    ending = refit_ending(int(record.get("averaged_epochs") or 1))
+    if on_test:
+        shipped = (
+            f"the winner refitted on train + validation + test once the verdict was settled "
+            f"({ending}), with --refit all: no image is left to score it"
+        )
+    elif record.get("trained_on_validation"):
+        shipped = (
+            f"the winner refitted on train + validation once every choice was made ({ending}); "
+            "its test accuracy is measured once, on images no choice used"
+        )
+    else:
+        shipped = "a training run on train, its epoch chosen on validation"
     return {
         "model": "AlexNet (alexnet-tuner), a Keras model exported as a TensorFlow SavedModel",
         "source": record.get("source_run") or f"trial {record['source_trial']}",
-        "shipped": (
-            "the winner refitted on train + validation once every choice was made ("
-            + refit_ending(int(record.get("averaged_epochs") or 1))
-            + "); its test accuracy is measured once, on images no choice used"
-            if record.get("trained_on_validation")
-            else "a training run on train, its epoch chosen on validation"
-        ),
+        "shipped": shipped,
         "trained_on": {
             "splits": trained_on,
             "data": Path(str(config.data_config.data_dir)).name,
@@ -177,7 +189,14 @@ def _traded(confirmed: dict[str, Any] | None) -> str:
 
 def card_markdown(card: dict[str, Any]) -> str:
     acc = card["accuracy"]
-    lo, hi = acc["test_ci95"]
+    if acc["test_accuracy"] is None:
+        accuracy = f"- **Test accuracy**: {acc['what']}.\n"
+    else:
+        lo, hi = acc["test_ci95"]
+        accuracy = (
+            f"- **Test accuracy**: {acc['test_accuracy']:.4f} (95% CI {lo:.3f}-{hi:.3f}): "
+            f"{acc['what']}.\n"
+        )
     confirmed = acc["confirmed"]
     verdict = (
         f"- **Confirmed against the blog's configuration**: {confirmed['sentence']}\n"
@@ -220,8 +239,7 @@ def card_markdown(card: dict[str, Any]) -> str:
 - **Trained on**: {card["trained_on"]["data"]} ({card["trained_on"]["layout"]} layout), {sizes}
   images; input {card["trained_on"]["image_size"]}x{card["trained_on"]["image_size"]} RGB.
 - **Classes**: {", ".join(card["classes"])} (class_index in this order).
-- **Test accuracy**: {acc["test_accuracy"]:.4f} (95% CI {lo:.3f}-{hi:.3f}): {acc["what"]}.
-{verdict}- **Parameters**: {params}.
+{accuracy}{verdict}- **Parameters**: {params}.
 - **Versions**: {versions}.
 
 ## Preprocessing

@@ -101,11 +101,11 @@ def confirm_line(o: SearchOptions, p: Progress) -> str:
         if o.confirm_top > 1
         else "the search's best is the winner; "
     )
-    refit = (
-        "; the winner refitted on train + validation is exported"
-        if o.refit != "none"
-        else "; the winner's best judge run is exported (--refit none)"
-    )
+    refit = {
+        "trainval": "; the winner refitted on train + validation is exported",
+        "all": "; the winner refitted on train + validation + test is exported (--refit all: "
+        "its accuracy is estimated by the judge runs, not measured)",
+    }.get(o.refit, "; the winner's best judge run is exported (--refit none)")
     return (
         f"confirmation: {select}the winner{base} x {o.confirm} fresh seeds, {o.max_epochs} "
         f"epochs, scored once on test{refit} ({p.confirm_runs_left} of "

@@ -188,8 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=REFIT_MODES,
         default="trainval",
         help="trainval: ship the winner retrained on train + validation for the epochs its "
-        "judge runs chose, scored once on test; none: ship its best judge run (default "
-        "%(default)s)",
+        "judge runs chose, scored once on test; all: the same on train + validation + test "
+        "once the verdict is settled (scikit-learn's refit=True: every labelled image trains "
+        "it, so its accuracy is estimated by the judge runs, not measured); none: ship its "
+        "best judge run (default %(default)s)",
     )
     g_evidence.add_argument(
         "--margin",

@@ -308,7 +308,7 @@ def test_an_extended_search_or_confirmation_trains_only_what_is_new(
         def confirm(self, cand, name: str, index: int, *, n_test: int, stage: str) -> None:
             self._row(cand, name, index, stage, 2)
 
-        def refit(self, cand, name: str, *, epochs: int, n_test: int) -> None:
+        def refit(self, cand, name: str, *, epochs: int, n_test: int, refit: str) -> None:
             self._row(cand, name, 0, "refit", epochs)
 
     def confirm(runner: Recorder, top: int) -> None:

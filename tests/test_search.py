@@ -391,6 +391,26 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     assert summary["verdict"] in report and "confirm-table" in report
     _check_tensorboard(run_dir, trials, after)
 
+    # --refit all on the finished run: one more refit, on every labelled image, is shipped;
+    # its accuracy is said to be unmeasured everywhere, and the verdict does not move
+    out = run([*args, "--refit", "all"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    table = pd.read_csv(run_dir / "confirm.csv", dtype={"trial_id": str})
+    assert set(table["run_id"]) - set(after["run_id"]) == {f"refit-all-{winner}"}
+    new = table.set_index("run_id").loc[f"refit-all-{winner}"]
+    assert new["epochs"] == refit["epochs"] and pd.isna(new["test_accuracy"])
+    again = json.loads((run_dir / "summary.json").read_text())
+    assert again["sentence"] == summary["sentence"] and again["verdict"] == summary["verdict"]
+    assert again["shipped"]["trained_on"] == ["train", "validation", "test"]
+    assert again["shipped"]["scored"].startswith("never: it trained on every labelled image")
+    assert again["exported"]["test_accuracy"] is None
+    export = json.loads((run_dir / "export.json").read_text())
+    assert export["passed"] and export["source_run"] == f"refit-all-{winner}"
+    assert export["trained_on_test"]
+    assert "accuracy not measured" in out.stdout and "train + validation + test" in out.stdout
+    card = (run_dir / "best_model" / "README.md").read_text()
+    assert "**Test accuracy**: not measured" in card
+
 
 def _check_tensorboard(run_dir: Path, trials: pd.DataFrame, confirm: pd.DataFrame) -> None:
     """TensorBoard's own reader finds one run per training with one value per epoch (a kill

@@ -157,6 +157,28 @@ def test_a_refit_ships_the_mean_of_its_last_epochs_weights(setup: protocol.Setup
     assert done.test_accuracy is not None and (run_dir / "mean.npy").exists()
 
 
+def test_a_refit_all_trains_on_the_test_images_too(
+    setup: protocol.Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--refit all``: the refit's batches come from train + validation + test; a trainval
+    refit's from train + validation only."""
+    out = io.StringIO()
+    process = TrialProcess(setup, out)
+    asked: list[tuple[str, ...]] = []
+    kind = type(process.data)
+    real = kind.training_dataset
+
+    def spy(self, splits: tuple[str, ...], *args, **kw):
+        asked.append(tuple(splits))
+        return real(self, splits, *args, **kw)
+
+    monkeypatch.setattr(kind, "training_dataset", spy)
+    for name, on_test in (("tv", False), ("all", True)):
+        done, _ = _train(process, out, trial_id=name, refit=True, refit_test=on_test)
+        assert done.status == "completed", done.error
+    assert asked == [("train", "validation"), ("train", "validation", "test")]
+
+
 def test_a_trials_training_step_is_traced_once() -> None:
     import keras
 

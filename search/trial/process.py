@@ -396,9 +396,9 @@ class TrialProcess:
                     compile_for_training(model, params, jit_compile=self.jit)
                 initial_epoch = self._resume(model, resume.path, key, state, msg, tail, best)
             train = self.train
-            if msg.refit:  # every choice is made: the validation images train too
+            if msg.refit:  # every choice is made: the validation (and test) images train too
                 train = self.data.training_dataset(
-                    ("train", "validation"),
+                    ("train", "validation", "test") if msg.refit_test else ("train", "validation"),
                     self.batch_size,
                     augment=self.augment,
                     seed=msg.shuffle_seed if msg.shuffle_seed is not None else msg.seed,
@@ -558,6 +558,8 @@ def _state_key(msg: Train) -> str:
     # not where its files go, nor its id: an Optuna retry repeats a trial under a new number
     for name in ("checkpoint", "stop_file", "test_predictions", "trial_id"):
         body.pop(name)
+    if not body["refit_test"]:  # the states saved before --refit all keep their keys
+        body.pop("refit_test")
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -51,6 +51,7 @@ class Train:
     shuffle_seed: int | None = None  # a confirmation run's own data order
     test_predictions: str | None = None  # a confirmation run: score test, save predictions here
     refit: bool = False  # train on train + validation for exactly `epochs`, no validation
+    refit_test: bool = False  # a refit trains on the test images too (--refit all)
     average_last: int = 0  # a refit keeps the mean of its last epochs' weights (0: the last)
 
 

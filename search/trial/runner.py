@@ -17,6 +17,7 @@ from search import rundir
 from search.confirm import (
     JUDGE,
     REFIT,
+    REFIT_SPLITS,
     Candidate,
     ConfirmRow,
     confirm_seed,
@@ -87,6 +88,7 @@ class TrialRunner:
         shuffle_seed: int | None = None,
         test_predictions: Path | None = None,
         refit: bool = False,
+        refit_test: bool = False,
         average_last: int = 0,
     ) -> tuple[Done, list[Epoch]]:
         """Train one model in the trial process with a progress bar: how it ended, its epochs."""
@@ -133,6 +135,7 @@ class TrialRunner:
                     shuffle_seed=shuffle_seed,
                     test_predictions=str(test_predictions) if test_predictions else None,
                     refit=refit,
+                    refit_test=refit_test,
                     average_last=average_last,
                 ),
                 on_epoch,
@@ -256,10 +259,14 @@ class TrialRunner:
         )
         return row
 
-    def refit(self, cand: Candidate, name: str, *, epochs: int, n_test: int) -> ConfirmRow:
-        """The winner trained on train + validation for ``epochs``, scored once on test."""
+    def refit(
+        self, cand: Candidate, name: str, *, epochs: int, n_test: int, refit: str = "trainval"
+    ) -> ConfirmRow:
+        """The winner trained on train + validation for ``epochs``, scored once on test; with
+        ``refit="all"`` on the test images too, whose score then only says whether it learned."""
         seed = confirm_seed(self.opts.seed, 0, REFIT)
-        rid = run_id(cand, 0, REFIT)
+        rid = run_id(cand, 0, REFIT, refit)
+        on_test = "test" in REFIT_SPLITS[refit]
         preds = predictions_path(self.run_dir, rid)
         window = refit_window(epochs)
         done, _ = self._train(
@@ -270,20 +277,39 @@ class TrialRunner:
             shuffle_seed=seed,
             test_predictions=preds,
             refit=True,
+            refit_test=on_test,
             average_last=window,
         )
-        row = self._record(done, cand, name, 0, REFIT, seed, n_test, preds, averaged=window)
+        row = self._record(
+            done,
+            cand,
+            name,
+            0,
+            REFIT,
+            seed,
+            n_test,
+            preds,
+            averaged=window,
+            rid=rid,
+            trained_on_test=on_test,
+        )
         chance = (
             f"; AT CHANCE (the commonest class is {self.test_chance:.2f} of test): this refit "
-            f"did not learn; {refit_at_chance_hint(load_confirm(self.run_dir), cand.trial_id)}"
+            f"did not learn{' even the images it trained on' if on_test else ''}; "
+            f"{refit_at_chance_hint(load_confirm(self.run_dir), cand.trial_id)}"
             if row.at_chance
             else ""
         )
+        scored = (
+            "accuracy not measured (every labelled image trained it; its judge runs estimate it)"
+            if on_test
+            else f"test {format_accuracy(row.test_accuracy, n_test)}"
+        )
         self._say(
-            f"refit {name} (trial {cand.trial_id}) on train + validation, {epochs} "
-            f"epoch{'s' if epochs != 1 else ''}, "
+            f"refit {name} (trial {cand.trial_id}) on {' + '.join(REFIT_SPLITS[refit])}, "
+            f"{epochs} epoch{'s' if epochs != 1 else ''}, "
             f"{refit_ending(window)}: "
-            f"{row.status}, test {format_accuracy(row.test_accuracy, n_test)}, "
+            f"{row.status}, {scored}, "
             f"{format_seconds(row.seconds)}{chance}{self._err(row)}"
         )
         return row
@@ -300,13 +326,15 @@ class TrialRunner:
         preds: Path | None,
         averaged: int | None = None,
         tail: float | None = None,
+        rid: str | None = None,
+        trained_on_test: bool = False,
     ) -> ConfirmRow:
         status = done.status
         scored = preds is None or (done.test_accuracy is not None and preds.exists())
         if status == "completed" and not scored:
             status = "failed"
         row = ConfirmRow(
-            run_id=run_id(cand, index, stage),
+            run_id=rid or run_id(cand, index, stage),
             stage=stage,
             candidate=name,
             trial_id=cand.trial_id,
@@ -321,7 +349,9 @@ class TrialRunner:
             at_chance=at_chance(done.test_accuracy, n_test, self.test_chance)
             if stage == REFIT
             else at_chance(done.val_accuracy, self.n_validation, self.chance),
-            test_accuracy=done.test_accuracy,
+            # --refit all: a score on images it trained on is no accuracy; it only flags a
+            # refit that did not learn
+            test_accuracy=None if trained_on_test else done.test_accuracy,
             n_validation=self.n_validation,
             n_test=n_test,
             epochs=done.epochs,
