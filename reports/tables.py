@@ -158,12 +158,11 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
                     }
                 )
             done = runs[runs["status"] == "completed"]
-            if len(done) > 1:
+            # a candidate's refits (trainval, all) are different models, not seeds of one
+            if len(done) > 1 and stage != "refit":
                 rows.append(
                     {
-                        "stage": ALL_REFIT_TITLE
-                        if stage == "refit" and "test" in refit_splits(r)
-                        else STAGE_TITLES[stage],
+                        "stage": STAGE_TITLES[stage],
                         "candidate": str(cand),
                         "trial_id": str(runs["trial_id"].iloc[0]),
                         "seed": f"mean of {len(done)}",

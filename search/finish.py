@@ -74,8 +74,8 @@ def confirm_runs_left(run_dir: Path, total: int, options: dict[str, Any]) -> int
         )
         shipped += [small] if small is not None else []
     left += sum(owed(c, JUDGE) for c in shipped)
-    if options.get("refit", "trainval") != "none":
-        refit = str(options.get("refit", "trainval"))
+    refit = str(options.get("refit", "trainval"))
+    if refit != "none":
         left += 0 if {run_id(c, 0, REFIT, refit) for c in shipped} & done else 1
     return left
 
