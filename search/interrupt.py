@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
@@ -75,9 +76,14 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """A first signal that arrives inside is raised as ``Interrupted`` when the block ends,
-    so what the block copies (an epoch's training state) is never left half-copied for the
-    save that follows; a second signal still ends the process at once."""
+    so what the block writes (an epoch's training state, an Optuna journal record under its
+    lock file) is never left half-done; a second signal still ends the process at once.
+    Blocks nest (the outermost raises); outside the main thread, where no handler runs and so
+    nothing can be cut, a block is a plain block."""
     global _deferring, _pending
+    if _deferring or threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _deferring = True
     try:
         yield

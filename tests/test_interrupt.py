@@ -265,6 +265,51 @@ def test_a_signal_inside_deferred_is_raised_when_the_block_ends() -> None:
         assert copied == ["after the signal"]
         with interrupt.deferred():  # nothing pending: nothing raised
             pass
+        interrupt.install()
+        with pytest.raises(interrupt.Interrupted), interrupt.deferred():
+            with interrupt.deferred():  # nested: the outer block raises, after both
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+            copied.append("after the inner block")
+        assert copied[-1] == "after the inner block"
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+def test_a_signal_inside_an_optuna_journal_append_stops_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGTERM at the worst instant of a journal append, just after Optuna's lock file is
+    unlinked, still stops the search as ``Interrupted`` with the record written and the lock
+    free; uncaught, Optuna's cleanup unlinks the file again and a FileNotFoundError replaced
+    the clean stop (CI, session 19)."""
+    from optuna.storages.journal import JournalFileBackend
+
+    from search import interrupt
+    from search.engines.optuna_tpe import _whole_appends
+
+    journal = tmp_path / "optuna.journal"
+    backend = _whole_appends(JournalFileBackend)(str(journal))
+    unlink = os.unlink
+    signalled = []
+
+    def unlink_then_signal(path: str) -> None:
+        unlink(path)
+        if str(path).endswith(".rename") and not signalled:
+            signalled.append(path)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler runs here, inside Optuna's release
+
+    monkeypatch.setattr(os, "unlink", unlink_then_signal)
+    saved = {sig: signal.getsignal(sig) for sig in interrupt.SIGNALS}
+    try:
+        interrupt.install()
+        with pytest.raises(interrupt.Interrupted):
+            backend.append_logs([{"op_code": 0, "worker_id": "w"}])
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert signalled
+    assert [json.loads(line)["worker_id"] for line in journal.read_text().splitlines()] == ["w"]
+    assert [p.name for p in tmp_path.iterdir()] == ["optuna.journal"]

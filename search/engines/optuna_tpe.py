@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from search import interrupt
 from search.engines.base import EngineSettings, SearchEngine, TrialOutcome, TrialSpec
 from search.space import Space, suggest_optuna
 from search.storage import StorageError, mask_url
@@ -40,6 +41,20 @@ def _connect(make: Any, url: str) -> Any:
 
 
 CLAIM_S = 60  # a trial is claimed by its process within milliseconds of being asked
+
+
+def _whole_appends(backend: type) -> type:
+    """Optuna's journal file backend whose appends a Ctrl-C or SIGTERM cannot cut: the signal
+    waits for the end of the append. Cut inside the lock file's release, Optuna's cleanup
+    unlinks the file a second time and a ``FileNotFoundError`` replaces the clean stop (exit 1
+    and a traceback instead of 143)."""
+
+    class WholeAppends(backend):  # type: ignore[misc, valid-type]
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            with interrupt.deferred():
+                super().append_logs(logs)
+
+    return WholeAppends
 
 
 def _unclaimed(trial: Any) -> bool:
@@ -94,7 +109,7 @@ class OptunaEngine(SearchEngine):
             )
         else:
             self.storage = JournalStorage(
-                JournalFileBackend(str(Path(settings.state_dir) / "optuna.journal"))
+                _whole_appends(JournalFileBackend)(str(Path(settings.state_dir) / "optuna.journal"))
             )
         # Two objectives: Optuna's pruners compare one intermediate value, and a trial's size
         # is known before it trains, so nothing can tell early that it will be dominated;
