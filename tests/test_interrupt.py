@@ -232,6 +232,7 @@ def test_an_interrupted_optuna_trial_is_retried_from_its_epoch(
     proc, out, seconds = _interrupt_when(args, mid_trial, signal.SIGTERM)
     assert proc.returncode == 143 and seconds < 10, out
     trained_before = _status(run_dir)["epochs_trained"]
+    saved = sorted(p.parent.name for p in run_dir.glob("trials/*/epoch_state.npz"))
     again = run(args)
     assert again.returncode == 0, again.stdout + again.stderr
     trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
@@ -239,7 +240,10 @@ def test_an_interrupted_optuna_trial_is_retried_from_its_epoch(
     history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
     recorded = int(history.groupby("trial_id")["epoch"].nunique().sum())
     # every epoch trained is in the results, but for at most the one the stop cut
-    assert _status(run_dir)["epochs_trained"] <= recorded + 1, (trained_before, recorded)
+    assert _status(run_dir)["epochs_trained"] <= recorded + 1, (
+        f"trained {trained_before} epochs before the stop ({seconds:.1f} s), epoch states "
+        f"saved {saved}, recorded {recorded}; the rerun:\n{again.stdout}"
+    )
     assert not list((run_dir / "trials").glob("*/epoch_state.npz"))
 
 
