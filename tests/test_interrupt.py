@@ -9,6 +9,7 @@ import shlex
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -247,54 +248,58 @@ def test_an_interrupted_optuna_trial_is_retried_from_its_epoch(
     assert not list((run_dir / "trials").glob("*/epoch_state.npz"))
 
 
-def test_a_signal_inside_deferred_is_raised_when_the_block_ends() -> None:
+@pytest.fixture
+def handlers() -> Iterator[None]:
+    """This test process's own SIGINT and SIGTERM handlers, put back after the test."""
+    from search import interrupt
+
+    saved = {sig: signal.getsignal(sig) for sig in interrupt.SIGNALS}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_a_signal_inside_deferred_is_raised_when_the_block_ends(handlers: None) -> None:
     """An epoch's state is copied whole before a Ctrl-C or SIGTERM stops the training: the
     signal waits for the end of the block, then raises as usual; outside, it raises at once."""
     from search import interrupt
 
-    saved = {sig: signal.getsignal(sig) for sig in interrupt.SIGNALS}
-    try:
-        interrupt.install()
-        copied = []
-        with pytest.raises(interrupt.Interrupted) as caught, interrupt.deferred():
+    interrupt.install()
+    copied = []
+    with pytest.raises(interrupt.Interrupted) as caught, interrupt.deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler has run by now
+        copied.append("after the signal")
+    assert copied == ["after the signal"] and caught.value.signum == signal.SIGTERM
+    interrupt.install()
+    with pytest.raises(interrupt.Interrupted):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        copied.append("never")  # pragma: no cover
+    assert copied == ["after the signal"]
+    with interrupt.deferred():  # nothing pending: nothing raised
+        pass
+    interrupt.install()
+    with pytest.raises(interrupt.Interrupted), interrupt.deferred():
+        with interrupt.deferred():  # nested: the outer block raises, after both
             os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.05)  # the handler has run by now
-            copied.append("after the signal")
-        assert copied == ["after the signal"] and caught.value.signum == signal.SIGTERM
-        interrupt.install()
-        with pytest.raises(interrupt.Interrupted):
-            os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
-            copied.append("never")  # pragma: no cover
-        assert copied == ["after the signal"]
-        with interrupt.deferred():  # nothing pending: nothing raised
-            pass
-        interrupt.install()
-        with pytest.raises(interrupt.Interrupted), interrupt.deferred():
-            with interrupt.deferred():  # nested: the outer block raises, after both
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(0.05)
-            copied.append("after the inner block")
-        assert copied[-1] == "after the inner block"
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+        copied.append("after the inner block")
+    assert copied[-1] == "after the inner block"
 
 
 def test_a_signal_inside_an_optuna_journal_append_stops_cleanly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handlers: None
 ) -> None:
     """A SIGTERM at the worst instant of a journal append, just after Optuna's lock file is
     unlinked, still stops the search as ``Interrupted`` with the record written and the lock
     free; uncaught, Optuna's cleanup unlinks the file again and a FileNotFoundError replaced
     the clean stop (CI, session 19)."""
-    from optuna.storages.journal import JournalFileBackend
-
     from search import interrupt
-    from search.engines.optuna_tpe import _whole_appends
+    from search.engines.optuna_tpe import _journal
 
     journal = tmp_path / "optuna.journal"
-    backend = _whole_appends(JournalFileBackend)(str(journal))
+    backend = _journal(journal)
     unlink = os.unlink
     signalled = []
 
@@ -306,14 +311,9 @@ def test_a_signal_inside_an_optuna_journal_append_stops_cleanly(
             time.sleep(0.05)  # the handler runs here, inside Optuna's release
 
     monkeypatch.setattr(os, "unlink", unlink_then_signal)
-    saved = {sig: signal.getsignal(sig) for sig in interrupt.SIGNALS}
-    try:
-        interrupt.install()
-        with pytest.raises(interrupt.Interrupted):
-            backend.append_logs([{"op_code": 0, "worker_id": "w"}])
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+    interrupt.install()
+    with pytest.raises(interrupt.Interrupted):
+        backend.append_logs([{"op_code": 0, "worker_id": "w"}])
     assert signalled
     assert [json.loads(line)["worker_id"] for line in journal.read_text().splitlines()] == ["w"]
     assert [p.name for p in tmp_path.iterdir()] == ["optuna.journal"]

@@ -43,18 +43,19 @@ def _connect(make: Any, url: str) -> Any:
 CLAIM_S = 60  # a trial is claimed by its process within milliseconds of being asked
 
 
-def _whole_appends(backend: type) -> type:
-    """Optuna's journal file backend whose appends a Ctrl-C or SIGTERM cannot cut: the signal
-    waits for the end of the append. Cut inside the lock file's release, Optuna's cleanup
-    unlinks the file a second time and a ``FileNotFoundError`` replaces the clean stop (exit 1
-    and a traceback instead of 143)."""
+def _journal(path: Path) -> Any:
+    """Optuna's journal file backend at ``path``, whose appends a Ctrl-C or SIGTERM cannot
+    cut: the signal waits for the end of the append. Cut inside the lock file's release,
+    Optuna's cleanup unlinks the file a second time and a ``FileNotFoundError`` replaces the
+    clean stop (exit 1 and a traceback instead of 143)."""
+    from optuna.storages.journal import JournalFileBackend
 
-    class WholeAppends(backend):  # type: ignore[misc, valid-type]
+    class WholeAppends(JournalFileBackend):
         def append_logs(self, logs: list[dict[str, Any]]) -> None:
             with interrupt.deferred():
                 super().append_logs(logs)
 
-    return WholeAppends
+    return WholeAppends(str(path))
 
 
 def _unclaimed(trial: Any) -> bool:
@@ -89,7 +90,6 @@ class OptunaEngine(SearchEngine):
     def __init__(self, space: Space, settings: EngineSettings) -> None:
         import optuna
         from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
-        from optuna.storages.journal import JournalFileBackend
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # the stale-trial helpers we rely on are marked experimental: no warning per trial
@@ -108,9 +108,7 @@ class OptunaEngine(SearchEngine):
                 settings.storage_url,
             )
         else:
-            self.storage = JournalStorage(
-                _whole_appends(JournalFileBackend)(str(Path(settings.state_dir) / "optuna.journal"))
-            )
+            self.storage = JournalStorage(_journal(Path(settings.state_dir) / "optuna.journal"))
         # Two objectives: Optuna's pruners compare one intermediate value, and a trial's size
         # is known before it trains, so nothing can tell early that it will be dominated;
         # every trial trains its full --max-epochs and TPE learns the front from them.
