@@ -182,7 +182,8 @@ def export_run(run_dir: Path) -> dict[str, Any]:
             f"{exc}. The weights of {source['what']} are lost: rerun the search command with "
             "another --run-dir to train again, or restore the file from a backup."
         ) from None
-    compile_alexnet(model, params, jit_compile=False)
+    # Keras' own Adam in the saved .keras file: the optimizer a user fine-tuning it expects
+    compile_alexnet(model, params, jit_compile=False, fused=False)
     scores = {}
     for split in ("validation", "test"):
         x, y = data.arrays(split)
