@@ -195,6 +195,14 @@ def paired_difference(
             f"winner and baseline must be (seeds, images) arrays of one shape, but got "
             f"{w.shape} and {b.shape}."
         )
+    for name, values in (("winner", w), ("baseline", b)):
+        odd = values[(values != 0) & (values != 1)]
+        if odd.size:  # a probability or a NaN is not a correct/incorrect record
+            raise ValueError(
+                f"{name} must hold whether each image was classified correctly (booleans, "
+                f"or 0 and 1), but got {odd.size} other value(s), such as {odd.flat[0]!r}; "
+                f"pass predictions == labels."
+            )
     if not (math.isfinite(margin) and margin > 0):
         raise ValueError(f"margin must be a positive number of points, but got {margin=}.")
     k, n = w.shape

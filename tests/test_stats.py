@@ -237,6 +237,17 @@ def test_shapes_must_match() -> None:
         paired_difference(np.ones((3, 4), bool), np.ones((2, 4), bool))
 
 
+@pytest.mark.parametrize("odd", [0.7, np.nan, 2.0, -1.0])
+def test_entries_must_be_correct_or_not(odd: float) -> None:
+    """Probabilities or NaNs passed by mistake would give a number and a verdict."""
+    right = np.ones((3, 4))
+    wrong = right.copy()
+    wrong[1, 2] = odd
+    with pytest.raises(ValueError, match="baseline must hold whether"):
+        paired_difference(right, wrong)
+    assert paired_difference(right.astype(int), right.astype(bool)).points == 0.0
+
+
 def test_plotted_accuracies_carry_their_wilson_interval() -> None:
     from reports.figures import error_bars
 
