@@ -1,7 +1,7 @@
 """Find the images of a data set, label them and split them into train, validation and test.
 
 Three splits, three jobs: ``train`` fits, ``validation`` makes every decision of a search (which
-trial, which epoch, which promotion), ``test`` is read only after the search, to judge. A score
+trial, which epoch, which promotion), ``test`` is read only by the runs that judge. A score
 on the images that chose a model is optimistic (the winner's curse), so the two never mix.
 
 Labels come only from a file name's prefix before its first dot (``cat.123.jpg``) or from the

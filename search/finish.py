@@ -64,7 +64,10 @@ def confirm_runs_left(run_dir: Path, total: int, options: dict[str, Any]) -> int
     winner = choose_winner(table, cands) or cands[0]
     shipped = [winner]
     if options.get("baseline", True):
-        left += owed(Candidate(res.BASELINE_ID, {}, None), JUDGE)
+        base = Candidate(res.BASELINE_ID, {}, None)
+        # its seed 1 is the search's baseline run: owed here only once the search has it
+        searched = (res.load_trials(run_dir)["trial_id"] == res.BASELINE_ID).any()
+        left += sum(run_id(base, i, JUDGE) not in done for i in seeds if i or searched)
     if options.get("select") == SMALLEST:
         small = smaller_candidate(
             res.load_trials(run_dir),
@@ -136,10 +139,18 @@ def run_confirmation(
         say("selection: no run finished; no winner to judge.")
         return
     judged = [winner] + ([Candidate(res.BASELINE_ID, dict(baseline), None)] if baseline else [])
+    done = finished_runs(load_confirm(run_dir))
+    ready = [
+        f"{names.get(c.trial_id, c.trial_id)} seed {i + 1}"
+        for i in range(seeds)
+        for c in judged
+        if run_id(c, i, JUDGE) in done
+    ]
     say(
         f"judging: winner {names[winner.trial_id]} (trial {winner.trial_id})"
         + (" and the baseline" if baseline else "")
         + f", {seeds} fresh seeds each, {max_epochs} epochs, then {n_test:,} test images"
+        + (f" (already trained: {', '.join(ready)})" if ready else "")
     )
     if not train(JUDGE, judged, "the next judge run"):
         return

@@ -59,12 +59,13 @@ BLOG_PARAMS = 58_289_538  # the blog's AlexNet: 227px, full width, 2 classes
 
 def confirm_runs_total(o: SearchOptions) -> int:
     """Runs of the evidence phase: the selection (each of the top M once per seed, when M >
-    1), the judge (the winner and the baseline once per fresh seed; with ``--select smallest``
-    also the smallest equivalent candidate, when the front has one) and the refit."""
+    1), the judge (the winner and the baseline once per fresh seed, the baseline's first being
+    the search's baseline run; with ``--select smallest`` also the smallest equivalent
+    candidate, when the front has one) and the refit."""
     if o.role != "chief" or o.confirm == 0:
         return 0
     select = o.confirm * o.confirm_top if o.confirm_top > 1 else 0
-    judge = o.confirm * (2 if o.baseline else 1)
+    judge = o.confirm * 2 - 1 if o.baseline else o.confirm
     smallest = o.confirm if o.select == "smallest" else 0  # at most: the front may have none
     return select + judge + smallest + (1 if o.refit != "none" else 0)
 
@@ -84,7 +85,7 @@ def epochs_done(o: SearchOptions, engine: SearchEngine, p: Progress) -> int:
     return (
         sum(s.epochs - s.initial_epoch for s in plan[: p.trials_done])
         + (o.max_epochs if p.baseline_done else 0)
-        + (p.confirm_runs_total - p.confirm_runs_left) * o.max_epochs
+        + max(0, p.confirm_runs_total - p.confirm_runs_left) * o.max_epochs
     )
 
 
@@ -94,7 +95,7 @@ def confirm_line(o: SearchOptions, p: Progress) -> str:
             "confirmation: off (--confirm 0): the comparison with the baseline will be "
             "unconfirmed and selection-biased (validation chose and scored the winner)"
         )
-    base = " and the baseline" if o.baseline else ""
+    base = " and the baseline (its seed 1: the search's baseline run)" if o.baseline else ""
     select = (
         f"the top {o.confirm_top} configurations x {o.confirm} seeds on validation choose the "
         "winner; then "
@@ -145,8 +146,8 @@ def plan_lines(
         f"run directory: {run_dir}",
         f"data: {data.config.data_dir} ({layout_name(data.discovery.layout)} layout) - "
         f"{n_train:,} train, "
-        f"{n_val:,} validation (chooses), {n_test:,} test (judges, read only after the "
-        f"search) ({per_class}); {data.skipped_summary()}",
+        f"{n_val:,} validation (chooses), {n_test:,} test (judges, read only by the "
+        f"judge runs) ({per_class}); {data.skipped_summary()}",
         *[f"  note: {note}" for note in data.discovery.notes],
         f"images: {o.image_size}px, batch {o.batch_size}, width x{o.width:g}, "
         f"augment {'on' if o.augment else 'off'}, seed {o.seed}",

@@ -207,6 +207,7 @@ class Search:
                 runner.run(
                     TrialSpec(res.BASELINE_ID, baseline_values(self.space), o.max_epochs),
                     engine=None,
+                    judged_on=data.split_size("test") if o.confirm else None,
                 )
             loop = SearchLoop(
                 run_dir=self.run_dir,

@@ -396,3 +396,23 @@ def test_runs_left_counts_the_plans_own_runs_not_an_earlier_plans(tmp_path: Path
     }
     assert left == {(1, "none"): 0, (1, "trainval"): 1, (2, "none"): 6, (2, "trainval"): 7}
     assert confirm_runs_left(run_dir, 0, options | plan) == 0  # no evidence phase planned
+
+
+def test_the_baselines_first_judge_run_is_owed_by_the_search_until_it_has_run(
+    tmp_path: Path,
+) -> None:
+    """The search's baseline run is the judge's baseline seed 1: before the search has
+    trained it, the evidence phase does not count it; once the search has a baseline without
+    that judge row (a run that started with --confirm 0), the judge trains it."""
+    from search.finish import confirm_runs_left
+    from search.results import BASELINE_ID
+    from search.rundir import RunConfig
+
+    run_dir = make_run(tmp_path / "run")  # judge runs of 0003 and the baseline, 3 seeds each
+    table = pd.read_csv(run_dir / "confirm.csv")
+    table[table["candidate"] != BASELINE_ID].to_csv(run_dir / "confirm.csv", index=False)
+    options = RunConfig.read(run_dir).options | {"confirm": 3, "confirm_top": 1, "refit": "none"}
+    assert confirm_runs_left(run_dir, 99, options) == 3  # the search has its baseline
+    trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
+    trials[trials["trial_id"] != BASELINE_ID].to_csv(run_dir / "trials.csv", index=False)
+    assert confirm_runs_left(run_dir, 99, options) == 2  # seed 1 comes with the search

@@ -363,6 +363,18 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     assert list(kept) == list(before["ended_at"])  # finished runs were not run again
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 3  # the search was not repeated either (2 trials + baseline)
+    # the search's baseline is the judge's baseline seed 1: the blog's configuration is
+    # trained K times, not K + 1, on the judge's fresh seed
+    base = trials[trials["trial_id"] == "baseline"].iloc[0]
+    first = after.set_index("run_id").loc["confirm-baseline-s1"]
+    assert (first["val_accuracy"], first["best_epoch"]) == (
+        pytest.approx(base["val_accuracy"]),
+        base["best_epoch"],
+    )
+    assert first["seed"] not in set(after.loc[after["stage"] == "select", "seed"])
+    trained = set(pd.read_csv(run_dir / "costs.csv", dtype={"trial_id": str})["trial_id"])
+    assert "baseline" in trained and "confirm-baseline-s1" not in trained
+    assert {"confirm-baseline-s2", f"confirm-{winner_id(after)}-s1"} <= trained
     assert (after["n_test"] == 8).all() and (after["n_validation"] == 4).all()
 
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -412,6 +424,11 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     assert "**Test accuracy**: not measured" in card
 
 
+def winner_id(confirm: pd.DataFrame) -> str:
+    judged = confirm[(confirm["stage"] == "judge") & (confirm["candidate"] != "baseline")]
+    return str(judged["trial_id"].iloc[0])
+
+
 def _check_tensorboard(run_dir: Path, trials: pd.DataFrame, confirm: pd.DataFrame) -> None:
     """TensorBoard's own reader finds one run per training with one value per epoch (a kill
     and resume included), and one HParams session per trial table row."""
@@ -424,7 +441,9 @@ def _check_tensorboard(run_dir: Path, trials: pd.DataFrame, confirm: pd.DataFram
     history = pd.read_csv(run_dir / "history.csv", dtype={"trial_id": str})
     ids, epochs = trials["trial_id"].astype(str), trials["epochs"]
     expected = {run_name(t): int(e) for t, e in zip(ids, epochs, strict=True)}
-    expected |= {r: int(e) for r, e in zip(confirm["run_id"], confirm["epochs"], strict=True)}
+    runs = zip(confirm["run_id"], confirm["epochs"], strict=True)
+    # the baseline's first judge run is the search's baseline run: logged under its name
+    expected |= {r: int(e) for r, e in runs if r != "confirm-baseline-s1"}
     assert {p.name for p in board.iterdir() if p.is_dir()} == set(expected)
     for name, epochs in expected.items():
         splits = ("train",) if name.startswith("refit-") else ("train", "validation")

@@ -39,6 +39,9 @@ from search.stats import at_chance, format_accuracy, format_selected
 from search.trial.client import TrialProcessClient
 from search.trial.protocol import NO_ROOM, Done, Epoch, Train, failed
 
+# the search's baseline line when it is the judge's first baseline run too
+JUDGED_TOO = " (also the judge's baseline seed 1: scored on test, read only by the verdict)"
+
 
 def trial_seed(seed: int, trial_id: str) -> int:
     return (seed * 7919 + zlib.crc32(trial_id.encode())) % 2**31
@@ -162,20 +165,38 @@ class TrialRunner:
         if task is not None:
             self.progress.update(task, eta=format_seconds(self.eta_s(task)))
 
-    def run(self, spec: TrialSpec, engine: SearchEngine | None) -> TrialOutcome:
+    def run(
+        self, spec: TrialSpec, engine: SearchEngine | None, *, judged_on: int | None = None
+    ) -> TrialOutcome:
+        """One search trial, or the baseline (``engine`` None). ``judged_on``: the number of
+        test images when an evidence phase will judge the baseline: the search's baseline is
+        then the judge's first baseline run too (its fresh seed 1, its best epoch scored once
+        on test and recorded in ``confirm.csv``; nothing in the search reads that score), so
+        the blog's configuration is trained K times in all, not K + 1."""
         run_dir = self.run_dir
         params = self.params(spec.values)
         if spec.retry_of:  # the trial it repeats left its last epoch: continue from there
             rundir.adopt_epoch_state(run_dir, spec.retry_of, spec.trial_id)
+        judge = Candidate(spec.trial_id, spec.values, None) if judged_on is not None else None
+        seed = trial_seed(self.opts.seed, spec.seed_of or spec.trial_id)
+        preds = None
+        if judge is not None:  # exactly the run the judge stage would train as its seed 1
+            seed, preds = confirm_seed(self.opts.seed, 0, JUDGE), self._preds(judge, 0)
         done, history = self._train(
             spec.trial_id,
             params,
             epochs=spec.epochs,
-            seed=trial_seed(self.opts.seed, spec.seed_of or spec.trial_id),
+            seed=seed,
             initial_epoch=spec.initial_epoch,
             warm_start=rundir.checkpoint_path(run_dir, spec.parent_id) if spec.parent_id else None,
             prune=(lambda epoch, val: engine.should_prune(spec, epoch, val)) if engine else None,
+            shuffle_seed=seed if judge is not None else None,
+            test_predictions=preds,
         )
+        if judge is not None and judged_on is not None:  # first: a kill before the trial row
+            # trains the baseline again, and both rows are then written from that run
+            tail = tail_accuracy(val_curve(history), self.opts.max_epochs)
+            self._record(done, judge, res.BASELINE_ID, 0, JUDGE, seed, judged_on, preds, tail=tail)
         row = res.TrialRow(
             trial_id=spec.trial_id,
             status=done.status,
@@ -216,7 +237,8 @@ class TrialRunner:
         n_done = len(res.search_trials(trials))
         self.progress.console.print(
             f"trial {spec.trial_id} {row.status}: val_accuracy {acc}, best epoch "
-            f"{row.best_epoch} of {row.epochs}, {format_seconds(row.seconds)}{err}; "
+            f"{row.best_epoch} of {row.epochs}, {format_seconds(row.seconds)}{err}"
+            f"{JUDGED_TOO if judge is not None else ''}; "
             f"{format_searched(row.values, self.space)} | {n_done}/{self.opts.trials} trials, "
             f"{note}, ETA {format_seconds(self.eta_s())}",
             markup=False,
@@ -231,7 +253,7 @@ class TrialRunner:
         epoch on validation; a judge run is then scored once on test. Its row is recorded last."""
         seed = confirm_seed(self.opts.seed, index, stage)
         rid = run_id(cand, index, stage)
-        preds = predictions_path(self.run_dir, rid) if stage == JUDGE else None
+        preds = self._preds(cand, index) if stage == JUDGE else None
         done, history = self._train(
             rid,
             self.params(cand.values),
@@ -258,6 +280,10 @@ class TrialRunner:
             f"{format_seconds(row.seconds)}{chance}{self._err(row)}"
         )
         return row
+
+    def _preds(self, cand: Candidate, index: int) -> Path:
+        """Where judge run ``index`` of ``cand`` leaves its test predictions."""
+        return predictions_path(self.run_dir, run_id(cand, index, JUDGE))
 
     def refit(
         self, cand: Candidate, name: str, *, epochs: int, n_test: int, refit: str = "trainval"
