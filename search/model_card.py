@@ -163,8 +163,9 @@ def _chosen(confirmed: dict[str, Any] | None) -> str:
     else:
         how = "the search's best configuration by validation accuracy"
     return (
-        f"{how}; then it and the blog's configuration were retrained with {seeds} fresh seeds "
-        "and scored once on the test images for the verdict above, which no choice used"
+        f"{how}; then it and the blog's configuration were trained with {seeds} fresh seeds "
+        "(the blog's first: the search's baseline run) and scored once on the test images "
+        "for the verdict above, which no choice used"
     )
 
 
