@@ -45,6 +45,29 @@ def feature_map_size(image_size: int) -> int:
     return s
 
 
+def conv_filters(width: float) -> tuple[int, ...]:
+    """The five convolutions' filter counts at ``width`` (1.0: the blog's 96-256-384-384-256)."""
+    return tuple(max(1, round(n * width)) for n in CONV_FILTERS)
+
+
+def multiply_adds(params: AlexNetParams) -> tuple[int, int]:
+    """Multiply-adds of one image's forward pass: (the convolutions', the dense layers').
+
+    A configuration's training cost to a first approximation, before any of it is timed: the
+    ETA's prior (``search.plan.Estimator``). The two are apart because a machine does not run
+    them equally fast (the dense layers' weights also pass through the optimizer each step).
+    """
+    f1, f2, f3, f4, f5 = conv_filters(params.width)
+    s1 = _conv_out(params.image_size, 11, 4)  # conv1 (valid); conv2-5 keep the size
+    p1 = _conv_out(s1, 3, 2)
+    p2 = _conv_out(p1, 3, 2)
+    p3 = _conv_out(p2, 3, 2)
+    conv = s1 * s1 * 11 * 11 * 3 * f1 + p1 * p1 * 5 * 5 * f1 * f2
+    conv += p2 * p2 * 3 * 3 * (f2 * f3 + f3 * f4 + f4 * f5)
+    d = params.dense_units
+    return conv, p3 * p3 * f5 * d + d * d + d * params.num_classes
+
+
 def smallest_image_size() -> int:
     size = 11
     while feature_map_size(size) < 1:
@@ -80,7 +103,7 @@ def build_alexnet(params: AlexNetParams) -> keras.Model:
     from models.lrn import LocalResponseNormalization
 
     validate(params)
-    f1, f2, f3, f4, f5 = (max(1, round(n * params.width)) for n in CONV_FILTERS)
+    f1, f2, f3, f4, f5 = conv_filters(params.width)
     # L2 on every kernel (not on biases), the usual weight decay of AlexNet-style models
     l2 = keras.regularizers.L2(params.weight_decay) if params.weight_decay > 0 else None
     layers: list[keras.layers.Layer] = [

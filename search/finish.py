@@ -117,7 +117,9 @@ def run_confirmation(
             for cand in order:
                 if run_id(cand, index, stage) in finished_runs(load_confirm(run_dir)):
                     continue  # done before (also before the search or confirmation grew)
-                if not budget.fits(runner.est.trial_s(max_epochs), what):
+                if not budget.fits(
+                    runner.est.trial_s(max_epochs, runner.params(cand.values)), what
+                ):
                     return False
                 name = res.BASELINE_ID if cand.is_baseline else names[cand.trial_id]
                 runner.confirm(cand, name, index, n_test=n_test, stage=stage)
@@ -180,7 +182,7 @@ def run_confirmation(
     if epochs is None or run_id(ship, 0, REFIT, refit) in finished_runs(table):
         return
     what = "the winner" if ship is winner else "the smaller equivalent configuration"
-    if budget.fits(runner.est.trial_s(epochs), f"the refit of {what}"):
+    if budget.fits(runner.est.trial_s(epochs, runner.params(ship.values)), f"the refit of {what}"):
         runner.refit(ship, names[ship.trial_id], epochs=epochs, n_test=n_test, refit=refit)
         prune_confirm_checkpoints(run_dir)
 

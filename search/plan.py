@@ -7,10 +7,12 @@ engine's schedule, the trial process's warm-up), so ``--dry-run`` and a real run
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from data_pipeline.discover import SPLITS, layout_name
 from data_pipeline.pipeline import PreparedData
+from models.alexnet import AlexNetParams, multiply_adds
 from search.engines import SearchEngine
 from search.hardware import advice, nvidia_gpus
 from search.options import SearchOptions
@@ -19,29 +21,96 @@ from search.space import Space, describe
 from search.trial.protocol import Ready, WarmupDone
 
 
+def _architecture(params: AlexNetParams) -> AlexNetParams:
+    """What an epoch's time depends on: the parameters with the training-only ones cleared."""
+    return replace(params, dropout=0.0, learning_rate=1e-3, weight_decay=0.0)
+
+
 @dataclass
 class Estimator:
-    """Seconds per epoch and per trial start, from the warm-up, refined by measured epochs.
+    """Seconds per epoch of a configuration, and per training's start, for the ETA and the
+    time budget: from the warm-up, then from every epoch measured.
 
-    An epoch's time depends on its trial's configuration (dense width and LRN change it
-    threefold), so the estimate is the mean over every epoch measured so far, which follows
-    the mix of configurations the run trains: a window of recent epochs made the ETA jump by
-    minutes from one trial to the next."""
+    An epoch's time depends on its configuration: here the dense-4,096 baseline trained 2.5 s
+    per epoch, a dense-512 trial 1.65 s. So each epoch measured is kept with its
+    configuration's architecture, and the estimate for a configuration is its own measured
+    mean, or else a line through the measured ones in the dense layers' multiply-adds
+    (convolutions are the same in every trial); before two widths are measured, its
+    multiply-adds at the seconds per multiply-add measured so far (the warm-up's, the
+    baseline's, before any). A configuration not yet drawn costs the mean over ``typical``, a
+    sample of the search space. The warm-up's model is the slowest of the default space:
+    pricing every epoch like it, then like the mean of all epochs timed, put the plan's ETA
+    22% above the whole run's time here and the running ETA 17-26% above for its first three
+    minutes (bench/README.md)."""
 
     warm_epoch_s: float
-    overhead_s: float = 3.0
-    measured: list[float] = field(default_factory=list)
+    warm_overhead_s: float = 3.0  # a training's start until one is measured
+    warm: AlexNetParams = field(default_factory=AlexNetParams)  # the warm-up's model
+    typical: tuple[AlexNetParams, ...] = ()  # a sample of the space; () counts as (warm,)
+    measured: dict[AlexNetParams, list[float]] = field(default_factory=dict)
+    overheads: list[float] = field(default_factory=list)
 
     @classmethod
-    def from_warmup(cls, warm: WarmupDone, data: PreparedData) -> Estimator:
+    def from_warmup(
+        cls,
+        warm: WarmupDone,
+        data: PreparedData,
+        params: AlexNetParams,
+        typical: tuple[AlexNetParams, ...] = (),
+    ) -> Estimator:
+        """``params``: the warm-up's model; ``typical``: configurations drawn from the space."""
         n_train, n_val = data.split_size("train"), data.split_size("validation")
-        return cls(n_train / warm.train_img_s + n_val / warm.eval_img_s)
+        epoch_s = n_train / warm.train_img_s + n_val / warm.eval_img_s
+        return cls(epoch_s, warm=params, typical=typical)
 
-    def epoch_s(self) -> float:
-        return statistics.fmean(self.measured) if self.measured else self.warm_epoch_s
+    def add(self, params: AlexNetParams, seconds: float) -> None:
+        """A steady epoch of ``params`` (not a training's first, which traces) took
+        ``seconds``."""
+        self.measured.setdefault(_architecture(params), []).append(seconds)
 
-    def trial_s(self, epochs: int) -> float:
-        return epochs * self.epoch_s() + self.overhead_s
+    def add_training(self, overhead: float) -> None:
+        """A training spent ``overhead`` seconds beyond its epochs' steady time: starting,
+        tracing its first epoch, checkpoints, scoring."""
+        self.overheads.append(max(0.0, overhead))
+
+    @property
+    def overhead_s(self) -> float:
+        """The median training's, the prior counted as one: a process's first training also
+        starts the process, and the baseline's is scored on test (5-8 s against 1-2 s here)."""
+        return statistics.median([self.warm_overhead_s, *self.overheads])
+
+    def epoch_s(self, params: AlexNetParams | None = None) -> float:
+        """Seconds per epoch of ``params``; None: of a configuration not yet drawn."""
+        line = self._line()
+        if params is None:
+            return statistics.fmean(self._one(p, line) for p in self.typical or (self.warm,))
+        return self._one(params, line)
+
+    def trial_s(self, epochs: int, params: AlexNetParams | None = None) -> float:
+        return epochs * self.epoch_s(params) + self.overhead_s
+
+    def _one(self, params: AlexNetParams, line: Callable[[AlexNetParams], float]) -> float:
+        own = self.measured.get(_architecture(params))
+        return statistics.fmean(own) if own else line(params)
+
+    def _line(self) -> Callable[[AlexNetParams], float]:
+        """Seconds per epoch of an architecture not measured yet."""
+        points = [(multiply_adds(a), statistics.fmean(s), len(s)) for a, s in self.measured.items()]
+        if len({dense for (_, dense), _, _ in points}) >= 2:
+            w = sum(n for _, _, n in points)
+            x_mean = sum(dense * n for (_, dense), _, n in points) / w
+            y_mean = sum(y * n for _, y, n in points) / w
+            sxx = sum(n * (dense - x_mean) ** 2 for (_, dense), _, n in points)
+            sxy = sum(n * (dense - x_mean) * (y - y_mean) for (_, dense), y, n in points)
+            slope = sxy / sxx
+            if slope >= 0:  # a wider layer is not faster: noise otherwise, scale instead
+                return lambda p: max(0.0, y_mean + slope * (multiply_adds(p)[1] - x_mean))
+        if points:  # scale by multiply-adds from what was measured
+            seconds = sum(y * n for _, y, n in points)
+            macs = sum(sum(m) * n for m, _, n in points)
+        else:
+            seconds, macs = self.warm_epoch_s, sum(multiply_adds(self.warm))
+        return lambda p: seconds * sum(multiply_adds(p)) / macs
 
 
 @dataclass(frozen=True)
@@ -139,8 +208,9 @@ def plan_lines(
     runs_left = progress.confirm_runs_left
     confirm_epochs = runs_left * o.max_epochs
     eta = (
-        est.trial_s(0) * (o.trials - done + runs_left)
-        + (search_epochs + baseline_epochs + confirm_epochs) * est.epoch_s()
+        est.trial_s(0) * (o.trials - done + runs_left + (1 if baseline_epochs else 0))
+        + (search_epochs + confirm_epochs) * est.epoch_s()
+        + baseline_epochs * est.epoch_s(est.warm)  # the warm-up's model is the baseline
     )
     return [
         f"run directory: {run_dir}",
@@ -166,7 +236,8 @@ def plan_lines(
         + (f" ({ready.precision_reason})" if ready.precision_reason else "")
         + f", XLA {'on' if warm.xla else 'off'}",
         f"warm-up: {warm.train_img_s:.0f} img/s training, {warm.eval_img_s:.0f} img/s "
-        f"evaluation -> ~{format_seconds(est.epoch_s())} per epoch",
+        f"evaluation -> ~{est.epoch_s(est.warm):.1f} s per epoch of the baseline, "
+        f"~{est.epoch_s():.1f} s of a trial drawn from the space",
         *(
             [
                 f"strategy: MirroredStrategy over {ready.replicas} replica(s); batch "

@@ -37,11 +37,13 @@ from search.loop import Budget, SearchLoop, Stop, recorded_outcomes
 from search.options import SearchOptions
 from search.quiet import import_tensorflow_quietly, output_to
 from search.rundir import RunConfig, format_seconds
-from search.space import Space, baseline_values, load_space, resolve
+from search.space import Space, baseline_values, load_space, resolve, sample
 from search.storage import resolve_storage
 from search.trial.client import TrialProcessClient
 from search.trial.protocol import Failure, Ready, WarmupDone
 from search.trial.runner import TrialRunner
+
+TYPICAL_DRAWS = 64  # configurations of the space that stand for a trial not yet drawn (the ETA)
 
 
 def _commonest_share(data: PreparedData, split: str) -> float:
@@ -160,7 +162,7 @@ class Search:
     ) -> int:
         o = self.opts
         warm, ready = self._warmup(process, data)
-        est = planning.Estimator.from_warmup(warm, data)
+        est = self._estimator(warm, data)
         progress_now = self._progress()
         if resumed:
             self.say(f"resuming: {progress_now.trials_done} of {o.trials} trials already done")
@@ -199,10 +201,13 @@ class Search:
                 chance=_commonest_share(data, "validation"),
                 test_chance=_commonest_share(data, "test"),
                 space=self.space,
+                trainings_left=self._trainings_left,
             )
             if self.chief and o.baseline and not progress_now.baseline_done:
                 after = f" after {progress_now.trials_done} of {o.trials} trials"
-                if not budget.fits(est.trial_s(o.max_epochs), "the baseline", after=after):
+                if not budget.fits(
+                    est.trial_s(o.max_epochs, est.warm), "the baseline", after=after
+                ):
                     return self._finish(data, status, budget, engine.needed_checkpoints())
                 runner.run(
                     TrialSpec(res.BASELINE_ID, baseline_values(self.space), o.max_epochs),
@@ -374,6 +379,13 @@ class Search:
             space=self.space,
         )
 
+    def _estimator(self, warm: WarmupDone, data: PreparedData) -> planning.Estimator:
+        """Epoch times from the warm-up's (the baseline's) speed, for a sample of the space."""
+        typical = tuple(self._params(v, data) for v in sample(self.space, TYPICAL_DRAWS))
+        return planning.Estimator.from_warmup(
+            warm, data, self._params(baseline_values(self.space), data), typical
+        )
+
     def _warmup(self, process: TrialProcessClient, data: PreparedData) -> tuple[WarmupDone, Ready]:
         warm = process.warmup(self._params(baseline_values(self.space), data))
         if isinstance(warm, Failure) or process.ready is None:
@@ -426,7 +438,7 @@ class Search:
                 warm, ready = self._warmup(process, data)
             finally:
                 process.close()
-            est = planning.Estimator.from_warmup(warm, data)
+            est = self._estimator(warm, data)
             empty = planning.Progress(0, False, planning.confirm_runs_total(self.opts), 0)
             empty = replace(empty, confirm_runs_left=empty.confirm_runs_total)
             for line in self._plan(data, engine, warm, ready, est, empty):
@@ -515,6 +527,12 @@ class Search:
             confirm_runs_total=total,
             confirm_runs_left=finish.confirm_runs_left(self.run_dir, total, self.opts.to_dict()),
         )
+
+    def _trainings_left(self) -> int:
+        """Trainings still to start or finish in this process's share of the run."""
+        p = self._progress()
+        baseline = self.chief and self.opts.baseline and not p.baseline_done
+        return max(0, self.opts.trials - p.trials_done) + int(baseline) + p.confirm_runs_left
 
     def _confirm_runs_left(self) -> int:
         return finish.confirm_runs_left(

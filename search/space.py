@@ -14,6 +14,7 @@ chosen values into an ``AlexNetParams``.
 from __future__ import annotations
 
 import math
+import random
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -120,6 +121,11 @@ class FloatParam:
 
         return FloatDistribution(self.low, self.high, log=self.log)
 
+    def draw(self, rng: random.Random) -> float:
+        if self.log:
+            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return rng.uniform(self.low, self.high)
+
     def describe(self) -> str:
         return (
             f"{self.name}: {self.low:g} to {self.high:g}{' (log)' if self.log else ''}, "
@@ -197,6 +203,9 @@ class IntParam:
 
         return IntDistribution(self.low, self.high, step=self.step)
 
+    def draw(self, rng: random.Random) -> int:
+        return self.low + self.step * rng.randrange((self.high - self.low) // self.step + 1)
+
     def describe(self) -> str:
         return f"{self.name}: {self.low} to {self.high} step {self.step}, blog {self.baseline}"
 
@@ -256,6 +265,9 @@ class BoolParam:
         from optuna.distributions import CategoricalDistribution
 
         return CategoricalDistribution([True, False])
+
+    def draw(self, rng: random.Random) -> bool:
+        return rng.random() < 0.5
 
     def describe(self) -> str:
         return f"{self.name}: on/off, blog {'on' if self.baseline else 'off'}"
@@ -318,6 +330,9 @@ class FixedParam:
     def distribution(self) -> Any:
         return None
 
+    def draw(self, rng: random.Random) -> Any:
+        return self.value
+
     def describe(self) -> str:
         return f"{self.name}: fixed at {self.value}, blog {self.baseline}"
 
@@ -350,6 +365,14 @@ parameter columns of the results tables."""
 def baseline_values(space: Space = DEFAULT_SPACE) -> dict[str, Any]:
     """The blog's value of every parameter."""
     return {p.name: p.baseline for p in space}
+
+
+def sample(space: Space, n: int, *, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` configurations drawn at random from ``space`` (its priors, as the random search
+    and a Hyperband bracket's first round draw them): what an unknown trial looks like on
+    average, e.g. to the ETA. The same for a given ``seed``."""
+    rng = random.Random(seed)
+    return [{p.name: p.draw(rng) for p in space} for _ in range(n)]
 
 
 def searched(space: Space) -> tuple[OpenParam, ...]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from models.alexnet import AlexNetParams, multiply_adds
 from search import results as res
 from search.engines import WAIT, SearchEngine, TrialOutcome, TrialSpec
 from search.loop import Budget, SearchLoop, Stop, recorded_outcomes
@@ -163,15 +164,72 @@ def test_the_budget_keeps_time_for_what_follows(tmp_path: Path) -> None:
     assert runner.trained == ["t0", "t1"]  # 20 s trained + 10 next + 20 reserved > 45
 
 
-def test_the_epoch_estimate_follows_the_whole_mix_not_the_last_trials() -> None:
+def _arch(dense: int, lrn: bool = False) -> AlexNetParams:
+    return AlexNetParams(dense_units=dense, lrn=lrn, image_size=128, width=0.5)
+
+
+def test_the_epoch_estimate_prices_each_configuration() -> None:
+    """The warm-up times the baseline, the slowest model of the default space: an unknown
+    trial is not priced like it, a measured configuration costs what it measured, and one not
+    measured lies on the line through the measured widths."""
     from search.plan import Estimator
 
-    est = Estimator(2.0)
-    assert est.epoch_s() == 2.0  # the warm-up's, until an epoch is measured
-    heavy, light = [3.0] * 20, [1.0] * 20  # wide dense layers, then narrow ones
-    est.measured.extend(heavy + light)
-    assert est.epoch_s() == pytest.approx(2.0)  # not 1.0: the next trial may be wide again
-    assert est.trial_s(10) == pytest.approx(10 * 2.0 + est.overhead_s)
+    base, small, mid = _arch(4096, True), _arch(512), _arch(2048)
+    est = Estimator(2.5, warm=base, typical=(base, small))
+    assert est.epoch_s(base) == 2.5  # the warm-up's, until an epoch is measured
+    # before anything is measured: the configuration's multiply-adds, at the warm-up's rate
+    assert est.epoch_s(small) == pytest.approx(
+        2.5 * sum(multiply_adds(small)) / sum(multiply_adds(base))
+    )
+    assert est.epoch_s() == pytest.approx((2.5 + est.epoch_s(small)) / 2)
+    assert est.overhead_s == 3.0 and est.trial_s(10, base) == pytest.approx(28.0)
+    for _ in range(19):
+        est.add(replace(base, learning_rate=3e-4, dropout=0.1), 2.5)  # the same architecture
+    for seconds in (1.6, 1.7):
+        est.add(small, seconds)
+    assert est.epoch_s(small) == pytest.approx(1.65) and est.epoch_s(base) == pytest.approx(2.5)
+    x0, x1, x = (multiply_adds(p)[1] for p in (small, base, mid))
+    line = 1.65 + (2.5 - 1.65) * (x - x0) / (x1 - x0)  # two widths measured: their line
+    assert est.epoch_s(mid) == pytest.approx(line)
+    assert est.epoch_s() == pytest.approx((2.5 + 1.65) / 2)  # the sample's mean, not the last
+    est.add_training(8.0)  # a process's first training: it started the process too
+    assert est.overhead_s == pytest.approx(5.5)  # with the prior's 3 s, not all 8 s
+    est.add_training(1.0)
+    est.add_training(-1.0)  # noise: no training starts in less than no time
+    assert est.overhead_s == pytest.approx(2.0)  # the median of 3, 8, 1 and 0
+
+
+def test_the_run_eta_prices_the_training_under_way_and_the_rest() -> None:
+    from rich.progress import Progress
+
+    from search import rundir
+    from search.options import SearchOptions
+    from search.plan import Estimator
+    from search.trial.runner import TrialRunner
+
+    big, small = _arch(4096, True), _arch(512)
+    est = Estimator(1.0, warm=big, typical=(small,))
+    est.add(big, 3.0)
+    est.add(small, 1.0)
+    est.add_training(1.0)  # with the prior's 3 s: 2 s per start
+    bars = Progress(disable=True)
+    overall = bars.add_task("all", total=40, completed=10, note="")
+    runner = TrialRunner(
+        Path("unused"),
+        SearchOptions(),
+        lambda values: small,
+        None,  # type: ignore[arg-type]
+        rundir.Status.__new__(rundir.Status),
+        bars,
+        overall,
+        est,
+        n_validation=4,
+    )
+    task = bars.add_task("trial", total=20, completed=5)
+    runner._training[task], runner._left = big, 3  # what _train sets while it trains
+    assert runner.eta_s(task) == pytest.approx(15 * 3.0)
+    # its 15 epochs at its own 3 s, the other 15 at a typical trial's 1 s, 3 starts of 2 s
+    assert runner.eta_s() == pytest.approx(15 * 3.0 + 15 * 1.0 + 3 * 2.0)
 
 
 def test_an_exhausted_engine_ends_the_loop(tmp_path: Path) -> None:
@@ -273,6 +331,10 @@ def test_an_extended_search_or_confirmation_trains_only_what_is_new(
 
     class Recorder:
         est = Estimator(1.0)
+
+        @staticmethod
+        def params(values: dict) -> AlexNetParams:
+            return AlexNetParams(dense_units=int(values.get("dense_units", 4096)))
 
         def __init__(self) -> None:
             self.calls: list[tuple[str, str, str, int]] = []

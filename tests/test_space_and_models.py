@@ -13,7 +13,13 @@ import optuna
 import pandas as pd
 import pytest
 
-from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet, smallest_image_size
+from models.alexnet import (
+    AlexNetParams,
+    build_alexnet,
+    compile_alexnet,
+    multiply_adds,
+    smallest_image_size,
+)
 from models.checkpoint import load_weights, save_weights
 from models.lrn import LocalResponseNormalization
 from reports import figures as fig
@@ -31,6 +37,7 @@ from search.space import (
     load_space,
     parse_space,
     resolve,
+    sample,
     suggest_optuna,
     to_keras_tuner,
     to_toml,
@@ -209,6 +216,45 @@ def test_variants_and_invalid_sizes() -> None:
     build_alexnet(AlexNetParams(image_size=67))
     with pytest.raises(ValueError, match=r"image_size must be at least 67.*got 66"):
         build_alexnet(AlexNetParams(image_size=66))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        AlexNetParams(),
+        AlexNetParams(lrn=False, dense_units=512, image_size=128, width=0.5),
+        AlexNetParams(dense_units=100, image_size=99, width=0.3, num_classes=5),
+    ],
+)
+def test_multiply_adds_are_the_built_models(params: AlexNetParams) -> None:
+    """What the ETA's prior counts: every convolution's and dense layer's multiply-adds."""
+    model = build_alexnet(params)
+    conv = dense = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, _ = layer.output.shape
+            conv += h * w * int(np.prod(layer.kernel.shape))
+        elif isinstance(layer, keras.layers.Dense):
+            dense += int(np.prod(layer.kernel.shape))
+    assert multiply_adds(params) == (conv, dense)
+
+
+def test_draws_from_the_space_follow_its_priors() -> None:
+    """The ETA's stand-in for trials not drawn yet: inside the ranges, on the grid, log
+    parameters spread evenly over decades, fixed ones fixed; the same for a seed."""
+    space = parse_space("[weight_decay]\nvalue = 1e-4\n[dense_units]\nlow = 1024\n")
+    draws = sample(space, 2000, seed=3)
+    assert draws == sample(space, 2000, seed=3) and draws != sample(space, 2000, seed=4)
+    units = np.array([d["dense_units"] for d in draws])
+    assert set(units) == set(range(1024, 4097, 512))
+    assert all(isinstance(d["lrn"], bool) for d in draws)
+    assert 0.45 < np.mean([d["lrn"] for d in draws]) < 0.55
+    rates = np.array([d["learning_rate"] for d in draws])
+    assert rates.min() >= 1e-5 and rates.max() <= 1e-3
+    assert 0.45 < np.mean(rates < 1e-4) < 0.55  # 1e-4: the middle of 1e-5..1e-3 in decades
+    dropout = np.array([d["dropout"] for d in draws])
+    assert dropout.min() >= 0.0 and dropout.max() <= 0.6 and 0.27 < np.median(dropout) < 0.33
+    assert {d["weight_decay"] for d in draws} == {1e-4}
 
 
 def test_metric_is_sparse_categorical_accuracy() -> None:

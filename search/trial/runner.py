@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import statistics
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -70,6 +72,7 @@ class TrialRunner:
         chance: float = 0.5,
         test_chance: float = 0.5,
         space: Space = DEFAULT_SPACE,
+        trainings_left: Callable[[], int] = lambda: 0,
     ) -> None:
         self.run_dir, self.opts, self.params, self.process = run_dir, opts, params, process
         self.n_validation = n_validation
@@ -77,6 +80,9 @@ class TrialRunner:
         self.chance = chance  # the commonest class's share of validation: chance for this data
         self.test_chance = test_chance  # ... of test: what a refit (no validation) is held to
         self.status, self.progress, self.overall, self.est = status, progress, overall, est
+        self._training: dict[TaskID, AlexNetParams] = {}  # each bar's configuration
+        self.trainings_left = trainings_left  # the one under way included (reads the tables)
+        self._left = 0  # trainings_left() when the current training started; read per epoch
 
     def _train(
         self,
@@ -100,8 +106,15 @@ class TrialRunner:
         task = self.progress.add_task(
             f"trial {trial_id}", total=epochs, completed=initial_epoch, note="", eta=""
         )
+        self._training[task] = params
+        self._left = self.trainings_left()
         self._show_eta(task)
         history: list[Epoch] = []
+        # this call's epochs as the chief saw them end: an epoch's seconds are from the end of
+        # the one before, its end-of-epoch work (checkpoints, epoch state) included; the first
+        # one's from the training's start (the process, the model, its tracing)
+        fresh: list[float] = []
+        clock = [time.perf_counter()]
 
         def on_epoch(event: Epoch) -> None:
             history.append(event)
@@ -112,7 +125,11 @@ class TrialRunner:
             if event.resumed:  # trained before an interruption: counted then
                 self.status.update(current_trial=trial_id)
             else:
-                self.est.measured.append(event.seconds)
+                now = time.perf_counter()
+                fresh.append(now - clock[0])
+                clock[0] = now
+                if len(fresh) > 1:
+                    self.est.add(params, fresh[-1])
                 self.status.update(
                     disk_mb=event.disk_mb,
                     current_trial=trial_id,
@@ -147,7 +164,13 @@ class TrialRunner:
         if done.status == NO_ROOM:  # nothing recorded: the rerun trains this one again
             raise NoRoom(done.error or f"no room to write {self.run_dir}")
         res.record_costs(self.run_dir, trial_id, done.costs)
+        if len(fresh) > 1:  # what it cost beyond its steady epochs: the next one's too
+            ended = time.perf_counter() - clock[0]  # scoring, the last checkpoint
+            steady = statistics.fmean(fresh[1:])
+            self.est.add_training(sum(fresh) + ended - steady * len(fresh))
         self.progress.remove_task(task)
+        del self._training[task]
+        self._left = max(0, self._left - 1)
         skipped = epochs - initial_epoch - len(history)
         if skipped > 0:  # pruned or failed early: the plan's epochs will not be trained
             self.progress.advance(self.overall, skipped)
@@ -155,10 +178,21 @@ class TrialRunner:
         return done, history
 
     def eta_s(self, task: TaskID | None = None) -> float:
-        """Seconds left for ``task`` (default: the whole run): its epochs still to train times
-        the measured seconds per epoch. The one estimate the bars and the trial lines show."""
-        t = next(t for t in self.progress.tasks if t.id == (self.overall if task is None else task))
-        return max(0.0, float(t.total or 0) - t.completed) * self.est.epoch_s()
+        """Seconds left for ``task`` (default: the whole run): the epochs of the training
+        under way at its configuration's seconds per epoch, the others' at an unknown
+        configuration's (``Estimator``), and each training's start. The one estimate the
+        bars and the trial lines show."""
+
+        def left(task_id: TaskID) -> float:
+            t = next(t for t in self.progress.tasks if t.id == task_id)
+            return max(0.0, float(t.total or 0) - t.completed)
+
+        if task is not None:
+            return left(task) * self.est.epoch_s(self._training.get(task))
+        running = sum(left(t) for t in self._training)
+        known = sum(left(t) * self.est.epoch_s(p) for t, p in self._training.items())
+        rest = max(0.0, left(self.overall) - running) * self.est.epoch_s()
+        return known + rest + self._left * self.est.overhead_s
 
     def _show_eta(self, task: TaskID | None = None) -> None:
         self.progress.update(self.overall, eta=format_seconds(self.eta_s()))
