@@ -114,9 +114,10 @@ class TrialRunner:
         # the one before, its end-of-epoch work (checkpoints, epoch state) included; the first
         # one's from the training's start (the process, the model, its tracing)
         fresh: list[float] = []
-        clock = [time.perf_counter()]
+        last_end = time.perf_counter()
 
         def on_epoch(event: Epoch) -> None:
+            nonlocal last_end
             history.append(event)
             val = event.metrics.get("val_accuracy", float("nan"))
             self.progress.update(task, completed=event.epoch, note=f"val_accuracy {val:.4f}")
@@ -126,8 +127,8 @@ class TrialRunner:
                 self.status.update(current_trial=trial_id)
             else:
                 now = time.perf_counter()
-                fresh.append(now - clock[0])
-                clock[0] = now
+                fresh.append(now - last_end)
+                last_end = now
                 if len(fresh) > 1:
                     self.est.add(params, fresh[-1])
                 self.status.update(
@@ -165,9 +166,10 @@ class TrialRunner:
             raise NoRoom(done.error or f"no room to write {self.run_dir}")
         res.record_costs(self.run_dir, trial_id, done.costs)
         if len(fresh) > 1:  # what it cost beyond its steady epochs: the next one's too
-            ended = time.perf_counter() - clock[0]  # scoring, the last checkpoint
-            steady = statistics.fmean(fresh[1:])
-            self.est.add_training(sum(fresh) + ended - steady * len(fresh))
+            # its first epoch's excess over a steady one (start, tracing), and what followed
+            # its last epoch (scoring, the last checkpoint)
+            ended = time.perf_counter() - last_end
+            self.est.add_training(fresh[0] - statistics.fmean(fresh[1:]) + ended)
         self.progress.remove_task(task)
         del self._training[task]
         self._left = max(0, self._left - 1)
