@@ -159,6 +159,22 @@ def build_alexnet(params: AlexNetParams) -> keras.Model:
     return keras.Sequential(layers, name="alexnet")
 
 
+def float32_twin(model: keras.Model, params: AlexNetParams) -> keras.Model:
+    """``model``'s weights in a float32 build of the same network: the model the export
+    serves, whatever precision trained it. Mixed policies keep their variables in float32, so
+    nothing is rounded; scoring the twin makes a test score the shipped model's own."""
+    import keras
+
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        twin = build_alexnet(params)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def compile_alexnet(
     model: keras.Model, params: AlexNetParams, *, jit_compile: Any = "auto", fused: bool = True
 ) -> None:

@@ -386,3 +386,47 @@ def test_every_training_of_a_process_keeps_its_precision(
     finally:
         keras.mixed_precision.set_global_policy("float32")  # this module's other tests'
     assert built == ["mixed_bfloat16"] * 3
+
+
+def test_test_scores_are_the_float32_model_the_export_serves(
+    setup: protocol.Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bfloat16 training is scored on test by a float32 twin of its weights (what the export
+    serves), so the refit's test score is the shipped model's own; the process's policy stays
+    bfloat16 for its next training."""
+    from dataclasses import replace
+
+    import keras
+
+    import models.alexnet as alexnet
+    from models.checkpoint import load_weights
+
+    config = replace(setup.config, options={**setup.config.options, "precision": "mixed_bfloat16"})
+    built: list[str] = []
+    real_build = alexnet.build_alexnet
+
+    def spy(params: AlexNetParams):
+        model = real_build(params)
+        built.append(model.dtype_policy.name)
+        return model
+
+    monkeypatch.setattr(alexnet, "build_alexnet", spy)
+    out = io.StringIO()
+    run_dir = Path(setup.run_dir)
+    try:
+        process = TrialProcess(replace(setup, config=config), out)
+        preds = run_dir / "served.npy"
+        done, _ = _train(process, out, trial_id="served", test_predictions=str(preds))
+        assert done.status == "completed", done.error
+        assert built == ["mixed_bfloat16", "float32"]
+        _train(process, out, trial_id="next")
+        assert built[2:] == ["mixed_bfloat16"]
+        keras.mixed_precision.set_global_policy("float32")
+        served = real_build(PARAMS)
+        load_weights(served, rundir.checkpoint_path(run_dir, "served"))
+        x, y = process.data.arrays("test")
+        expected = np.argmax(served.predict_on_batch(x), axis=1)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # this module's other tests'
+    np.testing.assert_array_equal(np.load(preds), expected)
+    assert done.test_accuracy == pytest.approx(float(np.mean(expected == y)))

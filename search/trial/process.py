@@ -438,7 +438,7 @@ class TrialProcess:
                 # mean of its last epochs), scored once on the test set the search never saw.
                 with timing.add("test_scoring"):
                     load_weights(model, checkpoint)
-                    test_accuracy = self._score_test(model, Path(msg.test_predictions))
+                    test_accuracy = self._score_test(model, msg.params, Path(msg.test_predictions))
         except Exception as exc:  # a failed trial is recorded; the search goes on
             status, error = "failed", f"{type(exc).__name__}: {str(exc)[:800]}"
             # full or read-only: every trial would fail alike, so the search stops, and this
@@ -522,12 +522,19 @@ class TrialProcess:
             self.emit(Epoch(msg.trial_id, int(epoch), metrics, 0.0, state["disk_mb"], resumed=True))
         return int(state["epochs"])
 
-    def _score_test(self, model: Any, path: Path) -> float:
-        """Predicted class of every test image, saved (atomically) in file order; accuracy."""
+    def _score_test(self, model: Any, params: AlexNetParams, path: Path) -> float:
+        """Predicted class of every test image, saved (atomically) in file order; accuracy.
+
+        Scored in float32 whatever the training precision, as the export serves it: the
+        refit's test score is then the shipped model's own, and every judge run is scored as
+        its configuration would ship."""
         import numpy as np
 
         from data_pipeline.files import write_bytes_atomic
+        from models.alexnet import float32_twin
 
+        if self.policy != "float32":
+            model = float32_twin(model, params)
         probs = model.predict(self.data.evaluation_dataset("test", self.batch_size), verbose=0)
         predicted = np.argmax(probs, axis=1).astype(np.int16)
         _, labels = self.data.cached.split("test")
