@@ -19,7 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
+from rich.table import Column
 
 from data_pipeline.default_data import fetch_default, is_default
 from data_pipeline.discover import manifest
@@ -50,6 +51,36 @@ def _commonest_share(data: PreparedData, split: str) -> float:
     """What always answering the commonest class scores on ``split``: chance, for this data."""
     counts = data.counts()[split]
     return max(counts.values()) / sum(counts.values()) if counts else 0.5
+
+
+# What the bars' text takes at most: a run id ("trial confirm-baseline-s3"), the epoch count,
+# the ETA and the best-and-baseline note, with the gaps between them
+BARS_TEXT_WIDTH = 80
+
+
+def training_bars(console: Console) -> Progress:
+    """The overall and per-training progress bars, laid out for the terminal's width: the
+    counts, the ETA and the scores are never cut, and the bar itself gets what room is left
+    (none at 80 columns, where a bar of a few characters would crowd out the numbers)."""
+
+    def text(template: str, cut_first: bool = False) -> TextColumn:
+        # the table shortens columns that may wrap first: in a terminal under 80 columns the
+        # description and the note are cut, the numbers kept
+        column = Column(no_wrap=not cut_first, overflow="ellipsis")
+        return TextColumn(template, table_column=column)
+
+    room = console.width - BARS_TEXT_WIDTH - 1
+    bar: list[ProgressColumn] = [BarColumn(bar_width=min(40, room))] if room >= 10 else []
+    return Progress(
+        text("{task.description}", cut_first=True),
+        *bar,
+        text("{task.completed}/{task.total}"),
+        # one ETA everywhere: remaining epochs x the measured epoch time (TrialRunner)
+        text("ETA {task.fields[eta]}"),
+        text("{task.fields[note]}", cut_first=True),
+        console=console,
+        transient=False,
+    )
 
 
 class SearchFailed(RuntimeError):
@@ -170,19 +201,10 @@ class Search:
             self.say(line)
         status.update(epochs_planned=planning.total_epochs(o, engine))
         budget = Budget(o.time_budget, self.say)
-        bars = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            # one ETA everywhere: remaining epochs x the measured epoch time (TrialRunner)
-            TextColumn("ETA {task.fields[eta]}"),
-            TextColumn("{task.fields[note]}"),
-            console=self.console,
-            transient=False,
-        )
+        bars = training_bars(self.console)
         with bars:
             overall = bars.add_task(
-                "epochs (search + confirmation)",
+                "all epochs",
                 total=planning.total_epochs(o, engine),
                 completed=planning.epochs_done(o, engine, progress_now),
                 note=self._note(),

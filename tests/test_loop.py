@@ -422,3 +422,26 @@ def test_an_extended_search_or_confirmation_trains_only_what_is_new(
     pick = choose_winner(table, run_candidates(tmp_path, {"confirm_top": 3}))
     assert pick is not None and pick.trial_id == "t5"
     assert Recorder().calls == [] and not [c for c in third.calls if c[0] == "judge"]
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+def test_the_progress_bars_fit_the_terminal_and_never_cut_a_number(width: int) -> None:
+    """From 80 columns up, every row fits on one line with its counts, ETA and scores whole;
+    the bar itself gets the room that is left, and none at 80 columns."""
+    from rich.console import Console
+
+    from search.session import training_bars
+
+    console = Console(width=width, force_terminal=True, color_system=None, record=True)
+    bars = training_bars(console)
+    note = "best 0.7563 (24) | baseline 0.6656"
+    bars.add_task("all epochs", total=546, completed=228, note=note, eta="12m03s")
+    run = "trial confirm-baseline-s3"  # the longest run id
+    bars.add_task(run, total=20, completed=17, note="val_accuracy 0.6188", eta="7s")
+    console.print(bars.get_renderable())
+    lines = console.export_text().splitlines()
+    assert len(lines) == 2 and all(len(line) <= width for line in lines)
+    assert "…" not in "".join(lines)
+    for shown in ("228/546", "ETA 12m03s", note, "17/20", "0.6188"):
+        assert shown in "".join(lines)
+    assert ("━" in lines[0]) == (width > 90)
