@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -355,13 +357,18 @@ def test_the_stop_file_prunes_the_trial_after_its_epoch(setup: protocol.Setup) -
     assert done.val_accuracy is not None  # a pruned trial keeps its score
 
 
-def test_every_training_of_a_process_keeps_its_precision(
-    setup: protocol.Setup, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Keras's clear_session resets the global dtype policy: the warm-up and every later
-    training of one process must still build their models under the policy it chose."""
-    from dataclasses import replace
+@dataclass
+class Bfloat16Process:
+    process: TrialProcess
+    out: io.StringIO
+    built: list[str]  # the dtype policy of every model the process built, in order
 
+
+@pytest.fixture
+def bfloat16_process(
+    setup: protocol.Setup, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Bfloat16Process]:
+    """A trial process told to train in mixed bfloat16, watched as it builds models."""
     import keras
 
     import models.alexnet as alexnet
@@ -378,55 +385,47 @@ def test_every_training_of_a_process_keeps_its_precision(
     monkeypatch.setattr(alexnet, "build_alexnet", spy)
     out = io.StringIO()
     try:
-        process = TrialProcess(replace(setup, config=config), out)
-        process.warmup(protocol.Warmup(params=PARAMS))
-        for name in ("first", "second"):
-            done, _ = _train(process, out, trial_id=name)
-            assert done.status == "completed", done.error
+        yield Bfloat16Process(TrialProcess(replace(setup, config=config), out), out, built)
     finally:
         keras.mixed_precision.set_global_policy("float32")  # this module's other tests'
-    assert built == ["mixed_bfloat16"] * 3
+
+
+def test_every_training_of_a_process_keeps_its_precision(
+    bfloat16_process: Bfloat16Process,
+) -> None:
+    """Keras's clear_session resets the global dtype policy: the warm-up and every later
+    training of one process must still build their models under the policy it chose."""
+    process, out = bfloat16_process.process, bfloat16_process.out
+    process.warmup(protocol.Warmup(params=PARAMS))
+    for name in ("first", "second"):
+        done, _ = _train(process, out, trial_id=name)
+        assert done.status == "completed", done.error
+    assert bfloat16_process.built == ["mixed_bfloat16"] * 3
 
 
 def test_test_scores_are_the_float32_model_the_export_serves(
-    setup: protocol.Setup, monkeypatch: pytest.MonkeyPatch
+    bfloat16_process: Bfloat16Process,
 ) -> None:
     """A bfloat16 training is scored on test by a float32 twin of its weights (what the export
     serves), so the refit's test score is the shipped model's own; the process's policy stays
     bfloat16 for its next training."""
-    from dataclasses import replace
-
     import keras
 
-    import models.alexnet as alexnet
+    from models.alexnet import build_alexnet
     from models.checkpoint import load_weights
 
-    config = replace(setup.config, options={**setup.config.options, "precision": "mixed_bfloat16"})
-    built: list[str] = []
-    real_build = alexnet.build_alexnet
-
-    def spy(params: AlexNetParams):
-        model = real_build(params)
-        built.append(model.dtype_policy.name)
-        return model
-
-    monkeypatch.setattr(alexnet, "build_alexnet", spy)
-    out = io.StringIO()
-    run_dir = Path(setup.run_dir)
-    try:
-        process = TrialProcess(replace(setup, config=config), out)
-        preds = run_dir / "served.npy"
-        done, _ = _train(process, out, trial_id="served", test_predictions=str(preds))
-        assert done.status == "completed", done.error
-        assert built == ["mixed_bfloat16", "float32"]
-        _train(process, out, trial_id="next")
-        assert built[2:] == ["mixed_bfloat16"]
-        keras.mixed_precision.set_global_policy("float32")
-        served = real_build(PARAMS)
-        load_weights(served, rundir.checkpoint_path(run_dir, "served"))
-        x, y = process.data.arrays("test")
-        expected = np.argmax(served.predict_on_batch(x), axis=1)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")  # this module's other tests'
+    process, out, built = bfloat16_process.process, bfloat16_process.out, bfloat16_process.built
+    run_dir = Path(process.run_dir)
+    preds = run_dir / "served.npy"
+    done, _ = _train(process, out, trial_id="served", test_predictions=str(preds))
+    assert done.status == "completed", done.error
+    assert built == ["mixed_bfloat16", "float32"]
+    _train(process, out, trial_id="next")
+    assert built[2:] == ["mixed_bfloat16"]
+    keras.mixed_precision.set_global_policy("float32")
+    served = build_alexnet(PARAMS)
+    load_weights(served, rundir.checkpoint_path(run_dir, "served"))
+    x, y = process.data.arrays("test")
+    expected = np.argmax(served.predict_on_batch(x), axis=1)
     np.testing.assert_array_equal(np.load(preds), expected)
     assert done.test_accuracy == pytest.approx(float(np.mean(expected == y)))
