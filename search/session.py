@@ -59,25 +59,25 @@ BARS_TEXT_WIDTH = 80
 
 
 def training_bars(console: Console) -> Progress:
-    """The overall and per-training progress bars, laid out for the terminal's width: the
-    counts, the ETA and the scores are never cut, and the bar itself gets what room is left
-    (none at 80 columns, where a bar of a few characters would crowd out the numbers)."""
+    """The overall and per-training progress bars, laid out for the terminal's width: from 80
+    columns up every row is one whole line, and the bar itself gets what room is left (none at
+    80 columns, where a bar of a few characters would crowd out the numbers)."""
 
-    def text(template: str, cut_first: bool = False) -> TextColumn:
-        # the table shortens columns that may wrap first: in a terminal under 80 columns the
-        # description and the note are cut, the numbers kept
-        column = Column(no_wrap=not cut_first, overflow="ellipsis")
+    def text(template: str, wraps: bool = False) -> TextColumn:
+        # the table narrows the columns that may wrap first: under 80 columns the run's name
+        # and the note wrap onto a second line, and the counts and the ETA stay whole
+        column = Column(no_wrap=not wraps, overflow="ellipsis")
         return TextColumn(template, table_column=column)
 
     room = console.width - BARS_TEXT_WIDTH - 1
     bar: list[ProgressColumn] = [BarColumn(bar_width=min(40, room))] if room >= 10 else []
     return Progress(
-        text("{task.description}", cut_first=True),
+        text("{task.description}", wraps=True),
         *bar,
         text("{task.completed}/{task.total}"),
         # one ETA everywhere: remaining epochs x the measured epoch time (TrialRunner)
         text("ETA {task.fields[eta]}"),
-        text("{task.fields[note]}", cut_first=True),
+        text("{task.fields[note]}", wraps=True),
         console=console,
         transient=False,
     )
