@@ -159,18 +159,24 @@ def build_alexnet(params: AlexNetParams) -> keras.Model:
     return keras.Sequential(layers, name="alexnet")
 
 
-def float32_twin(model: keras.Model, params: AlexNetParams) -> keras.Model:
-    """``model``'s weights in a float32 build of the same network: the model the export
-    serves, whatever precision trained it. Mixed policies keep their variables in float32, so
-    nothing is rounded; scoring the twin makes a test score the shipped model's own."""
+def build_float32(params: AlexNetParams) -> keras.Model:
+    """The network in float32 whatever the process's precision policy: the model the export
+    serves, and so the one every test score and served latency is of."""
     import keras
 
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        twin = build_alexnet(params)
+        return build_alexnet(params)
     finally:
         keras.mixed_precision.set_global_policy(policy)
+
+
+def float32_twin(model: keras.Model, params: AlexNetParams) -> keras.Model:
+    """``model``'s weights in a float32 build of the same network. Mixed policies keep their
+    variables in float32, so nothing is rounded; scoring the twin makes a test score the
+    shipped model's own."""
+    twin = build_float32(params)
     twin.set_weights(model.get_weights())
     return twin
 

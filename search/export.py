@@ -35,7 +35,7 @@ from data_pipeline.discover import manifest
 from data_pipeline.errors import DataError
 from data_pipeline.files import NoRoom, file_digest, no_room
 from data_pipeline.pipeline import PreparedData, prepare
-from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet
+from models.alexnet import AlexNetParams, build_float32, compile_alexnet
 from search import interrupt
 from search import results as res
 from search.confirm import (
@@ -163,8 +163,6 @@ def _source(run_dir: Path, options: dict[str, Any], test_labels: np.ndarray) -> 
 
 
 def export_run(run_dir: Path) -> dict[str, Any]:
-    import keras
-
     from models.checkpoint import CheckpointError, load_weights
 
     config, data = _data(run_dir)
@@ -173,8 +171,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     if not ckpt.exists():
         raise ExportError(f"the checkpoint of {source['what']} is missing ({ckpt}).")
     params = _params(source["values"], config, data)
-    keras.mixed_precision.set_global_policy("float32")
-    model = build_alexnet(params)
+    model = build_float32(params)  # served in float32 whatever the training precision
     try:
         load_weights(model, ckpt)
     except CheckpointError as exc:
@@ -419,7 +416,7 @@ def front_latency(
         folder = scratch / rec["trial_id"]
         try:
             export_saved_model(
-                build_alexnet(params),
+                build_float32(params),
                 folder,
                 image_size=params.image_size,
                 classes=data.classes,

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet
+from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet, float32_twin
 from search.devices import choose, cpu_flags
 
 AMX = frozenset({"fpu", "avx512f", "amx_bf16", "amx_tile", "amx_int8"})
@@ -70,5 +70,21 @@ def test_mixed_precision_model_keeps_lrn_and_softmax_in_float32(policy: str) -> 
         model.train_on_batch(x, np.array([0, 1, 0, 1]))
         probs = model.predict_on_batch(x)
         assert probs.dtype == np.float32 and np.isfinite(probs).all()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_the_float32_build_and_twin_serve_float32_under_any_policy() -> None:
+    """The export, its latencies and every test score use a float32 model whatever the
+    process trains in; the process's own policy is left as it was."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
+        trained = build_alexnet(params)
+        twin = float32_twin(trained, params)
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+        assert {layer.compute_dtype for layer in twin.layers} == {"float32"}
+        for got, want in zip(twin.get_weights(), trained.get_weights(), strict=True):
+            np.testing.assert_array_equal(got, want)
     finally:
         keras.mixed_precision.set_global_policy("float32")
