@@ -738,7 +738,7 @@ def confirm_plot(info: ConfirmInfo) -> go.Figure:
     fig = go.Figure()
     kinds = (
         ("search", "selected in the search (validation, optimistic)", "#7f7f7f", "diamond"),
-        ("val", "each seed's best epoch on validation (selected)", "#1f77b4", "circle"),
+        ("val", "each seed's best validated epoch (selected)", "#1f77b4", "circle"),
         ("test", "confirmation seeds: test (untouched)", "#2ca02c", "square"),
     )
     for offset, (kind, name, color, symbol) in zip((-0.2, 0.0, 0.2), kinds, strict=True):

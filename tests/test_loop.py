@@ -320,6 +320,66 @@ def test_an_optuna_trial_is_pruned_end_to_end(tmp_path: Path) -> None:
     assert states.count(optuna.trial.TrialState.PRUNED) == len(pruned)
 
 
+def test_selection_runs_are_validated_on_their_tail_and_judge_runs_on_every_epoch(
+    tmp_path: Path,
+) -> None:
+    """A selection run is ranked on its last epochs' mean, so only they are validated; a
+    judge run's best epoch (its test score, the refit's length) is chosen on all of them."""
+    from rich.progress import Progress
+
+    from search.confirm import JUDGE, SELECT, Candidate, load_confirm, refit_window
+    from search.options import SearchOptions
+    from search.plan import Estimator
+    from search.rundir import Status
+    from search.space import resolve
+    from search.trial import protocol
+    from search.trial.runner import TrialRunner
+
+    asked: dict[str, int] = {}
+
+    class FakeProcess:
+        def run_trial(self, msg: protocol.Train, on_epoch) -> protocol.Done:
+            asked[msg.trial_id] = msg.validate_from
+            for epoch in range(1, msg.epochs + 1):
+                metrics = {"loss": 0.5, "accuracy": 0.8}
+                if epoch >= msg.validate_from:
+                    metrics["val_accuracy"] = 0.5 + epoch / 100
+                on_epoch(protocol.Epoch(msg.trial_id, epoch, metrics, 0.01, 0.0))
+            if msg.test_predictions:
+                Path(msg.test_predictions).parent.mkdir(parents=True, exist_ok=True)
+                np.save(msg.test_predictions, np.zeros(4, dtype=np.int64))
+            return protocol.Done(
+                msg.trial_id,
+                "completed",
+                None,
+                0.5 + msg.epochs / 100,
+                msg.epochs,
+                msg.epochs,
+                test_accuracy=0.5 if msg.test_predictions else None,
+            )
+
+    bars = Progress(disable=True)
+    runner = TrialRunner(
+        tmp_path,
+        SearchOptions(max_epochs=9),
+        lambda v: resolve(v, image_size=67, width=0.125, num_classes=2),
+        FakeProcess(),  # type: ignore[arg-type]
+        Status(tmp_path, 1),
+        bars,
+        bars.add_task("all", total=100, note=""),
+        Estimator(0.01),
+        n_validation=10,
+    )
+    cand = Candidate("3", baseline_values(DEFAULT_SPACE_FOR_TEST), 0.6)
+    selected = runner.confirm(cand, "top-1", 0, n_test=4, stage=SELECT)
+    judged = runner.confirm(cand, "top-1", 0, n_test=4, stage=JUDGE)
+    window = refit_window(9)
+    assert asked == {"select-3-s1": 9 - window + 1, "confirm-3-s1": 1}
+    assert selected.val_tail == pytest.approx(np.mean([0.5 + e / 100 for e in range(7, 10)]))
+    assert judged.val_tail == selected.val_tail
+    assert set(load_confirm(tmp_path)["stage"]) == {SELECT, JUDGE}
+
+
 def test_an_extended_search_or_confirmation_trains_only_what_is_new(
     tmp_path: Path,
 ) -> None:

@@ -357,6 +357,27 @@ def test_the_stop_file_prunes_the_trial_after_its_epoch(setup: protocol.Setup) -
     assert done.val_accuracy is not None  # a pruned trial keeps its score
 
 
+def test_a_run_validated_from_an_epoch_is_scored_on_those_epochs_only(
+    setup: protocol.Setup,
+) -> None:
+    """A selection run is validated on its last epochs only: the epochs before carry no
+    validation score, and its best epoch is one of those it was scored on; the same run
+    validated throughout trains identically (validation draws nothing at random)."""
+    out = io.StringIO()
+    process = TrialProcess(setup, out)
+    done, epochs = _train(process, out, trial_id="tail", epochs=4, validate_from=3, shuffle_seed=1)
+    assert done.status == "completed" and [e.epoch for e in epochs] == [1, 2, 3, 4]
+    assert ["val_accuracy" in e.metrics for e in epochs] == [False, False, True, True]
+    assert done.best_epoch in (3, 4) and done.val_accuracy is not None
+    assert done.costs["validation"] > 0
+    _, every = _train(process, out, trial_id="every", epochs=4, shuffle_seed=1)
+    assert all("val_accuracy" in e.metrics for e in every)
+    assert [e.metrics["loss"] for e in every] == pytest.approx([e.metrics["loss"] for e in epochs])
+    assert [e.metrics["val_accuracy"] for e in every[2:]] == [
+        e.metrics["val_accuracy"] for e in epochs[2:]
+    ]
+
+
 @dataclass
 class Bfloat16Process:
     process: TrialProcess

@@ -411,6 +411,8 @@ class TrialProcess:
             model.fit(
                 train,
                 validation_data=None if msg.refit else self.val,
+                # nothing reads a selection run's validation before its tail: not computed
+                validation_freq=list(range(max(1, msg.validate_from), msg.epochs + 1)),
                 epochs=msg.epochs,
                 initial_epoch=initial_epoch,
                 verbose=0,

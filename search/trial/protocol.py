@@ -53,6 +53,7 @@ class Train:
     refit: bool = False  # train on train + validation for exactly `epochs`, no validation
     refit_test: bool = False  # a refit trains on the test images too (--refit all)
     average_last: int = 0  # a refit keeps the mean of its last epochs' weights (0: the last)
+    validate_from: int = 1  # the first epoch scored on validation (a selection run: its tail)
 
 
 @dataclass(frozen=True)

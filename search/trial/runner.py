@@ -20,6 +20,7 @@ from search.confirm import (
     JUDGE,
     REFIT,
     REFIT_SPLITS,
+    SELECT,
     Candidate,
     ConfirmRow,
     confirm_seed,
@@ -99,6 +100,7 @@ class TrialRunner:
         refit: bool = False,
         refit_test: bool = False,
         average_last: int = 0,
+        validate_from: int = 1,
     ) -> tuple[Done, list[Epoch]]:
         """Train one model in the trial process with a progress bar: how it ended, its epochs."""
         stop_file = self.run_dir / "trials" / trial_id / "STOP"
@@ -120,7 +122,12 @@ class TrialRunner:
             nonlocal last_end
             history.append(event)
             val = event.metrics.get("val_accuracy", float("nan"))
-            self.progress.update(task, completed=event.epoch, note=f"val_accuracy {val:.4f}")
+            note = (
+                f"val_accuracy {val:.4f}"
+                if "val_accuracy" in event.metrics
+                else f"accuracy {event.metrics.get('accuracy', float('nan')):.4f} (training)"
+            )
+            self.progress.update(task, completed=event.epoch, note=note)
             self.progress.advance(self.overall)
             self._show_eta(task)
             if event.resumed:  # trained before an interruption: counted then
@@ -158,6 +165,7 @@ class TrialRunner:
                     refit=refit,
                     refit_test=refit_test,
                     average_last=average_last,
+                    validate_from=validate_from,
                 ),
                 on_epoch,
             )
@@ -290,19 +298,27 @@ class TrialRunner:
         seed = confirm_seed(self.opts.seed, index, stage)
         rid = run_id(cand, index, stage)
         preds = self._preds(cand, index) if stage == JUDGE else None
+        epochs = self.opts.max_epochs
+        window = refit_window(epochs)
+        # a selection run is scored on its last epochs only (tail_accuracy): the ones before
+        # are not validated; a judge run's best epoch is chosen on all its epochs
+        validate_from = epochs - window + 1 if stage == SELECT else 1
         done, history = self._train(
             rid,
             self.params(cand.values),
-            epochs=self.opts.max_epochs,
+            epochs=epochs,
             seed=seed,
             shuffle_seed=seed,
             test_predictions=preds,
+            validate_from=validate_from,
         )
-        tail = tail_accuracy(val_curve(history), self.opts.max_epochs)
+        tail = tail_accuracy(val_curve(history), epochs)
         row = self._record(done, cand, name, index, stage, seed, n_test, preds, tail=tail)
         val = format_selected(row.val_accuracy, self.n_validation)
+        if validate_from > 1:
+            val = f"(epochs {validate_from}-{epochs} only) {val}"
         if tail is not None:
-            val += f", last-{refit_window(self.opts.max_epochs)} mean {tail:.4f}"
+            val += f", last-{window} mean {tail:.4f}"
         test = f", test {format_accuracy(row.test_accuracy, n_test)}" if stage == JUDGE else ""
         chance = (
             f"; AT CHANCE (the commonest class is {self.chance:.2f} of validation): this seed "
