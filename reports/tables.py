@@ -114,7 +114,7 @@ def _ci(accuracy: float | None, n: int) -> tuple[float, float] | None:
 
 
 STAGE_TITLES = {
-    "select": "selection (validation only, of its last epochs)",
+    "select": "selection (validation only)",
     "judge": "judge (fresh seeds, test)",
     "refit": "refit (train + validation, test)",
 }
