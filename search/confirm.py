@@ -103,6 +103,8 @@ CONFIRM_COLUMNS = (
     "ended_at",
     "averaged_epochs",
     "val_tail",
+    "fit_accuracy",
+    "fit_at_chance",
 )
 
 
@@ -143,6 +145,10 @@ class ConfirmRow:
     ended_at: str
     averaged_epochs: int | None = None  # a refit: its last epochs its weights are the mean of
     val_tail: float | None = None  # mean validation accuracy of its last ``refit_window`` epochs
+    # a refit: its weights' accuracy on the train + validation images it trained on, and
+    # whether that cannot be told from chance (it did not learn: a judge run is shipped)
+    fit_accuracy: float | None = None
+    fit_at_chance: bool = False
 
 
 def candidates(
@@ -493,18 +499,31 @@ def refit_run(table: pd.DataFrame, trial_id: str, refit: str) -> pd.Series | Non
     return mine.iloc[-1] if len(mine) else None
 
 
-def shipped_run(table: pd.DataFrame, trial_id: str, refit: str) -> pd.Series | None:
-    """The run whose weights are exported: the refit (unless ``--refit none`` or it has not
-    finished), else the winner's judge run with the best validation accuracy (ties: the
-    earlier seed)."""
-    if refit != "none":
-        row = refit_run(table, trial_id, refit)
-        if row is not None:
-            return row
+def refit_learned(row: Any) -> bool:
+    """Whether a refit's shipped weights learned the images they trained on: their accuracy
+    on its train + validation images can be told from chance. Decided without test."""
+    return not flagged(pd.Series([row.get("fit_at_chance", False)])).iloc[0]
+
+
+def best_judge_run(table: pd.DataFrame, trial_id: str) -> pd.Series | None:
+    """The winner's judge run with the best validation accuracy (ties: the earlier seed)."""
     runs = judge_runs(table, trial_id)
     if runs.empty:
         return None
     return runs.sort_values(["val_accuracy", "seed_index"], ascending=[False, True]).iloc[0]
+
+
+def shipped_run(table: pd.DataFrame, trial_id: str, refit: str) -> pd.Series | None:
+    """The run whose weights are exported: the refit, else (``--refit none``, or before it has
+    finished) the winner's best judge run. A refit that did not learn the images it trained on
+    gives way to that judge run when the judge run learned (its validation accuracy is above
+    chance); when none did, nothing better can be shipped."""
+    judged = best_judge_run(table, trial_id)
+    row = refit_run(table, trial_id, refit) if refit != "none" else None
+    if row is None:
+        return judged
+    learned = judged is not None and not flagged(pd.Series([judged["at_chance"]])).iloc[0]
+    return judged if learned and not refit_learned(row) else row
 
 
 def keep_checkpoints(table: pd.DataFrame) -> set[str]:
@@ -703,10 +722,18 @@ def shipped_summary(table: pd.DataFrame, pick: Candidate, refit: str) -> dict[st
             if "test" in splits
             else "once on the test set, which no choice used",
         }
+    refitted = refit_run(table, pick.trial_id, refit) if refit != "none" else None
+    why = (
+        " (--refit none)"
+        if refit == "none"
+        else " (the refit has not finished)"
+        if refitted is None
+        else f" (the refit did not learn: accuracy {number(refitted['fit_accuracy']) or 0:.4f}"
+        " on the train + validation images it trained on, not above chance)"
+    )
     return {
         "run_id": str(row["run_id"]),
-        "what": "the winner's judge run with the best validation accuracy"
-        + (" (the refit has not finished)" if refit != "none" else " (--refit none)"),
+        "what": "the winner's judge run with the best validation accuracy" + why,
         "trained_on": ["train"],
         "best_epoch": number(row["best_epoch"]),
         "scored": "once on the test set; its epoch and this run were chosen on validation",

@@ -104,6 +104,9 @@ def build_card(
         )
     else:
         shipped = "a training run on train, its epoch chosen on validation"
+        chosen = (confirmed or {}).get("shipped") or {}
+        if chosen.get("what") and chosen.get("run_id") == record.get("source_run"):
+            shipped = f"{chosen['what']}: {shipped}"  # which run, and why not a refit
     return {
         "model": "AlexNet (alexnet-tuner), a Keras model exported as a TensorFlow SavedModel",
         "source": record.get("source_run") or f"trial {record['source_trial']}",

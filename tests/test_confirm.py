@@ -164,6 +164,35 @@ def test_the_shipped_model_is_the_refit_else_the_best_judge_run() -> None:
     assert keep_checkpoints(table) == {"refit-a", "judge-a-s2"}
 
 
+def test_a_refit_that_did_not_learn_its_own_images_is_not_shipped() -> None:
+    """A refit whose weights are at chance on the train + validation images it trained on did not
+    learn: the winner's best judge run (chosen on validation) ships instead, and the summary
+    says why. No test score takes part in that choice; with no judge run that learned, the
+    refit stays."""
+    from search.confirm import Candidate, shipped_summary
+
+    rows = _stage_rows("judge", {"a": [0.70, 0.74, 0.72]})
+    refit = {**rows[0], "run_id": "refit-a", "stage": "refit", "val_accuracy": None}
+    learned = {**refit, "fit_accuracy": 0.93, "fit_at_chance": False, "test_accuracy": 0.40}
+    collapsed = {**refit, "fit_accuracy": 0.50, "fit_at_chance": True, "test_accuracy": 0.90}
+    pick = Candidate("a", {}, 0.75)
+    table = pd.DataFrame([*rows, learned])
+    assert shipped_run(table, "a", "trainval")["run_id"] == "refit-a"  # type: ignore[index]
+    table = pd.DataFrame([*rows, collapsed])
+    assert shipped_run(table, "a", "trainval")["run_id"] == "judge-a-s2"  # type: ignore[index]
+    what = shipped_summary(table, pick, "trainval")["what"]
+    assert "refit did not learn" in what and "0.5000" in what
+    alone = pd.DataFrame([collapsed])  # nothing better to ship: the refit, flagged
+    assert shipped_run(alone, "a", "trainval")["run_id"] == "refit-a"  # type: ignore[index]
+    # nor when no judge run learned either (all at chance on validation): nothing is better
+    unlearned = _stage_rows("judge", {"a": [0.50, 0.52, 0.51]})
+    table = pd.DataFrame([*unlearned, collapsed])
+    assert shipped_run(table, "a", "trainval")["run_id"] == "refit-a"  # type: ignore[index]
+    # confirm.csv holds the flag as text
+    table = pd.DataFrame([*rows, {**collapsed, "fit_at_chance": "True"}])
+    assert shipped_run(table, "a", "trainval")["run_id"] == "judge-a-s2"  # type: ignore[index]
+
+
 def test_summary_json_answers_the_question(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path / "run")
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -380,6 +380,81 @@ def test_selection_runs_are_validated_on_their_tail_and_judge_runs_on_every_epoc
     assert set(load_confirm(tmp_path)["stage"]) == {SELECT, JUDGE}
 
 
+@pytest.mark.parametrize(
+    ("fit", "judge_val", "said"),
+    [
+        (0.95, 0.90, None),  # learned: shipped, nothing said
+        (0.50, 0.90, "the winner's best judge run (confirm-3-s1) is shipped instead"),
+        (0.50, 0.50, "shipped as it is: no judge run of the winner learned either"),
+    ],
+)
+def test_a_refit_at_chance_on_the_images_it_trained_on_is_flagged_and_recorded(
+    tmp_path: Path, fit: float, judge_val: float, said: str | None
+) -> None:
+    """The refit's weights scored on the train + validation images they trained on decide
+    whether it learned (its test score is not read to choose): at chance, the console names
+    it, the row says so, and the winner's best judge run is shipped instead when that run
+    learned (search.confirm.shipped_run)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from search.confirm import JUDGE, Candidate, load_confirm, shipped_run
+    from search.options import SearchOptions
+    from search.plan import Estimator
+    from search.rundir import Status
+    from search.space import resolve
+    from search.trial import protocol
+    from search.trial.runner import TrialRunner
+
+    class FakeProcess:
+        def run_trial(self, msg: protocol.Train, on_epoch) -> protocol.Done:
+            for epoch in range(1, msg.epochs + 1):
+                metrics = {"accuracy": 0.6} if msg.refit else {"val_accuracy": judge_val}
+                on_epoch(protocol.Epoch(msg.trial_id, epoch, metrics, 0.01, 0.0))
+            assert msg.test_predictions
+            Path(msg.test_predictions).parent.mkdir(parents=True, exist_ok=True)
+            np.save(msg.test_predictions, np.zeros(4, dtype=np.int64))
+            return protocol.Done(
+                msg.trial_id,
+                "completed",
+                None,
+                None if msg.refit else judge_val,
+                msg.epochs,
+                msg.epochs,
+                test_accuracy=0.75,
+                fit_accuracy=fit if msg.refit else None,
+                fit_n=400 if msg.refit else 0,
+            )
+
+    console = Console(record=True, width=300)
+    bars = Progress(console=console, disable=True)
+    runner = TrialRunner(
+        tmp_path,
+        SearchOptions(max_epochs=9),
+        lambda v: resolve(v, image_size=67, width=0.125, num_classes=2),
+        FakeProcess(),  # type: ignore[arg-type]
+        Status(tmp_path, 1),
+        bars,
+        bars.add_task("all", total=100, note=""),
+        Estimator(0.01),
+        n_validation=200,
+    )
+    cand = Candidate("3", baseline_values(DEFAULT_SPACE_FOR_TEST), 0.6)
+    runner.confirm(cand, "top-1", 0, n_test=4, stage=JUDGE)
+    row = runner.refit(cand, "top-1", epochs=6, n_test=4)
+    learned = said is None
+    assert row.fit_accuracy == fit and row.fit_at_chance is not learned
+    table = load_confirm(tmp_path)
+    assert str(table.set_index("run_id").loc["refit-3", "fit_at_chance"]) == str(not learned)
+    shipped = shipped_run(table, "3", "trainval")
+    assert shipped is not None
+    instead = said is not None and "instead" in said
+    assert shipped["run_id"] == ("confirm-3-s1" if instead else "refit-3")
+    text = " ".join(console.export_text().split())  # one line, however the console wrapped
+    assert ("DID NOT LEARN" in text) is not learned
+    assert said is None or said in text
+
+
 def test_an_extended_search_or_confirmation_trains_only_what_is_new(
     tmp_path: Path,
 ) -> None:

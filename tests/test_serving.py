@@ -227,6 +227,11 @@ def test_a_confirmed_card_carries_the_verdict(tmp_path: Path) -> None:
     chosen = re.search(r"- \*\*How it was chosen\*\*: (.*)", text).group(1)  # type: ignore[union-attr]
     assert "top 3 configurations, each retrained with 3 seeds" in chosen
     assert "validation images only" in chosen and rule in chosen and "3 fresh seeds" in chosen
+    # a judge run shipped in place of a refit that did not learn: the card says why
+    why = "the winner's judge run with the best validation accuracy (the refit did not learn)"
+    confirmed["shipped"] = {"run_id": "confirm-0003-s1", "what": why}
+    card = build_card(_config(tmp_path), record, confirmed=confirmed)
+    assert card["shipped"].startswith(why) and "epoch chosen on validation" in card["shipped"]
 
 
 def test_predict_can_use_either_signature(

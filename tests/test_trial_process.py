@@ -130,7 +130,8 @@ def test_a_training_reports_where_its_time_went(setup: protocol.Setup) -> None:
 def test_a_refit_ships_the_mean_of_its_last_epochs_weights(setup: protocol.Setup) -> None:
     """Trained alike (same seed, same data order), a refit of 2 epochs ends on epoch 2's
     weights and one of 3 on epoch 3's; asked to average its last 2, a 3-epoch refit ships
-    their mean, and scores test with it."""
+    their mean, scores test with it, and says how those weights score on the validation
+    images they trained on."""
     out = io.StringIO()
     process = TrialProcess(setup, out)
     run_dir = Path(setup.run_dir)
@@ -157,6 +158,18 @@ def test_a_refit_ships_the_mean_of_its_last_epochs_weights(setup: protocol.Setup
     for got, a, b in zip(mean, second, third, strict=True):
         np.testing.assert_allclose(got, (a + b) / 2, rtol=1e-5, atol=1e-7)
     assert done.test_accuracy is not None and (run_dir / "mean.npy").exists()
+    # whether it learned is read off the weights it ships, on the images they trained on
+    from models.alexnet import build_alexnet
+
+    shipped = build_alexnet(PARAMS)
+    shipped.set_weights(mean)
+    right = []
+    for split in ("train", "validation"):
+        probs = shipped.predict(process.data.evaluation_dataset(split, 4), verbose=0)
+        right += list(probs.argmax(axis=1) == process.data.cached.split(split)[1])
+    sizes = process.data.split_size("train") + process.data.split_size("validation")
+    assert done.fit_n == len(right) == sizes
+    assert done.fit_accuracy == pytest.approx(float(np.mean(right)))
 
 
 def test_a_refit_all_trains_on_the_test_images_too(

@@ -377,7 +377,8 @@ class TrialProcess:
         initial_epoch = msg.initial_epoch
         fit_seconds = 0.0
         n_params = 0
-        test_accuracy = None
+        test_accuracy = fit_accuracy = None
+        fit_n = 0
         try:
             if self.options.get("tensorboard", True):  # in here: a full disk fails it too
                 board = EpochLog(
@@ -440,7 +441,10 @@ class TrialProcess:
                 # mean of its last epochs), scored once on the test set the search never saw.
                 with timing.add("test_scoring"):
                     load_weights(model, checkpoint)
-                    test_accuracy = self._score_test(model, msg.params, Path(msg.test_predictions))
+                    served = self._served(model, msg.params)
+                    test_accuracy = self._score_test(served, Path(msg.test_predictions))
+                    if msg.refit:  # did the weights it ships learn the images they fit?
+                        fit_accuracy, fit_n = self._accuracy(served, ("train", "validation"))
         except Exception as exc:  # a failed trial is recorded; the search goes on
             status, error = "failed", f"{type(exc).__name__}: {str(exc)[:800]}"
             # full or read-only: every trial would fail alike, so the search stops, and this
@@ -486,6 +490,8 @@ class TrialProcess:
                 peak_rss_mb=_read_peak_rss_mb(),
                 disk_mb=state["disk_mb"],
                 test_accuracy=test_accuracy,
+                fit_accuracy=fit_accuracy,
+                fit_n=fit_n,
                 costs=timing.costs(fit_seconds),
             )
         )
@@ -524,22 +530,36 @@ class TrialProcess:
             self.emit(Epoch(msg.trial_id, int(epoch), metrics, 0.0, state["disk_mb"], resumed=True))
         return int(state["epochs"])
 
-    def _score_test(self, model: Any, params: AlexNetParams, path: Path) -> float:
-        """Predicted class of every test image, saved (atomically) in file order; accuracy.
+    def _served(self, model: Any, params: AlexNetParams) -> Any:
+        """The trained model as the export serves it: in float32 whatever the training
+        precision, so the refit's test score is the shipped model's own and every judge run
+        is scored as its configuration would ship."""
+        from models.alexnet import float32_twin
 
-        Scored in float32 whatever the training precision, as the export serves it: the
-        refit's test score is then the shipped model's own, and every judge run is scored as
-        its configuration would ship."""
+        return model if self.policy == "float32" else float32_twin(model, params)
+
+    def _predict(self, model: Any, split: str) -> tuple[Any, Any]:
+        """Predicted class of every image of ``split`` in file order, and their labels."""
+        import numpy as np
+
+        probs = model.predict(self.data.evaluation_dataset(split, self.batch_size), verbose=0)
+        return np.argmax(probs, axis=1).astype(np.int16), self.data.cached.split(split)[1]
+
+    def _accuracy(self, model: Any, splits: tuple[str, ...]) -> tuple[float, int]:
+        """Accuracy on the images of ``splits`` together, and how many there are."""
+        right = total = 0
+        for split in splits:
+            predicted, labels = self._predict(model, split)
+            right, total = right + int((predicted == labels).sum()), total + len(labels)
+        return right / max(total, 1), total
+
+    def _score_test(self, model: Any, path: Path) -> float:
+        """Predicted class of every test image, saved (atomically) in file order; accuracy."""
         import numpy as np
 
         from data_pipeline.files import write_bytes_atomic
-        from models.alexnet import float32_twin
 
-        if self.policy != "float32":
-            model = float32_twin(model, params)
-        probs = model.predict(self.data.evaluation_dataset("test", self.batch_size), verbose=0)
-        predicted = np.argmax(probs, axis=1).astype(np.int16)
-        _, labels = self.data.cached.split("test")
+        predicted, labels = self._predict(model, "test")
         buf = io.BytesIO()
         np.save(buf, predicted)
         write_bytes_atomic(path, buf.getvalue())

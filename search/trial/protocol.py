@@ -109,6 +109,10 @@ class Done:
     peak_rss_mb: float | None = None
     disk_mb: float = 0.0
     test_accuracy: float | None = None
+    # a refit: its shipped weights' accuracy on the train + validation images it trained on,
+    # and their number (did it learn at all? decided without reading test)
+    fit_accuracy: float | None = None
+    fit_n: int = 0
     costs: dict[str, float] = field(default_factory=dict)  # seconds per component
 
 

@@ -31,6 +31,7 @@ from search.confirm import (
     refit_ending,
     refit_window,
     run_id,
+    shipped_run,
     tail_accuracy,
 )
 from search.engines import SearchEngine, TrialOutcome, TrialSpec
@@ -375,9 +376,22 @@ class TrialRunner:
             f"; AT CHANCE (the commonest class is {self.test_chance:.2f} of test): this refit "
             f"did not learn{' even the images it trained on' if on_test else ''}; "
             f"{refit_at_chance_hint(load_confirm(self.run_dir), cand.trial_id)}"
-            if row.at_chance
+            if row.at_chance and not row.fit_at_chance
             else ""
         )
+        if row.fit_at_chance:  # chosen on images it trained on: test is not read to choose
+            shipped = shipped_run(load_confirm(self.run_dir), cand.trial_id, refit)
+            instead = shipped is not None and str(shipped["run_id"]) != row.run_id
+            chance = (
+                f"; DID NOT LEARN: its weights score {row.fit_accuracy:.4f} on the "
+                f"{done.fit_n:,} train + validation images they trained on (the commonest "
+                f"class is {self.chance:.2f} of validation), so "
+                + (
+                    f"the winner's best judge run ({shipped['run_id']}) is shipped instead"
+                    if instead and shipped is not None
+                    else "it is shipped as it is: no judge run of the winner learned either"
+                )
+            )
         scored = (
             "accuracy not measured (every labelled image trained it; its judge runs estimate it)"
             if on_test
@@ -440,6 +454,8 @@ class TrialRunner:
             ended_at=rundir.now_iso(),
             averaged_epochs=averaged,
             val_tail=tail,
+            fit_accuracy=done.fit_accuracy if stage == REFIT else None,
+            fit_at_chance=stage == REFIT and at_chance(done.fit_accuracy, done.fit_n, self.chance),
         )
         record_confirm(self.run_dir, row)
         rundir.epoch_state_path(self.run_dir, row.run_id).unlink(missing_ok=True)  # recorded
