@@ -320,20 +320,45 @@ def test_an_optuna_trial_is_pruned_end_to_end(tmp_path: Path) -> None:
     assert states.count(optuna.trial.TrialState.PRUNED) == len(pruned)
 
 
+def _evidence_runner(tmp_path: Path, process: object, *, n_validation: int, console=None):
+    """A TrialRunner of 9-epoch evidence runs on a fake trial process, its bars hidden."""
+    from rich.progress import Progress
+
+    from search.options import SearchOptions
+    from search.plan import Estimator
+    from search.rundir import Status
+    from search.space import resolve
+    from search.trial.runner import TrialRunner
+
+    bars = Progress(console=console, disable=True)
+    return TrialRunner(
+        tmp_path,
+        SearchOptions(max_epochs=9),
+        lambda v: resolve(v, image_size=67, width=0.125, num_classes=2),
+        process,  # type: ignore[arg-type]
+        Status(tmp_path, 1),
+        bars,
+        bars.add_task("all", total=100, note=""),
+        Estimator(0.01),
+        n_validation=n_validation,
+    )
+
+
+def _fake_predictions(path: str | None) -> None:
+    """What a judge or refit run leaves: its test predictions (4 images)."""
+    assert path
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.zeros(4, dtype=np.int64))
+
+
 def test_selection_runs_are_validated_on_their_tail_and_judge_runs_on_every_epoch(
     tmp_path: Path,
 ) -> None:
     """A selection run is ranked on its last epochs' mean, so only they are validated; a
     judge run's best epoch (its test score, the refit's length) is chosen on all of them."""
-    from rich.progress import Progress
 
     from search.confirm import JUDGE, SELECT, Candidate, load_confirm, refit_window
-    from search.options import SearchOptions
-    from search.plan import Estimator
-    from search.rundir import Status
-    from search.space import resolve
     from search.trial import protocol
-    from search.trial.runner import TrialRunner
 
     asked: dict[str, int] = {}
 
@@ -346,8 +371,7 @@ def test_selection_runs_are_validated_on_their_tail_and_judge_runs_on_every_epoc
                     metrics["val_accuracy"] = 0.5 + epoch / 100
                 on_epoch(protocol.Epoch(msg.trial_id, epoch, metrics, 0.01, 0.0))
             if msg.test_predictions:
-                Path(msg.test_predictions).parent.mkdir(parents=True, exist_ok=True)
-                np.save(msg.test_predictions, np.zeros(4, dtype=np.int64))
+                _fake_predictions(msg.test_predictions)
             return protocol.Done(
                 msg.trial_id,
                 "completed",
@@ -358,18 +382,7 @@ def test_selection_runs_are_validated_on_their_tail_and_judge_runs_on_every_epoc
                 test_accuracy=0.5 if msg.test_predictions else None,
             )
 
-    bars = Progress(disable=True)
-    runner = TrialRunner(
-        tmp_path,
-        SearchOptions(max_epochs=9),
-        lambda v: resolve(v, image_size=67, width=0.125, num_classes=2),
-        FakeProcess(),  # type: ignore[arg-type]
-        Status(tmp_path, 1),
-        bars,
-        bars.add_task("all", total=100, note=""),
-        Estimator(0.01),
-        n_validation=10,
-    )
+    runner = _evidence_runner(tmp_path, FakeProcess(), n_validation=10)
     cand = Candidate("3", baseline_values(DEFAULT_SPACE_FOR_TEST), 0.6)
     selected = runner.confirm(cand, "top-1", 0, n_test=4, stage=SELECT)
     judged = runner.confirm(cand, "top-1", 0, n_test=4, stage=JUDGE)
@@ -396,24 +409,16 @@ def test_a_refit_at_chance_on_the_images_it_trained_on_is_flagged_and_recorded(
     it, the row says so, and the winner's best judge run is shipped instead when that run
     learned (search.confirm.shipped_run)."""
     from rich.console import Console
-    from rich.progress import Progress
 
     from search.confirm import JUDGE, Candidate, load_confirm, shipped_run
-    from search.options import SearchOptions
-    from search.plan import Estimator
-    from search.rundir import Status
-    from search.space import resolve
     from search.trial import protocol
-    from search.trial.runner import TrialRunner
 
     class FakeProcess:
         def run_trial(self, msg: protocol.Train, on_epoch) -> protocol.Done:
             for epoch in range(1, msg.epochs + 1):
                 metrics = {"accuracy": 0.6} if msg.refit else {"val_accuracy": judge_val}
                 on_epoch(protocol.Epoch(msg.trial_id, epoch, metrics, 0.01, 0.0))
-            assert msg.test_predictions
-            Path(msg.test_predictions).parent.mkdir(parents=True, exist_ok=True)
-            np.save(msg.test_predictions, np.zeros(4, dtype=np.int64))
+            _fake_predictions(msg.test_predictions)
             return protocol.Done(
                 msg.trial_id,
                 "completed",
@@ -427,18 +432,7 @@ def test_a_refit_at_chance_on_the_images_it_trained_on_is_flagged_and_recorded(
             )
 
     console = Console(record=True, width=300)
-    bars = Progress(console=console, disable=True)
-    runner = TrialRunner(
-        tmp_path,
-        SearchOptions(max_epochs=9),
-        lambda v: resolve(v, image_size=67, width=0.125, num_classes=2),
-        FakeProcess(),  # type: ignore[arg-type]
-        Status(tmp_path, 1),
-        bars,
-        bars.add_task("all", total=100, note=""),
-        Estimator(0.01),
-        n_validation=200,
-    )
+    runner = _evidence_runner(tmp_path, FakeProcess(), n_validation=200, console=console)
     cand = Candidate("3", baseline_values(DEFAULT_SPACE_FOR_TEST), 0.6)
     runner.confirm(cand, "top-1", 0, n_test=4, stage=JUDGE)
     row = runner.refit(cand, "top-1", epochs=6, n_test=4)
