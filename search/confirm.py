@@ -269,13 +269,18 @@ def robust_score(scores: Any) -> float:
     return float(values.mean() - values.std(ddof=1) / math.sqrt(values.size))
 
 
+def tail_epochs(epochs: int) -> range:
+    """The last ``refit_window(epochs)`` epochs of a run of ``epochs``: those a selection run
+    is scored on (``tail_accuracy``), and so the only ones it is validated on."""
+    return range(epochs - refit_window(epochs) + 1, epochs + 1)
+
+
 def tail_accuracy(per_epoch: list[tuple[int, float]], epochs: int) -> float | None:
     """A run's validation accuracy averaged over its last ``refit_window(epochs)`` epochs
     (``per_epoch``: (epoch, accuracy) in any order, a resumed run's included); None when it
     did not reach them all."""
-    window = refit_window(epochs)
     last = dict(per_epoch)
-    wanted = range(epochs - window + 1, epochs + 1)
+    wanted = tail_epochs(epochs)
     if not all(e in last and math.isfinite(last[e]) for e in wanted):
         return None
     return float(np.mean([last[e] for e in wanted]))
@@ -502,7 +507,7 @@ def refit_run(table: pd.DataFrame, trial_id: str, refit: str) -> pd.Series | Non
 def refit_learned(row: Any) -> bool:
     """Whether a refit's shipped weights learned the images they trained on: their accuracy
     on its train + validation images can be told from chance. Decided without test."""
-    return not flagged(pd.Series([row.get("fit_at_chance", False)])).iloc[0]
+    return not is_flagged(row.get("fit_at_chance", False))
 
 
 def best_judge_run(table: pd.DataFrame, trial_id: str) -> pd.Series | None:
@@ -522,7 +527,7 @@ def shipped_run(table: pd.DataFrame, trial_id: str, refit: str) -> pd.Series | N
     row = refit_run(table, trial_id, refit) if refit != "none" else None
     if row is None:
         return judged
-    learned = judged is not None and not flagged(pd.Series([judged["at_chance"]])).iloc[0]
+    learned = judged is not None and not is_flagged(judged["at_chance"])
     return judged if learned and not refit_learned(row) else row
 
 
@@ -790,9 +795,17 @@ def unconfirmed(trials: pd.DataFrame, export: dict[str, Any] | None, n_test: int
     return out
 
 
+FLAG_TEXTS = ("True", "true", "1", "1.0")  # how confirm.csv holds a set flag
+
+
 def flagged(column: pd.Series) -> pd.Series:
     """A boolean column of ``confirm.csv`` as booleans (the CSV holds True/False, 1/0)."""
-    return column.astype(str).isin(["True", "true", "1", "1.0"])
+    return column.astype(str).isin(FLAG_TEXTS)
+
+
+def is_flagged(value: Any) -> bool:
+    """One cell of such a column as a boolean (an empty or missing cell: False)."""
+    return str(value) in FLAG_TEXTS
 
 
 def _all_at_chance(frame: pd.DataFrame, seeds: list[int]) -> bool:

@@ -33,6 +33,7 @@ from search.confirm import (
     run_id,
     shipped_run,
     tail_accuracy,
+    tail_epochs,
 )
 from search.engines import SearchEngine, TrialOutcome, TrialSpec
 from search.options import SearchOptions
@@ -300,10 +301,9 @@ class TrialRunner:
         rid = run_id(cand, index, stage)
         preds = self._preds(cand, index) if stage == JUDGE else None
         epochs = self.opts.max_epochs
-        window = refit_window(epochs)
         # a selection run is scored on its last epochs only (tail_accuracy): the ones before
         # are not validated; a judge run's best epoch is chosen on all its epochs
-        validate_from = epochs - window + 1 if stage == SELECT else 1
+        validate_from = tail_epochs(epochs).start if stage == SELECT else 1
         done, history = self._train(
             rid,
             self.params(cand.values),
@@ -319,7 +319,7 @@ class TrialRunner:
         if validate_from > 1:
             val = f"(epochs {validate_from}-{epochs} only) {val}"
         if tail is not None:
-            val += f", last-{window} mean {tail:.4f}"
+            val += f", last-{len(tail_epochs(epochs))} mean {tail:.4f}"
         test = f", test {format_accuracy(row.test_accuracy, n_test)}" if stage == JUDGE else ""
         chance = (
             f"; AT CHANCE (the commonest class is {self.chance:.2f} of validation): this seed "
@@ -372,25 +372,24 @@ class TrialRunner:
             rid=rid,
             trained_on_test=on_test,
         )
-        chance = (
-            f"; AT CHANCE (the commonest class is {self.test_chance:.2f} of test): this refit "
-            f"did not learn{' even the images it trained on' if on_test else ''}; "
-            f"{refit_at_chance_hint(load_confirm(self.run_dir), cand.trial_id)}"
-            if row.at_chance and not row.fit_at_chance
-            else ""
-        )
-        if row.fit_at_chance:  # chosen on images it trained on: test is not read to choose
+        chance = ""
+        if row.fit_at_chance:  # decided on the images it trained on: test chooses nothing
             shipped = shipped_run(load_confirm(self.run_dir), cand.trial_id, refit)
-            instead = shipped is not None and str(shipped["run_id"]) != row.run_id
             chance = (
                 f"; DID NOT LEARN: its weights score {row.fit_accuracy:.4f} on the "
                 f"{done.fit_n:,} train + validation images they trained on (the commonest "
                 f"class is {self.chance:.2f} of validation), so "
                 + (
                     f"the winner's best judge run ({shipped['run_id']}) is shipped instead"
-                    if instead and shipped is not None
+                    if shipped is not None and str(shipped["run_id"]) != row.run_id
                     else "it is shipped as it is: no judge run of the winner learned either"
                 )
+            )
+        elif row.at_chance:
+            chance = (
+                f"; AT CHANCE (the commonest class is {self.test_chance:.2f} of test): this "
+                f"refit did not learn{' even the images it trained on' if on_test else ''}; "
+                f"{refit_at_chance_hint(load_confirm(self.run_dir), cand.trial_id)}"
             )
         scored = (
             "accuracy not measured (every labelled image trained it; its judge runs estimate it)"
