@@ -9,6 +9,7 @@ put in one of four words (``VERDICTS``).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -203,7 +204,7 @@ def paired_difference(
                 f"or 0 and 1), but got {odd.size} other value(s), such as {odd.flat[0]!r}; "
                 f"pass predictions == labels."
             )
-    if not (math.isfinite(margin) and margin > 0):
+    if not (isinstance(margin, numbers.Real) and math.isfinite(margin) and margin > 0):
         raise ValueError(f"margin must be a positive number of points, but got {margin=}.")
     k, n = w.shape
     diff = w - b

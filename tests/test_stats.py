@@ -237,6 +237,14 @@ def test_shapes_must_match() -> None:
         paired_difference(np.ones((3, 4), bool), np.ones((2, 4), bool))
 
 
+@pytest.mark.parametrize("margin", [0, -1.0, np.nan, np.inf, "2", None])
+def test_the_margin_must_be_a_positive_number_of_points(margin: object) -> None:
+    w = np.ones((3, 4), bool)
+    with pytest.raises(ValueError, match=f"margin must be a positive number.*{margin!r}"):
+        paired_difference(w, w, margin=margin)  # type: ignore[arg-type]
+    assert paired_difference(w, w, margin=np.int64(3)).verdict == "equivalent"
+
+
 @pytest.mark.parametrize("odd", [0.7, np.nan, 2.0, -1.0])
 def test_entries_must_be_correct_or_not(odd: float) -> None:
     """Probabilities or NaNs passed by mistake would give a number and a verdict."""
