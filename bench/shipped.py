@@ -162,10 +162,6 @@ def ours_shipped(run_dir: Path, holdout: Path | None = None) -> dict[str, Any]:
 
     config = RunConfig.read(run_dir)
     data = prepare(config.data_config)
-    model = keras.saving.load_model(
-        run_dir / "best_model.keras",
-        custom_objects={"alexnet_tuner>LocalResponseNormalization": LocalResponseNormalization},
-    )
     export = json.loads((run_dir / "export.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     if holdout:
@@ -174,7 +170,11 @@ def ours_shipped(run_dir: Path, holdout: Path | None = None) -> dict[str, Any]:
         paths, y = holdout_images(holdout, data.classes)
         rows = predict(run_dir / "best_model", paths, signature="bytes")
         predicted = np.asarray([data.classes.index(r["label"]) if r["label"] else -1 for r in rows])
-    else:
+    else:  # the Keras file: the model as export.json scored it on the training cache's pixels
+        model = keras.saving.load_model(
+            run_dir / "best_model.keras",
+            custom_objects={"alexnet_tuner>LocalResponseNormalization": LocalResponseNormalization},
+        )
         x, y = data.arrays("test")
         probs = np.concatenate(
             [model.predict_on_batch(x[i : i + 125]) for i in range(0, len(x), 125)]
