@@ -728,14 +728,15 @@ def shipped_summary(table: pd.DataFrame, pick: Candidate, refit: str) -> dict[st
             else "once on the test set, which no choice used",
         }
     refitted = refit_run(table, pick.trial_id, refit) if refit != "none" else None
-    why = (
-        " (--refit none)"
-        if refit == "none"
-        else " (the refit has not finished)"
-        if refitted is None
-        else f" (the refit did not learn: accuracy {number(refitted['fit_accuracy']) or 0:.4f}"
-        " on the train + validation images it trained on, not above chance)"
-    )
+    if refit == "none":
+        why = " (--refit none)"
+    elif refitted is None:
+        why = " (the refit has not finished)"
+    else:
+        why = (
+            f" (the refit did not learn: accuracy {number(refitted['fit_accuracy']) or 0:.4f}"
+            " on the train + validation images it trained on, not above chance)"
+        )
     return {
         "run_id": str(row["run_id"]),
         "what": "the winner's judge run with the best validation accuracy" + why,
