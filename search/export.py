@@ -10,7 +10,8 @@ card (``search.model_card``), and saved as ``RUN_DIR/best_model.keras``. A fresh
 loads the SavedModel with ``tf.saved_model.load`` and scores the same images, and the test set
 again through ``serve_bytes`` from the original files; ``RUN_DIR/export.json`` records the
 accuracies of both (which must be equal) and how far ``serve_bytes`` agrees with the training
-path (which must decode every test file and give the same label on at least 99.5% of them).
+path (which must decode every test file and give the same label on at least 99.5% of them,
+borderline images aside: ``search.serving.agreement``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 
 from search.confirm import NOT_MEASURED, refit_ending
 from search.rundir import RunConfig
-from search.serving import BYTES_INPUT, BYTES_SIGNATURE
+from search.serving import BORDERLINE_MARGIN, BYTES_INPUT, BYTES_SIGNATURE
 from search.stats import accuracy_ci
 
 EXAMPLE_IMAGE = "cat.jpg"  # the image the usage examples send; any JPEG/PNG/GIF/BMP/WebP will do
@@ -229,7 +229,8 @@ def card_markdown(card: dict[str, Any]) -> str:
     agree = card.get("serve_bytes_agreement") or {}
     agreement = (
         f"On the {agree['n']} test images, serve_bytes from the original files gives the "
-        f"training path's label for {100 * agree['label_agreement']:.2f}% of them (largest "
+        f"training path's label for {100 * agree['label_agreement']:.2f}% of them"
+        f"{_borderline(agree)} (largest "
         f"probability difference {agree['max_probability_difference']:.2g}; accuracy "
         f"{agree['accuracy']:.4f}).\n\n"
         if agree
@@ -275,6 +276,17 @@ Python:
 {json.dumps(usage["tf_serving_rest_body"], indent=2)}
 ```
 """
+
+
+def _borderline(agree: dict[str, Any]) -> str:
+    """The disagreements a decoder's rounding explains (``search.serving.agreement``)."""
+    n = agree.get("borderline_disagreements", 0)
+    if not n:
+        return ""
+    return (
+        f", and of the others {n} borderline (the training path's probabilities for the two "
+        f"labels within {BORDERLINE_MARGIN})"
+    )
 
 
 def write_card(model_dir: Path, card: dict[str, Any]) -> None:

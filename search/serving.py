@@ -384,6 +384,11 @@ def score_files(signature: Any, paths: Sequence[Path], *, batch: int = 64) -> di
 # them, and decode every one, for the export check to pass (the decoders agree within one grey
 # level by contract; a disagreement beyond a few borderline images is a train/serve skew)
 MIN_LABEL_AGREEMENT = 0.995
+# A disagreement is borderline, and no sign of skew, when the training path's probabilities
+# for the two labels were this close: one grey level moved them by at most 0.007 on the real
+# photos (four exports, 320-402 images each), and a model near chance (a tiny test set's
+# usual case) sits within 1e-4 of the boundary for every image.
+BORDERLINE_MARGIN = 0.05
 
 
 def skew_problems(served: dict[str, Any]) -> list[str]:
@@ -394,11 +399,13 @@ def skew_problems(served: dict[str, Any]) -> list[str]:
             f"serve_bytes could not decode {served['undecodable']} of the {served['n']} test "
             "files the model was scored on"
         )
-    if served["label_agreement"] < MIN_LABEL_AGREEMENT:
+    borderline = served.get("borderline_disagreements", 0)
+    if served["label_agreement"] + borderline / max(served["n"], 1) < MIN_LABEL_AGREEMENT:
         problems.append(
             f"serve_bytes gave the training path's label on {served['label_agreement']:.1%} of "
-            f"the test files (at least {MIN_LABEL_AGREEMENT:.1%} needed): the in-graph decoder "
-            "differs from the training decoder"
+            f"the test files ({borderline} of the others borderline; at least "
+            f"{MIN_LABEL_AGREEMENT:.1%} needed): the in-graph decoder differs from the "
+            "training decoder"
         )
     return problems
 
@@ -407,14 +414,22 @@ def agreement(
     reference_probs: np.ndarray, served: dict[str, np.ndarray], labels: np.ndarray
 ) -> dict[str, Any]:
     """How ``serve_bytes`` on the original files compares with the training path's
-    predictions on the cached pixels of the same images."""
+    predictions on the cached pixels of the same images. ``borderline_disagreements``: the
+    images whose label differs although the training path's probabilities for both labels
+    were within ``BORDERLINE_MARGIN`` (a decoder's rounding may flip them)."""
     ok = served["class_index"] >= 0
-    same = served["class_index"] == np.argmax(reference_probs, axis=1)
+    reference = np.argmax(reference_probs, axis=1)
+    same = served["class_index"] == reference
+    rows = np.flatnonzero(ok & ~same)
+    margin = (
+        reference_probs[rows, reference[rows]] - reference_probs[rows, served["class_index"][rows]]
+    )
     diff = np.abs(served["probabilities"][ok] - reference_probs[ok])
     return {
         "n": len(labels),
         "undecodable": int((~ok).sum()),
         "label_agreement": float(np.mean(same)),
+        "borderline_disagreements": int((margin <= BORDERLINE_MARGIN).sum()),
         "max_probability_difference": float(diff.max()) if diff.size else 0.0,
         "accuracy": float(np.mean(served["class_index"] == labels)),
     }

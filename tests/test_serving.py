@@ -21,7 +21,13 @@ from models.alexnet import AlexNetParams, build_alexnet
 from search.model_card import EXAMPLE_IMAGE, build_card, card_markdown, write_card
 from search.options import SearchOptions
 from search.rundir import RunConfig
-from search.serving import BYTES_INPUT, BYTES_SIGNATURE, agreement, export_saved_model
+from search.serving import (
+    BYTES_INPUT,
+    BYTES_SIGNATURE,
+    agreement,
+    export_saved_model,
+    skew_problems,
+)
 from search.space import DEFAULT_SPACE
 
 SIZE = 67
@@ -72,6 +78,37 @@ def _training_path(model, files: list[Path]) -> np.ndarray:
     metas = decode_files(files, SIZE, out=pixels)
     assert all(m.error is None for m in metas)
     return pixels
+
+
+def _served(probs: np.ndarray) -> dict[str, np.ndarray]:
+    return {"probabilities": probs, "class_index": np.argmax(probs, axis=1)}
+
+
+def test_a_label_flipped_on_an_undecided_image_is_no_skew() -> None:
+    """A model near chance (8 test images, CI of session 28) flips a label for a rounding of
+    1e-5: the export check passes. The same flip where the model was sure is a skew, and
+    flips beyond 0.5% of the images fail even when some of them are borderline."""
+    sure = np.tile([[0.9, 0.1]], (8, 1))
+    undecided = sure.copy()
+    undecided[3] = [0.500004, 0.499996]
+    rounded = undecided.copy()
+    rounded[3] = [0.499994, 0.500006]
+    by_bytes = agreement(undecided, _served(rounded), np.zeros(8, int))
+    assert by_bytes["label_agreement"] == 7 / 8 and by_bytes["borderline_disagreements"] == 1
+    assert skew_problems(by_bytes) == []
+    swapped = sure.copy()
+    swapped[3] = [0.1, 0.9]  # the decoder turned a sure cat into a sure dog
+    skewed = agreement(sure, _served(swapped), np.zeros(8, int))
+    assert skewed["borderline_disagreements"] == 0
+    assert "differs from the training decoder" in skew_problems(skewed)[0]
+    many = np.tile([[0.52, 0.48]], (400, 1))  # a borderline flip excuses itself only
+    many[:3] = [[0.1, 0.9]]
+    served = many.copy()
+    served[:4] = [[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.47, 0.53]]
+    mixed = agreement(many, _served(served), np.zeros(400, int))
+    assert mixed["borderline_disagreements"] == 1 and skew_problems(mixed)
+    served[1:3] = many[1:3]  # one sure flip in 400 and the borderline one: within 0.5%
+    assert skew_problems(agreement(many, _served(served), np.zeros(400, int))) == []
 
 
 def test_serve_bytes_decodes_as_training_does(exported: dict) -> None:
