@@ -46,6 +46,7 @@ _children: list[subprocess.Popen] = []
 _stopping = False
 _second_exits = True
 _deferring = False
+_received: int | None = None  # the first signal, once its handler has run
 _pending: int | None = None  # a first signal that arrived inside ``deferred``
 
 
@@ -57,7 +58,7 @@ def track(proc: subprocess.Popen) -> subprocess.Popen:
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
-    global _stopping
+    global _stopping, _received, _pending
     if _stopping:  # the second signal: stop now, children included
         if not _second_exits:
             return  # a child: its parent passes a Ctrl-C on too, and kills it on the second
@@ -65,9 +66,8 @@ def _handler(signum: int, frame: FrameType | None) -> None:
             with contextlib.suppress(OSError):
                 proc.kill()
         os._exit(128 + signum)
-    _stopping = True
+    _stopping, _received = True, signum
     if _deferring:
-        global _pending
         _pending = signum
         return
     raise Interrupted(signum)
@@ -94,12 +94,22 @@ def deferred() -> Iterator[None]:
             raise Interrupted(signum)
 
 
+def raise_if_lost() -> None:
+    """Raise ``Interrupted`` again for a first signal whose exception never arrived: raised
+    while the main thread ran a ``__del__`` or a weakref callback, or inside a library's bare
+    ``except``, it is printed or dropped and the training goes on, while the second signal
+    (the parent passing a Ctrl-C on) is ignored. A trial process calls this at each epoch's
+    end, where no earlier ``Interrupted`` can still be on its way."""
+    if _received is not None and not _deferring:
+        raise Interrupted(_received)
+
+
 def install(*, second_exits: bool = True) -> None:
     """SIGINT and SIGTERM raise ``Interrupted`` in the main thread from now on; a second one
     ends the process at once (``second_exits``) or is ignored (a child finishing its save,
     whose parent decides when it has waited long enough)."""
-    global _stopping, _second_exits
-    _stopping, _second_exits = False, second_exits
+    global _stopping, _second_exits, _received
+    _stopping, _second_exits, _received = False, second_exits, None
     for sig in SIGNALS:
         signal.signal(sig, _handler)
 

@@ -89,7 +89,8 @@ def test_interrupted_mid_trial_stops_cleanly_and_resumes_at_its_epoch(
     assert status["state"] == "interrupted" and status["current_trial"] is None
     trained_before = status["epochs_trained"]
     states = list((run_dir / "trials").glob("*/epoch_state.npz"))
-    assert len(states) == 1  # the running trial's last finished epoch
+    files = sorted(str(f.relative_to(run_dir)) for f in run_dir.rglob("*") if f.is_file())
+    assert len(states) == 1, (status, out, files)  # the running trial's last finished epoch
 
     again = run(args)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -286,6 +287,30 @@ def test_a_signal_inside_deferred_is_raised_when_the_block_ends(handlers: None) 
             time.sleep(0.05)
         copied.append("after the inner block")
     assert copied[-1] == "after the inner block"
+
+
+def test_a_stop_whose_exception_was_swallowed_is_raised_again(handlers: None) -> None:
+    """A first signal raised where Python drops the exception (a ``__del__``, a library's bare
+    ``except``) would leave a trial process training until its parent kills it, its last
+    epoch unsaved; the next epoch end raises it again. Without a signal, nothing is raised."""
+    from search import interrupt
+
+    interrupt.install(second_exits=False)  # as a trial process
+    interrupt.raise_if_lost()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+    except BaseException:  # what the library did
+        pass
+    os.kill(os.getpid(), signal.SIGINT)  # the parent passing a Ctrl-C on: ignored
+    time.sleep(0.05)
+    with pytest.raises(interrupt.Interrupted) as caught:
+        interrupt.raise_if_lost()
+    assert caught.value.signum == signal.SIGTERM
+    with interrupt.deferred():  # inside a block that must finish whole: not yet
+        interrupt.raise_if_lost()
+    interrupt.install(second_exits=False)
+    interrupt.raise_if_lost()  # a fresh start forgets it
 
 
 def test_a_signal_inside_an_optuna_journal_append_stops_cleanly(

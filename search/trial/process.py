@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from data_pipeline.files import no_room
 from search.devices import DeviceChoice, choose, cpu_flags
-from search.interrupt import Interrupted, deferred, die_with_parent, install
+from search.interrupt import (
+    Interrupted,
+    deferred,
+    die_with_parent,
+    install,
+    raise_if_lost,
+)
 from search.rundir import EPOCH_STATE, PEAK_WEIGHT_COPIES, ROOM_FIX, disk_usage_mb
 from search.space import PARAM_NAMES
 from search.tensorboard import EpochLog
@@ -327,6 +333,7 @@ class TrialProcess:
                 val = logs.get("val_accuracy", float("nan"))
                 with deferred():  # a signal waits until this epoch's state is whole
                     self._keep(epoch, val, logs)
+                raise_if_lost()  # a stop whose exception a library swallowed: now
                 state["disk_mb"] = max(state["disk_mb"], disk_usage_mb(process.run_dir))
                 process.emit(
                     Epoch(
