@@ -19,7 +19,7 @@ ours is the run's export as a user has it, and both score DIR: stock through
 signature (the files' bytes, decoded in the graph). Without it, stock gets the run's train +
 validation pool only, since the run's test images are the ones scored: stock then trains on
 fewer photos than our refit (1,439 against 1,598 on the 2k photos), with ``--holdout`` on more
-(90% of the pool against our 80%), as in the check.
+(90% of the pool against our refit's 85% with the default split), as in the check.
 
 The stock search runs in this process (a few GB); ``--stock-json`` reuses an earlier result.
 """

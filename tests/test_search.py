@@ -58,6 +58,8 @@ def search_args(tiny: dict[str, Path], run_dir: Path, *extra: str) -> list[str]:
         str(run_dir),
         "--confirm",  # most tests are about the search; the confirmation has its own tests
         "0",
+        "--val-fraction",  # 2 of each class's 8 train/ images validate (the default, 15%: 1)
+        "0.25",
         # one trial process per run (each start loads TensorFlow): replacing it every few
         # trainings has tests of its own, which pass a smaller value after this one
         "--trials-per-worker",
