@@ -386,8 +386,8 @@ def score_files(signature: Any, paths: Sequence[Path], *, batch: int = 64) -> di
 MIN_LABEL_AGREEMENT = 0.995
 # A disagreement is borderline, and no sign of skew, when the training path's probabilities
 # for the two labels were this close: one grey level moved them by at most 0.007 on the real
-# photos (four exports, 320-402 images each), and a model near chance (a tiny test set's
-# usual case) sits within 1e-4 of the boundary for every image.
+# photos (four exports, 320-402 images each), while a model near chance (a tiny test set's
+# usual case) can sit within 1e-4 of the boundary on every image.
 BORDERLINE_MARGIN = 0.05
 
 
