@@ -43,10 +43,9 @@ class Interrupted(BaseException):
 
 
 _children: list[subprocess.Popen] = []
-_stopping = False
 _second_exits = True
 _deferring = False
-_received: int | None = None  # the first signal, once its handler has run
+_received: int | None = None  # the first signal, once its handler has run: stopping
 _pending: int | None = None  # a first signal that arrived inside ``deferred``
 
 
@@ -58,15 +57,15 @@ def track(proc: subprocess.Popen) -> subprocess.Popen:
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
-    global _stopping, _received, _pending
-    if _stopping:  # the second signal: stop now, children included
+    global _received, _pending
+    if _received is not None:  # the second signal: stop now, children included
         if not _second_exits:
             return  # a child: its parent passes a Ctrl-C on too, and kills it on the second
         for proc in _children:
             with contextlib.suppress(OSError):
                 proc.kill()
         os._exit(128 + signum)
-    _stopping, _received = True, signum
+    _received = signum
     if _deferring:
         _pending = signum
         return
@@ -108,8 +107,8 @@ def install(*, second_exits: bool = True) -> None:
     """SIGINT and SIGTERM raise ``Interrupted`` in the main thread from now on; a second one
     ends the process at once (``second_exits``) or is ignored (a child finishing its save,
     whose parent decides when it has waited long enough)."""
-    global _stopping, _second_exits, _received
-    _stopping, _second_exits, _received = False, second_exits, None
+    global _second_exits, _received
+    _second_exits, _received = second_exits, None
     for sig in SIGNALS:
         signal.signal(sig, _handler)
 

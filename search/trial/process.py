@@ -23,13 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from data_pipeline.files import no_room
 from search.devices import DeviceChoice, choose, cpu_flags
-from search.interrupt import (
-    Interrupted,
-    deferred,
-    die_with_parent,
-    install,
-    raise_if_lost,
-)
+from search.interrupt import Interrupted, deferred, die_with_parent, install, raise_if_lost
 from search.rundir import EPOCH_STATE, PEAK_WEIGHT_COPIES, ROOM_FIX, disk_usage_mb
 from search.space import PARAM_NAMES
 from search.tensorboard import EpochLog
