@@ -210,7 +210,7 @@ def claim_check(claim: float, claim_n: int, correct: Sequence[int]) -> dict[str,
     (further minus claim, points) with a 95% normal interval for two independent samples.
 
     The first is what a reader checks by eye; it fails more often than 5% for an honest claim,
-    since both numbers are noisy (about 13% at 240 and 402 images). The second says whether
+    since both numbers are noisy (about 12% at 240 and 402 images). The second says whether
     the two disagree by more than their noise."""
     here = float(np.mean(correct))
     n = len(correct)
