@@ -343,10 +343,14 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
         tiny, run_dir, "--trials", "2", "--max-epochs", "2", "--engine", "random", "--confirm", "2"
     )
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_rows(run_dir / "confirm.csv", 1, proc)  # inside the confirmation phase
+    # the first row is the search's baseline run's (the judge's baseline seed 1), written just
+    # before its trial row: a kill between the two trains the baseline again, by design. The
+    # second is the first selection run's: inside the confirmation phase
+    _wait_for_rows(run_dir / "confirm.csv", 2, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = pd.read_csv(run_dir / "confirm.csv")
+    assert "select" in set(before["stage"])
     out = run(args)
     assert out.returncode == 0, out.stdout + out.stderr
     after = pd.read_csv(run_dir / "confirm.csv", dtype={"trial_id": str})
