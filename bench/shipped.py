@@ -288,11 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         lo, hi = c["claim_ci95"]
         held = "inside" if c["inside"] else "OUTSIDE"
         dlo, dhi = c["ci95"]
+        agree = "consistent with" if c["consistent"] else "NOT consistent with"
         lines.append(
             f"ours' claim {c['claim']:.4f} (95% CI {lo:.3f}-{hi:.3f}): {c['here']:.4f} here, "
-            f"{held} it; here minus claim {c['points']:+.1f} points (95% CI {dlo:+.1f} to "
-            f"{dhi:+.1f}): {'consistent with' if c['consistent'] else 'NOT consistent with'} "
-            "the claim"
+            f"{held} it"
+        )
+        lines.append(
+            f"here - claim: {c['points']:+.1f} points (95% CI {dlo:+.1f} to {dhi:+.1f}): "
+            f"{agree} the claim"
         )
     diff = paired(ours["correct"], stock["correct"])
     lo, hi = diff["ci95"]
