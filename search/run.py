@@ -89,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed",
         type=int,
         default=DEFAULT_SEED,
-        help="seed of split, shuffling, engine and trials (default %(default)s)",
+        help="seed of split, shuffling, engine and trials (default %(default)s); the Keras "
+        "Tuner engines draw as Keras Tuner does, one integer per parameter, so in the "
+        "built-in space seeds 4 apart share most trials: for independent searches "
+        "take seeds far apart",
     )
     g_data.add_argument(
         "--val-fraction",

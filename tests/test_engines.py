@@ -155,6 +155,61 @@ def test_the_same_seed_gives_the_same_trials_and_zero_is_a_seed(tmp_path: Path, 
     assert first_values("e", 0) != first_values("f", 1)
 
 
+def test_hyperband_draws_as_stock_keras_tuner_and_seeds_4_apart_share_trials(
+    tmp_path: Path,
+) -> None:
+    """A seed samples the configurations stock Keras Tuner samples with it (what makes
+    ``bench.shipped``'s ours-against-stock a paired comparison), and Keras Tuner seeds each
+    draw with the next integer, one per parameter: with the built-in space's 4 parameters,
+    ``--seed 15`` starts where ``--seed 11``'s second trial did (the README's warning)."""
+    from dataclasses import replace
+
+    import keras_tuner as kt
+
+    from bench.peer import Settings, stock_hypermodel
+
+    def ours(seed: int, n: int) -> list[dict]:
+        (tmp_path / f"ours-{seed}").mkdir()
+        settings = replace(_settings(tmp_path / f"ours-{seed}", 20, 30), seed=seed)
+        engine = make_engine("hyperband", DEFAULT_SPACE, settings)
+        values = []
+        for _ in range(n):
+            spec = engine.next_trial()
+            assert spec is not None
+            values.append(spec.values)
+            _finish(engine, spec, 0.6)
+        return values
+
+    stock_settings = Settings(
+        data_dir=tmp_path,
+        trials=30,
+        image_size=67,
+        width=0.25,
+        batch_size=8,
+        max_epochs=20,
+        factor=3,
+        seed=11,
+        subset=None,
+    )
+    tuner = kt.Hyperband(
+        stock_hypermodel(stock_settings),
+        objective="val_accuracy",
+        max_epochs=20,
+        factor=3,
+        seed=11,
+        directory=str(tmp_path),
+        project_name="stock",
+    )
+    stock = [tuner.oracle.create_trial(f"t{i}").hyperparameters.values for i in range(3)]
+    eleven = ours(11, 3)
+    names = [p.name for p in searched(DEFAULT_SPACE)]
+    assert names == ["dropout", "lrn", "dense_units", "learning_rate"]
+    assert [{k: v[k] for k in names} for v in stock] == [{k: v[k] for k in names} for v in eleven]
+    assert len({v["dropout"] for v in eleven}) == 3  # three different configurations
+    assert ours(15, 2) == eleven[1:3]
+    assert ours(12, 1)[0] != eleven[0]
+
+
 def test_engines_are_chosen_by_name_and_hyperband_is_a_subclass(tmp_path: Path) -> None:
     engine = make_engine("hyperband", DEFAULT_SPACE, _settings(tmp_path, 3, 4))
     assert isinstance(engine, HyperbandEngine) and isinstance(engine, KerasTunerEngine)
