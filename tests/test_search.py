@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.confirm import refit_window
+from search.confirm import is_flagged, refit_window
 from search.rundir import locked
 from search.stats import VERDICTS, at_chance
 from tests.conftest import make_blog_layout
@@ -393,13 +393,20 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     export = json.loads((run_dir / "export.json").read_text())
     assert export["equal"] and export["source_run"] == summary["exported"]["run_id"]
     refit = after[after["stage"] == "refit"].iloc[0]
-    assert refit["trial_id"] == winner and export["source_run"] == f"refit-{winner}"
-    assert export["trained_on_validation"] and summary["shipped"]["run_id"] == export["source_run"]
-    assert export["test_accuracy_in_memory"] == pytest.approx(refit["test_accuracy"])
+    assert refit["trial_id"] == winner and refit["run_id"] == f"refit-{winner}"
     assert refit["epochs"] == int(np.ceil(np.median(w["best_epoch"])))
     window = refit_window(int(refit["epochs"]))  # the mean of its last epochs' weights
-    assert refit["averaged_epochs"] == window == summary["shipped"]["averaged_epochs"]
-    assert export["averaged_epochs"] == window
+    assert refit["averaged_epochs"] == window
+    # the refit ships unless it did not learn the images it trained on (on the tiny fixture it
+    # can fail to) while the winner's best judge run (by validation) did: then that run ships
+    best_judge = w.sort_values(["val_accuracy", "seed_index"], ascending=[False, True]).iloc[0]
+    refit_ships = not is_flagged(refit["fit_at_chance"]) or is_flagged(best_judge["at_chance"])
+    shipped = refit if refit_ships else best_judge
+    assert export["source_run"] == shipped["run_id"] == summary["shipped"]["run_id"]
+    assert export["trained_on_validation"] == refit_ships
+    assert export["test_accuracy_in_memory"] == pytest.approx(shipped["test_accuracy"])
+    assert export["averaged_epochs"] == (window if refit_ships else None)
+    assert summary["shipped"].get("averaged_epochs") == (window if refit_ships else None)
     # a refit has no validation score: its flag for "did not learn" is its test score's
     flag = at_chance(float(refit["test_accuracy"]), 8, 0.5)  # 4 cats and 4 dogs
     assert bool(refit["at_chance"]) == flag
