@@ -188,10 +188,28 @@ def stock_hypermodel(s: Settings) -> Any:
     return build
 
 
+def stock_tuner(s: Settings, directory: Path, build: Any, *, overwrite: bool = False) -> Any:
+    """Stock ``kt.Hyperband`` over ``build`` as a Keras Tuner user constructs it, with the
+    settings' budget and seed (one home for what "stock" means in the benchmarks and tests)."""
+    import keras_tuner as kt
+
+    tuner = kt.Hyperband(
+        build,
+        objective="val_accuracy",
+        max_epochs=s.max_epochs,
+        factor=s.factor,
+        seed=s.seed,
+        directory=str(directory),
+        project_name="stock",
+        overwrite=overwrite,
+    )
+    tuner.oracle.max_trials = s.trials
+    return tuner
+
+
 def stock_search(s: Settings, images: Path, project: Path, out: Path) -> None:
     """The search as a Keras Tuner user writes it (run in a process of its own)."""
     import keras
-    import keras_tuner as kt
     import tensorflow as tf
 
     size = (s.image_size, s.image_size)
@@ -219,16 +237,7 @@ def stock_search(s: Settings, images: Path, project: Path, out: Path) -> None:
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             epoch_seconds[-1].append(time.perf_counter() - self.t0)
 
-    tuner = kt.Hyperband(
-        build,
-        objective="val_accuracy",
-        max_epochs=s.max_epochs,
-        factor=s.factor,
-        seed=s.seed,
-        directory=str(project),
-        project_name="stock",
-    )
-    tuner.oracle.max_trials = s.trials
+    tuner = stock_tuner(s, project, build)
     t0 = time.perf_counter()
     tuner.search(train, validation_data=val, callbacks=[EpochTimer()], verbose=0)
     search_s = time.perf_counter() - t0

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.peer import Settings, stock_hypermodel
+from bench.peer import Settings, stock_hypermodel, stock_tuner
 from search.rundir import RunConfig
 from search.stats import Z95, accuracy_ci
 
@@ -83,7 +83,6 @@ def stock_shipped(
     all the run's photos); its best model's per-image correctness on the run's test images (in
     the run's file order), or on ``holdout``'s."""
     import keras
-    import keras_tuner as kt
     import tensorflow as tf
 
     from data_pipeline.pipeline import prepare
@@ -111,17 +110,7 @@ def stock_shipped(
     )
     train = train.cache().prefetch(tf.data.AUTOTUNE)
     val = val.cache().prefetch(tf.data.AUTOTUNE)
-    tuner = kt.Hyperband(
-        stock_hypermodel(s),
-        objective="val_accuracy",
-        max_epochs=s.max_epochs,
-        factor=s.factor,
-        seed=s.seed,
-        directory=str(work / "stock-project"),
-        project_name="stock",
-        overwrite=True,
-    )
-    tuner.oracle.max_trials = s.trials
+    tuner = stock_tuner(s, work / "stock-project", stock_hypermodel(s), overwrite=True)
     t0 = time.perf_counter()
     tuner.search(train, validation_data=val, verbose=0)
     seconds = time.perf_counter() - t0

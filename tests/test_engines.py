@@ -164,9 +164,7 @@ def test_hyperband_draws_as_stock_keras_tuner_and_seeds_4_apart_share_trials(
     ``--seed 15`` starts where ``--seed 11``'s second trial did (the README's warning)."""
     from dataclasses import replace
 
-    import keras_tuner as kt
-
-    from bench.peer import Settings, stock_hypermodel
+    from bench.peer import Settings, stock_hypermodel, stock_tuner
 
     def ours(seed: int, n: int) -> list[dict]:
         (tmp_path / f"ours-{seed}").mkdir()
@@ -191,15 +189,7 @@ def test_hyperband_draws_as_stock_keras_tuner_and_seeds_4_apart_share_trials(
         seed=11,
         subset=None,
     )
-    tuner = kt.Hyperband(
-        stock_hypermodel(stock_settings),
-        objective="val_accuracy",
-        max_epochs=20,
-        factor=3,
-        seed=11,
-        directory=str(tmp_path),
-        project_name="stock",
-    )
+    tuner = stock_tuner(stock_settings, tmp_path, stock_hypermodel(stock_settings))
     stock = [tuner.oracle.create_trial(f"t{i}").hyperparameters.values for i in range(3)]
     eleven = ours(11, 3)
     names = [p.name for p in searched(DEFAULT_SPACE)]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.confirm import is_flagged, refit_window
+from search.confirm import best_judge_run, is_flagged, refit_learned, refit_window
 from search.rundir import locked
 from search.stats import VERDICTS, at_chance
 from tests.conftest import make_blog_layout
@@ -399,8 +399,9 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     assert refit["averaged_epochs"] == window
     # the refit ships unless it did not learn the images it trained on (on the tiny fixture it
     # can fail to) while the winner's best judge run (by validation) did: then that run ships
-    best_judge = w.sort_values(["val_accuracy", "seed_index"], ascending=[False, True]).iloc[0]
-    refit_ships = not is_flagged(refit["fit_at_chance"]) or is_flagged(best_judge["at_chance"])
+    best_judge = best_judge_run(after, winner)
+    assert best_judge is not None
+    refit_ships = refit_learned(refit) or is_flagged(best_judge["at_chance"])
     shipped = refit if refit_ships else best_judge
     assert export["source_run"] == shipped["run_id"] == summary["shipped"]["run_id"]
     assert export["trained_on_validation"] == refit_ships
@@ -428,7 +429,7 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     assert again["sentence"] == summary["sentence"] and again["verdict"] == summary["verdict"]
     export = json.loads((run_dir / "export.json").read_text())
     assert export["passed"]
-    if is_flagged(new["fit_at_chance"]) and not is_flagged(best_judge["at_chance"]):
+    if not refit_learned(new) and not is_flagged(best_judge["at_chance"]):
         # it did not learn its own images and a judge run did: that run ships, as above
         assert export["source_run"] == again["shipped"]["run_id"] == best_judge["run_id"]
         assert not export["trained_on_test"]
