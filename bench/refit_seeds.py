@@ -5,8 +5,9 @@ another tool's is a question about the distribution of such draws. This benchmar
 run once per extra seed, drops the copy's refit, and runs the run's own command on the copy
 with only the refit's seed changed (selection and judge runs are reused, nothing else is
 retrained); each copy's export is then scored on the run's test images as ``bench.shipped``
-scores ours. With ``--stock`` (``bench.shipped``'s ``stock.json`` files) each draw is paired
-with each stock draw on the same images.
+scores ours (with ``--holdout``, on those photos as a user serves them). With ``--stock``
+(``bench.shipped``'s ``stock.json`` files) each draw is paired with each stock draw on the same
+images.
 """
 
 from __future__ import annotations
@@ -44,6 +45,20 @@ def refit_copy(run_dir: Path, dest: Path) -> Path:
     return dest
 
 
+def without_run_dir(argv: Sequence[str]) -> list[str]:
+    """``argv`` without its ``--run-dir`` (either spelling), which the copy's path replaces."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--run-dir":
+            skip = True
+        elif not arg.startswith("--run-dir="):
+            out.append(arg)
+    return out
+
+
 def refit_with_seed(run_dir: Path, offset: int) -> int:
     """The run's command on ``run_dir`` (a copy), its refit's seed moved by ``offset``."""
     import search.trial.runner as runner
@@ -56,9 +71,7 @@ def refit_with_seed(run_dir: Path, offset: int) -> int:
     runner.confirm_seed = moved  # type: ignore[assignment]
     try:
         argv = shlex.split(RunConfig.read(run_dir).command)[3:]  # without python -m search.run
-        at = argv.index("--run-dir")
-        argv[at + 1] = str(run_dir)
-        return main(argv)
+        return main([*without_run_dir(argv), "--run-dir", str(run_dir)])
     finally:
         runner.confirm_seed = confirm_seed
 
@@ -69,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", default="1,2", help="refit seed offsets (0: the run's own)")
     p.add_argument("--work-dir", type=Path, default=Path("bench-refit-seeds"))
     p.add_argument("--stock", type=Path, nargs="*", default=[], help="bench.shipped stock.json")
+    p.add_argument("--holdout", type=Path, help="score each draw on these photos instead")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     run_dir = args.run_dir.resolve()
@@ -80,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             copy = refit_copy(run_dir, args.work_dir.resolve() / f"refit-seed-{offset}")
             if refit_with_seed(copy, offset) != 0:
                 raise SystemExit(f"the refit with seed offset {offset} failed: see {copy}")
-        ours = ours_shipped(copy)
+        ours = ours_shipped(copy, args.holdout)
         draws.append({"offset": offset, "accuracy": float(np.mean(ours["correct"])), **ours})
         print(json.dumps({"offset": offset, "accuracy": draws[-1]["accuracy"]}), flush=True)
     accs = [d["accuracy"] for d in draws]
