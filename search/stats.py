@@ -193,8 +193,8 @@ def paired_difference(
     b = np.asarray(baseline, dtype=float)
     if w.shape != b.shape or w.ndim != 2 or w.size == 0:
         raise ValueError(
-            f"winner and baseline must be (seeds, images) arrays of one shape, but got "
-            f"{w.shape} and {b.shape}."
+            f"winner and baseline must be (seeds, images) arrays of one shape with at least "
+            f"one seed and one image, but got {w.shape} and {b.shape}."
         )
     for name, values in (("winner", w), ("baseline", b)):
         odd = values[(values != 0) & (values != 1)]

@@ -235,6 +235,8 @@ def test_a_run_at_chance_is_flagged() -> None:
 def test_shapes_must_match() -> None:
     with pytest.raises(ValueError, match="seeds, images"):
         paired_difference(np.ones((3, 4), bool), np.ones((2, 4), bool))
+    with pytest.raises(ValueError, match=r"at least one seed and one image.*\(3, 0\)"):
+        paired_difference(np.ones((3, 0), bool), np.ones((3, 0), bool))
 
 
 @pytest.mark.parametrize("margin", [0, -1.0, np.nan, np.inf, "2", None])
