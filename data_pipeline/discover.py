@@ -43,7 +43,7 @@ DEFAULT_SEED = 1337
 # test where the data has no test/ folder: the verdict's interval narrows with its size. Every
 # image kept to choose or to judge is one the search does not train on, and stock Keras Tuner's
 # users train on 90%: at 20% + 20% our shipped model was 2.2 points behind stock's on average
-# over three seeds, at 15% + 15% level (-0.4) over nine independent searches, within the noise
+# over three seeds, at 15% + 15% -0.8 over ten independent searches, within the noise
 # (bench/README.md, "At the check's proportions" and after).
 DEFAULT_VAL_FRACTION = 0.15
 DEFAULT_TEST_FRACTION = 0.15
