@@ -45,18 +45,11 @@ def refit_copy(run_dir: Path, dest: Path) -> Path:
     return dest
 
 
-def without_run_dir(argv: Sequence[str]) -> list[str]:
-    """``argv`` without its ``--run-dir`` (either spelling), which the copy's path replaces."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--run-dir":
-            skip = True
-        elif not arg.startswith("--run-dir="):
-            out.append(arg)
-    return out
+def copy_argv(command: str, run_dir: Path) -> list[str]:
+    """A run's recorded ``python -m search.run ...`` command as argv for ``run_dir`` (its copy):
+    the copy's ``--run-dir`` comes last, and argparse keeps an option's last value, so it wins
+    over whatever the run recorded (``--run-dir``, ``--run-dir=``, an abbreviation, or none)."""
+    return [*shlex.split(command)[3:], "--run-dir", str(run_dir)]
 
 
 def refit_with_seed(run_dir: Path, offset: int) -> int:
@@ -70,8 +63,7 @@ def refit_with_seed(run_dir: Path, offset: int) -> int:
 
     runner.confirm_seed = moved  # type: ignore[assignment]
     try:
-        argv = shlex.split(RunConfig.read(run_dir).command)[3:]  # without python -m search.run
-        return main([*without_run_dir(argv), "--run-dir", str(run_dir)])
+        return main(copy_argv(RunConfig.read(run_dir).command, run_dir))
     finally:
         runner.confirm_seed = confirm_seed
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from bench.refit_seeds import without_run_dir
+from pathlib import Path
+
+import pytest
+
+from bench.refit_seeds import copy_argv
+from search.run import build_parser
 
 
-def test_the_copy_replaces_a_recorded_run_dir_in_either_spelling_or_none() -> None:
-    recorded = ["--trials", "30", "--run-dir", "runs/a", "--seed", "7"]
-    assert without_run_dir(recorded) == ["--trials", "30", "--seed", "7"]
-    assert without_run_dir(["--run-dir=runs/a", "--trials", "30"]) == ["--trials", "30"]
-    # a run started with --runs-root (or nothing) records no --run-dir: the argv is kept whole
-    assert without_run_dir(["--runs-root", "r", "--seed", "4026"]) == [
-        "--runs-root",
-        "r",
-        "--seed",
-        "4026",
-    ]
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        "--trials 30 --run-dir runs/a --seed 7",
+        "--run-dir=runs/a --trials 30",
+        "--run-d runs/a --trials 30",  # argparse's abbreviation
+        "--runs-root r --seed 4026",  # no --run-dir recorded
+    ],
+)
+def test_the_copy_runs_in_its_own_directory_whatever_the_run_recorded(recorded: str) -> None:
+    argv = copy_argv(f"python -m search.run {recorded}", Path("copy"))
+    args = build_parser().parse_args(argv)
+    assert args.run_dir == Path("copy")
+    assert argv[:-2] == recorded.split()  # the rest of the command is kept whole
