@@ -146,6 +146,38 @@ class PreparedData:
             ),
         )
 
+    def fold_count(self) -> int:
+        """How many selection folds the train images hold (``selection_folds``)."""
+        return len(
+            selection_folds(
+                self.cached.split("train")[1],
+                self.cached.split("validation")[1],
+                seed=self.config.seed,
+            )
+        )
+
+    def fold_datasets(
+        self, fold: int, batch_size: int, *, augment: bool = False, seed: int
+    ) -> tuple[Any, Any]:
+        """``(train, validation)`` of selection fold ``fold`` (``selection_fold``): the fold's
+        train images held out to validate on, the rest of train and the validation images to
+        train on; fold 0 is the split as it is (``datasets``)."""
+        (fit_rows, fit_labels), (held_rows, held_labels) = selection_fold(
+            self.cached.split("train"),
+            self.cached.split("validation"),
+            fold,
+            seed=self.config.seed,
+        )
+        images = _as_tensor(self.cached.images)
+        return (
+            make_dataset(
+                images, fit_rows, fit_labels, batch_size, shuffle=True, augment=augment, seed=seed
+            ),
+            make_dataset(
+                images, held_rows, held_labels, batch_size, shuffle=False, augment=False, seed=seed
+            ),
+        )
+
     def training_dataset(
         self, splits: tuple[str, ...], batch_size: int, *, augment: bool = False, seed: int
     ):
@@ -175,6 +207,55 @@ class PreparedData:
         """A split as in-memory uint8 images and int labels (evaluation, exports)."""
         rows, labels = self.cached.split(split)
         return np.asarray(self.cached.images[rows]), labels
+
+
+Rows = tuple[np.ndarray, np.ndarray]  # cache rows of some images, and their labels
+
+
+def selection_folds(
+    train_labels: np.ndarray, val_labels: np.ndarray, *, seed: int
+) -> list[np.ndarray]:
+    """Disjoint folds of the train images, each with as many images of every class as
+    validation has: positions into the train split, sorted.
+
+    The evidence phase's selection validates its seed ``k`` on fold ``k`` instead of on the
+    validation images, which already chose the search's top configurations (a configuration
+    those images happen to favour would stay favoured over every seed). A fold trains on the
+    rest of train plus validation, so each of its runs trains on as many images as a search
+    trial. Seeded by the data split's seed: every process finds the same folds. As many folds
+    as every class can fill; none when validation is empty or train too small.
+    """
+    train_labels, val_labels = np.asarray(train_labels), np.asarray(val_labels)
+    classes, wanted = np.unique(val_labels, return_counts=True)
+    if classes.size == 0:
+        return []
+    rng = np.random.default_rng(seed)
+    mixed = [rng.permutation(np.flatnonzero(train_labels == c)) for c in classes]
+    n = min(len(m) // int(w) for m, w in zip(mixed, wanted, strict=True))
+    return [
+        np.sort(
+            np.concatenate([m[k * w : (k + 1) * w] for m, w in zip(mixed, wanted, strict=True)])
+        )
+        for k in range(n)
+    ]
+
+
+def selection_fold(train: Rows, validation: Rows, fold: int, *, seed: int) -> tuple[Rows, Rows]:
+    """``(fit, held_out)`` of selection fold ``fold`` (1-based, ``selection_folds``): the fold's
+    train images are held out, the rest of train and all of validation fit. Fold 0 is the
+    split as it is: ``(train, validation)``."""
+    if fold == 0:
+        return train, validation
+    folds = selection_folds(train[1], validation[1], seed=seed)
+    if not 1 <= fold <= len(folds):
+        raise ValueError(f"selection fold {fold} does not exist: these images hold {len(folds)}")
+    held = np.zeros(len(train[0]), bool)
+    held[folds[fold - 1]] = True
+    fit = (
+        np.concatenate([train[0][~held], validation[0]]),
+        np.concatenate([train[1][~held], validation[1]]),
+    )
+    return fit, (train[0][held], train[1][held])
 
 
 def resolve_root(data_dir: Path, cache_root: Path) -> Path:

@@ -109,12 +109,21 @@ def summarize(run: RunData) -> Summary:
     )
 
 
+def _seed_cell(row: dict[str, Any], stage: str) -> int | str:
+    """A run's seed, and the fold of train a selection run was validated on."""
+    if stage == "refit":
+        return "-"
+    fold = _num(row.get("val_fold"))
+    index = int(row["seed_index"])
+    return f"{index} (fold {int(fold)})" if fold else index
+
+
 def _ci(accuracy: float | None, n: int) -> tuple[float, float] | None:
     return accuracy_ci(accuracy, n) if accuracy is not None and n > 0 else None
 
 
 STAGE_TITLES = {
-    "select": "selection (validation only)",
+    "select": "selection (no test)",
     "judge": "judge (fresh seeds, test)",
     "refit": "refit (train + validation, test)",
 }
@@ -143,7 +152,7 @@ def confirm_rows(confirm: pd.DataFrame, n_validation: int, n_test: int) -> list[
                         else STAGE_TITLES[stage],
                         "candidate": str(cand),
                         "trial_id": str(r["trial_id"]),
-                        "seed": int(r["seed_index"]) if stage != "refit" else "-",
+                        "seed": _seed_cell(r, stage),
                         "status": str(r["status"]),
                         "search_val": _num(r.get("search_val_accuracy")),
                         "val": _num(r.get("val_accuracy")),

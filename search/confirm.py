@@ -6,7 +6,11 @@ configuration can also win the search on one lucky seed and collapse on the next
 search, in two stages that never share a run:
 
 1. **select** (when ``--confirm-top`` M > 1): the top M distinct configurations are each
-   trained from scratch with ``--confirm`` K selection seeds and scored on *validation only*.
+   trained from scratch with ``--confirm`` K selection seeds and never scored on test. Seed
+   k is validated on fold k of the train images (``selection_fold``), not on the validation
+   images: those ranked the search's trials, so a configuration they happen to favour made
+   the top M on that luck and would keep it over every seed. Each fold has validation's size
+   and classes; its runs train on the rest of train + validation (as many images as a trial).
    A run's score is its *tail*: its validation accuracy averaged over its last epochs
    (``refit_window``), the epochs whose weights the shipped refit averages. Unlike its best
    epoch's, it is not the maximum of 20 noisy scores, whose optimism is larger for a flat,
@@ -105,6 +109,7 @@ CONFIRM_COLUMNS = (
     "val_tail",
     "fit_accuracy",
     "fit_at_chance",
+    "val_fold",
 )
 
 
@@ -124,7 +129,7 @@ class Candidate:
 @dataclass(frozen=True)
 class ConfirmRow:
     run_id: str
-    stage: str  # select (validation only), judge (fresh seeds, scored on test) or refit
+    stage: str  # select (no test: a fold of train), judge (fresh seeds, on test) or refit
     candidate: str  # "baseline" or "top-1", "top-2", ...
     trial_id: str
     seed_index: int
@@ -149,6 +154,9 @@ class ConfirmRow:
     # whether that cannot be told from chance (it did not learn: a judge run is shipped)
     fit_accuracy: float | None = None
     fit_at_chance: bool = False
+    # a selection run: the fold of train it was validated on (``selection_fold``; 0: the
+    # validation images themselves, as every selection run recorded before folds was)
+    val_fold: int | None = None
 
 
 def candidates(
@@ -254,6 +262,33 @@ def finished_runs(table: pd.DataFrame) -> set[str]:
 
 def _done(table: pd.DataFrame, stage: str) -> pd.DataFrame:
     return table[(table["status"] == "completed") & (table["stage"] == stage)]
+
+
+def selection_fold(table: pd.DataFrame, index: int, folds: int) -> int:
+    """The images selection seed ``index`` (0-based) is validated on: fold ``index + 1`` of the
+    train images (cycling through the ``folds`` there are), the same for every candidate, so
+    the candidates stay paired by seed. The validation images (0) where train holds no fold,
+    and in a run directory whose selection runs were validated on them before folds existed,
+    which its new runs stay paired with."""
+    done = _done(table, SELECT)
+    folds_of = done["val_fold"] if "val_fold" in done else pd.Series(np.nan, index=done.index)
+    earlier = pd.to_numeric(folds_of, errors="coerce").isna().any()
+    if folds < 1 or earlier:
+        return 0
+    return index % folds + 1
+
+
+def selection_images(table: pd.DataFrame) -> str:
+    """The images the selection's runs were validated on, in words (summary, report, card)."""
+    done = _done(table, SELECT)
+    folds = pd.to_numeric(done["val_fold"], errors="coerce") if "val_fold" in done else None
+    if folds is None or done.empty or not (folds > 0).all():
+        return "the validation images"
+    return (
+        "a fold of the train images per seed, the size of validation (not the validation "
+        "images, which ranked the search's trials; each run trained on the rest of train + "
+        "validation)"
+    )
 
 
 def robust_score(scores: Any) -> float:
@@ -572,6 +607,7 @@ def evidence(
         if len(search_cands) > 1
         else "none (one candidate: the search's best stands)",
         "rule": selection_rule(selection_column(table)),
+        "validated_on": selection_images(table),
         "candidates": [_plain(r) for r in ranked.to_dict("records")],
     }
     pick = choose_winner(table, cands)

@@ -32,6 +32,7 @@ from search.confirm import (
     run_id,
     selection,
     selection_column,
+    selection_fold,
     shipped_pick,
     smaller_candidate,
     unconfirmed,
@@ -130,7 +131,12 @@ def run_confirmation(
         say(
             "selection: "
             + ", ".join(f"{names[c.trial_id]} (trial {c.trial_id})" for c in cands)
-            + f"; {seeds} seeds each, {max_epochs} epochs, scored on validation only"
+            + f"; {seeds} seeds each, {max_epochs} epochs, "
+            + (
+                "each seed validated on its own fold of train (never on test)"
+                if selection_fold(table, 0, runner.folds)
+                else "scored on validation only"
+            )
         )
         if not train(SELECT, cands, "the next selection run"):
             return

@@ -160,8 +160,9 @@ def _chosen(confirmed: dict[str, Any] | None) -> str:
     if len(ranked) > 1:
         how = (
             f"the best of the search's top {len(ranked)} configurations, each retrained with "
-            f"{ranked[0].get('seeds')} seeds and ranked on validation images only by the "
-            f"{sel.get('rule')}"
+            f"{ranked[0].get('seeds')} seeds, validated on "
+            f"{sel.get('validated_on', 'the validation images')}, never on test, and ranked "
+            f"by the {sel.get('rule')}"
         )
     else:
         how = "the search's best configuration by validation accuracy"

@@ -224,6 +224,7 @@ class Search:
                 test_chance=_commonest_share(data, "test"),
                 space=self.space,
                 trainings_left=self._trainings_left,
+                folds=data.fold_count(),
             )
             if self.chief and o.baseline and not progress_now.baseline_done:
                 after = f" after {progress_now.trials_done} of {o.trials} trials"

@@ -460,6 +460,7 @@ def test_an_extended_search_or_confirmation_trains_only_what_is_new(
 
     class Recorder:
         est = Estimator(1.0)
+        folds = 0  # selection runs on the validation images, as recorded before folds
 
         @staticmethod
         def params(values: dict) -> AlexNetParams:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from data_pipeline import cache as image_cache
 from data_pipeline import images as image_decoding
-from data_pipeline.pipeline import DataConfig, prepare
+from data_pipeline.pipeline import DataConfig, prepare, selection_fold, selection_folds
 from tests.conftest import jpeg_bytes, make_blog_layout, write_image
 
 GOOD = {
@@ -305,6 +307,66 @@ def test_datasets_shuffle_and_augment(messy: Path, cache_root: Path) -> None:
     ax = np.concatenate([x.numpy() for x, _ in aug])
     assert ax.shape == (n, 16, 16, 3) and ax.dtype == np.uint8
     assert not np.array_equal(np.sort(ax.reshape(n, -1), 0), np.sort(raw.reshape(n, -1), 0))
+
+
+@given(
+    classes=st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 6)), min_size=1, max_size=3
+    ),  # per class: train images, validation images
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_selection_folds_are_disjoint_validation_sized_shares_of_train(
+    classes: list[tuple[int, int]], seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    train_y = rng.permutation(np.repeat(np.arange(len(classes)), [t for t, _ in classes]))
+    val_y = rng.permutation(np.repeat(np.arange(len(classes)), [v for _, v in classes]))
+    train = (np.arange(len(train_y)) + 1000, train_y)  # cache rows: distinct from validation's
+    validation = (np.arange(len(val_y)), val_y)
+    folds = selection_folds(train_y, val_y, seed=seed)
+    wanted = [(t // v) for t, v in classes if v > 0]
+    assert len(folds) == (min(wanted) if wanted else 0)  # as many as every class can fill
+    assert [f.tolist() for f in folds] == [
+        f.tolist() for f in selection_folds(train_y, val_y, seed=seed)
+    ]  # every process finds the same folds
+    seen: set[int] = set()
+    for k, fold in enumerate(folds, start=1):
+        assert not seen & set(fold.tolist())  # disjoint
+        seen |= set(fold.tolist())
+        # validation's size and classes
+        assert np.bincount(train_y[fold], minlength=len(classes)).tolist() == [
+            v for _, v in classes
+        ]
+        (fit_rows, fit_y), (held_rows, held_y) = selection_fold(train, validation, k, seed=seed)
+        assert sorted(held_rows.tolist()) == sorted(train[0][fold].tolist())
+        assert not set(fit_rows.tolist()) & set(held_rows.tolist())
+        assert set(validation[0].tolist()) <= set(fit_rows.tolist())  # validation trains
+        assert len(fit_rows) == len(train_y)  # as many images as a search trial trains on
+        labels = dict(zip(train[0].tolist(), train_y.tolist(), strict=True))
+        labels |= dict(zip(validation[0].tolist(), val_y.tolist(), strict=True))
+        assert [labels[r] for r in fit_rows.tolist()] == fit_y.tolist()
+        assert [labels[r] for r in held_rows.tolist()] == held_y.tolist()
+    assert selection_fold(train, validation, 0, seed=seed) == (train, validation)
+    with pytest.raises(ValueError, match=f"fold {len(folds) + 1} does not exist"):
+        selection_fold(train, validation, len(folds) + 1, seed=seed)
+
+
+def test_a_selection_fold_trains_on_validation_and_validates_on_train_images(
+    cache_root: Path, tmp_path: Path
+) -> None:
+    root = make_blog_layout(tmp_path / "data", train=10, test=2)
+    data = prepare(DataConfig(data_dir=root, image_size=16, cache_root=cache_root, seed=5))
+    images = lambda ds: sorted(x.tobytes() for b, _ in ds for x in b.numpy())  # noqa: E731
+    train, val = (data.arrays(s)[0] for s in ("train", "validation"))
+    assert data.fold_count() >= 2
+    held_out: list[bytes] = []
+    for fold in range(1, data.fold_count() + 1):
+        fit, held = data.fold_datasets(fold, 4, seed=1)
+        assert set(images(held)) <= {x.tobytes() for x in train}
+        assert len(images(held)) == len(val)
+        assert set(images(fit)) == {x.tobytes() for x in (*train, *val)} - set(images(held))
+        held_out += images(held)
+    assert len(held_out) == len(set(held_out))  # each train image held out once at most
 
 
 def test_subset_decodes_only_the_sample(tmp_path: Path, cache_root: Path) -> None:

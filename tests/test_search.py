@@ -361,6 +361,10 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     judged = after[after["stage"] == "judge"]
     assert "baseline" in set(judged["candidate"]) and judged["trial_id"].nunique() == 2
     assert not set(judged["seed"]) & set(after.loc[after["stage"] == "select", "seed"])
+    # each selection seed is validated on its own fold of train, the same for each candidate
+    selected = after[after["stage"] == "select"]
+    assert (selected["val_fold"] == selected["seed_index"]).all()
+    assert after.loc[after["stage"] != "select", "val_fold"].isna().all()
     # the selection ranks each run by its last epochs' validation mean, never above its best
     chosen = after[after["stage"] != "refit"]
     assert chosen["val_tail"].notna().all()
@@ -386,6 +390,7 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["confirm_seeds"] == 2 and summary["test_n"] == 8
     assert "last epochs" in summary["selection"]["rule"]
+    assert "fold of the train images" in summary["selection"]["validated_on"]
     assert summary["verdict"] in VERDICTS
     winner = summary["winner"]["trial_id"]
     w = judged[judged["trial_id"] == winner]

@@ -263,7 +263,12 @@ def test_a_confirmed_card_carries_the_verdict(tmp_path: Path) -> None:
     text = card_markdown(build_card(_config(tmp_path), record, confirmed=confirmed))
     chosen = re.search(r"- \*\*How it was chosen\*\*: (.*)", text).group(1)  # type: ignore[union-attr]
     assert "top 3 configurations, each retrained with 3 seeds" in chosen
-    assert "validation images only" in chosen and rule in chosen and "3 fresh seeds" in chosen
+    assert "validated on the validation images, never on test" in chosen
+    assert rule in chosen and "3 fresh seeds" in chosen
+    where = "a fold of the train images per seed, the size of validation (...)"
+    confirmed["selection"]["validated_on"] = where
+    text = card_markdown(build_card(_config(tmp_path), record, confirmed=confirmed))
+    assert f"validated on {where}, never on test" in text
     # a judge run shipped in place of a refit that did not learn: the card says why
     why = "the winner's judge run with the best validation accuracy (the refit did not learn)"
     confirmed["shipped"] = {"run_id": "confirm-0003-s1", "what": why}

@@ -397,10 +397,17 @@ class TrialProcess:
                 with timing.add("compile"):
                     compile_for_training(model, params, jit_compile=self.jit)
                 initial_epoch = self._resume(model, resume.path, key, state, msg, tail, best)
-            train = self.train
+            train, val = self.train, self.val
             if msg.refit:  # every choice is made: the validation (and test) images train too
                 train = self.data.training_dataset(
                     ("train", "validation", "test") if msg.refit_test else ("train", "validation"),
+                    self.batch_size,
+                    augment=self.augment,
+                    seed=msg.shuffle_seed if msg.shuffle_seed is not None else msg.seed,
+                )
+            elif msg.fold:  # a selection run validated on a fold of train, which val trains
+                train, val = self.data.fold_datasets(
+                    msg.fold,
                     self.batch_size,
                     augment=self.augment,
                     seed=msg.shuffle_seed if msg.shuffle_seed is not None else msg.seed,
@@ -412,7 +419,7 @@ class TrialProcess:
             t0 = time.perf_counter()
             model.fit(
                 train,
-                validation_data=None if msg.refit else self.val,
+                validation_data=None if msg.refit else val,
                 # nothing reads a selection run's validation before its tail: not computed
                 validation_freq=list(range(max(1, msg.validate_from), msg.epochs + 1)),
                 epochs=msg.epochs,
@@ -588,8 +595,9 @@ def _state_key(msg: Train) -> str:
     # not where its files go, nor its id: an Optuna retry repeats a trial under a new number
     for name in ("checkpoint", "stop_file", "test_predictions", "trial_id"):
         body.pop(name)
-    if not body["refit_test"]:  # the states saved before --refit all keep their keys
-        body.pop("refit_test")
+    for name in ("refit_test", "fold"):  # states saved before these existed keep their keys
+        if not body[name]:
+            body.pop(name)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

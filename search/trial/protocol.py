@@ -54,6 +54,7 @@ class Train:
     refit_test: bool = False  # a refit trains on the test images too (--refit all)
     average_last: int = 0  # a refit keeps the mean of its last epochs' weights (0: the last)
     validate_from: int = 1  # the first epoch scored on validation (a selection run: its tail)
+    fold: int = 0  # a selection run: validated on this fold of train (0: on validation)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from search.confirm import (
     refit_ending,
     refit_window,
     run_id,
+    selection_fold,
     shipped_run,
     tail_accuracy,
     tail_epochs,
@@ -76,9 +77,11 @@ class TrialRunner:
         test_chance: float = 0.5,
         space: Space = DEFAULT_SPACE,
         trainings_left: Callable[[], int] = lambda: 0,
+        folds: int = 0,
     ) -> None:
         self.run_dir, self.opts, self.params, self.process = run_dir, opts, params, process
         self.n_validation = n_validation
+        self.folds = folds  # selection folds the train images hold (``selection_folds``)
         self.space = space
         self.chance = chance  # the commonest class's share of validation: chance for this data
         self.test_chance = test_chance  # ... of test: what a refit (no validation) is held to
@@ -103,6 +106,7 @@ class TrialRunner:
         refit_test: bool = False,
         average_last: int = 0,
         validate_from: int = 1,
+        fold: int = 0,
     ) -> tuple[Done, list[Epoch]]:
         """Train one model in the trial process with a progress bar: how it ended, its epochs."""
         stop_file = self.run_dir / "trials" / trial_id / "STOP"
@@ -168,6 +172,7 @@ class TrialRunner:
                     refit_test=refit_test,
                     average_last=average_last,
                     validate_from=validate_from,
+                    fold=fold,
                 ),
                 on_epoch,
             )
@@ -304,6 +309,11 @@ class TrialRunner:
         # a selection run is scored on its last epochs only (tail_accuracy): the ones before
         # are not validated; a judge run's best epoch is chosen on all its epochs
         validate_from = tail_epochs(epochs).start if stage == SELECT else 1
+        # a selection run is validated on a fold of train, not on the images that chose the
+        # candidates (selection_fold); a judge run on validation
+        fold = (
+            selection_fold(load_confirm(self.run_dir), index, self.folds) if stage == SELECT else 0
+        )
         done, history = self._train(
             rid,
             self.params(cand.values),
@@ -312,14 +322,27 @@ class TrialRunner:
             shuffle_seed=seed,
             test_predictions=preds,
             validate_from=validate_from,
+            fold=fold,
         )
         tail = tail_accuracy(val_curve(history), epochs)
-        row = self._record(done, cand, name, index, stage, seed, n_test, preds, tail=tail)
+        row = self._record(
+            done,
+            cand,
+            name,
+            index,
+            stage,
+            seed,
+            n_test,
+            preds,
+            tail=tail,
+            val_fold=fold if stage == SELECT else None,
+        )
         val = format_selected(row.val_accuracy, self.n_validation)
         if validate_from > 1:
             val = f"(epochs {validate_from}-{epochs} only) {val}"
         if tail is not None:
             val += f", last-{len(tail_epochs(epochs))} mean {tail:.4f}"
+        where = f"fold {fold} of train" if fold else "validation"
         test = f", test {format_accuracy(row.test_accuracy, n_test)}" if stage == JUDGE else ""
         chance = (
             f"; AT CHANCE (the commonest class is {self.chance:.2f} of validation): this seed "
@@ -329,7 +352,7 @@ class TrialRunner:
         )
         self._say(
             f"{stage} {name} (trial {cand.trial_id}) seed {index + 1}: {row.status}, "
-            f"validation {val}{test}, best epoch {row.best_epoch}, "
+            f"{where} {val}{test}, best epoch {row.best_epoch}, "
             f"{format_seconds(row.seconds)}{chance}{self._err(row)}"
         )
         return row
@@ -419,6 +442,7 @@ class TrialRunner:
         tail: float | None = None,
         rid: str | None = None,
         trained_on_test: bool = False,
+        val_fold: int | None = None,
     ) -> ConfirmRow:
         status = done.status
         scored = preds is None or (done.test_accuracy is not None and preds.exists())
@@ -455,6 +479,7 @@ class TrialRunner:
             val_tail=tail,
             fit_accuracy=done.fit_accuracy if stage == REFIT else None,
             fit_at_chance=stage == REFIT and at_chance(done.fit_accuracy, done.fit_n, self.chance),
+            val_fold=val_fold,
         )
         record_confirm(self.run_dir, row)
         rundir.epoch_state_path(self.run_dir, row.run_id).unlink(missing_ok=True)  # recorded
