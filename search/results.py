@@ -137,8 +137,13 @@ def read_table(path: Path, columns: tuple[str, ...], dtype: dict[str, Any]) -> p
 
 # Columns a file written before they existed lacks, and what they read as there: a parameter
 # added to the space, its baseline; a refit's averaged epochs, 1 (refits kept their last epoch);
-# a confirmation run's tail, unknown (the selection then ranks on best epochs).
-_LATER_COLUMNS = {**baseline_values(DEFAULT_SPACE), "averaged_epochs": 1, "val_tail": math.nan}
+# a confirmation run's tail, unknown (the selection then ranks on best epochs); its fold, none.
+_LATER_COLUMNS = {
+    **baseline_values(DEFAULT_SPACE),
+    "averaged_epochs": 1,
+    "val_tail": math.nan,
+    "val_fold": math.nan,  # a selection run recorded before folds: validated on validation
+}
 
 
 def load_trials(run_dir: Path) -> pd.DataFrame:

@@ -96,3 +96,23 @@ def test_a_confirm_file_from_before_refits_averaged_reads_their_last_epoch(tmp_p
     pick = type("Pick", (), {"trial_id": "7"})()
     shipped = shipped_summary(table, pick, "trainval")  # type: ignore[arg-type]
     assert shipped["averaged_epochs"] == 1 and shipped["what"].endswith("its last epoch")
+
+
+def test_a_confirm_file_from_before_selection_folds_keeps_its_selection_on_validation(
+    tmp_path: Path,
+) -> None:
+    """An older run's ``confirm.csv`` has no ``val_fold`` column: it is read, and its further
+    selection runs are validated on the validation images, paired with its earlier ones."""
+    import pandas as pd
+
+    from search.confirm import CONFIRM_COLUMNS, load_confirm, selection_fold, selection_images
+
+    row = dict.fromkeys(CONFIRM_COLUMNS)
+    row |= {"run_id": "select-7-s1", "stage": "select", "candidate": "top-1", "trial_id": "7"}
+    row |= {"status": "completed", "epochs": 12, "seed": 3, "seed_index": 1, "val_tail": 0.7}
+    old = [c for c in CONFIRM_COLUMNS if c != "val_fold"]
+    pd.DataFrame([row], columns=old).to_csv(tmp_path / "confirm.csv", index=False)
+    table = load_confirm(tmp_path)
+    assert table["val_fold"].isna().all()
+    assert selection_fold(table, 1, 4) == 0
+    assert selection_images(table) == "the validation images"
