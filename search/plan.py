@@ -166,8 +166,8 @@ def confirm_line(o: SearchOptions, p: Progress) -> str:
         )
     base = " and the baseline (its seed 1: the search's baseline run)" if o.baseline else ""
     select = (
-        f"the top {o.confirm_top} configurations x {o.confirm} seeds on validation choose the "
-        "winner; then "
+        f"the top {o.confirm_top} configurations x {o.confirm} seeds, each seed validated on "
+        "a fold of train, choose the winner; then "
         if o.confirm_top > 1
         else "the search's best is the winner; "
     )

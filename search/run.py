@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="trials per trial process before a fresh one: memory stays flat (default %(default)s)",
     )
     g_evidence = p.add_argument_group(
-        "evidence", "the verdict: select on validation, judge on test, refit"
+        "evidence", "the verdict: select on folds of train, judge on test, refit"
     )
     g_evidence.add_argument(
         "--confirm",
@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         metavar="K",
         help="seeds of the evidence phase: the top configurations are retrained with K seeds "
-        "to choose the winner on validation, then the winner and the baseline with K fresh "
+        "to choose the winner (seed k validated on fold k of train), then the winner and the "
+        "baseline with K fresh "
         "seeds, scored on test (default %(default)s; 0 skips it; a larger K continues a run)",
     )
     g_evidence.add_argument(
