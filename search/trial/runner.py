@@ -325,18 +325,7 @@ class TrialRunner:
             fold=fold,
         )
         tail = tail_accuracy(val_curve(history), epochs)
-        row = self._record(
-            done,
-            cand,
-            name,
-            index,
-            stage,
-            seed,
-            n_test,
-            preds,
-            tail=tail,
-            val_fold=fold if stage == SELECT else None,
-        )
+        row = self._record(done, cand, name, index, stage, seed, n_test, preds, tail, fold)
         val = format_selected(row.val_accuracy, self.n_validation)
         if validate_from > 1:
             val = f"(epochs {validate_from}-{epochs} only) {val}"
@@ -438,11 +427,11 @@ class TrialRunner:
         seed: int,
         n_test: int,
         preds: Path | None,
-        averaged: int | None = None,
         tail: float | None = None,
+        fold: int = 0,
+        averaged: int | None = None,
         rid: str | None = None,
         trained_on_test: bool = False,
-        val_fold: int | None = None,
     ) -> ConfirmRow:
         status = done.status
         scored = preds is None or (done.test_accuracy is not None and preds.exists())
@@ -479,7 +468,7 @@ class TrialRunner:
             val_tail=tail,
             fit_accuracy=done.fit_accuracy if stage == REFIT else None,
             fit_at_chance=stage == REFIT and at_chance(done.fit_accuracy, done.fit_n, self.chance),
-            val_fold=val_fold,
+            val_fold=fold if stage == SELECT else None,  # 0: selected on validation
         )
         record_confirm(self.run_dir, row)
         rundir.epoch_state_path(self.run_dir, row.run_id).unlink(missing_ok=True)  # recorded
