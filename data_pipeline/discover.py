@@ -3,6 +3,8 @@
 Three splits, three jobs: ``train`` fits, ``validation`` makes every decision of a search (which
 trial, which epoch, which promotion), ``test`` is read only by the runs that judge. A score
 on the images that chose a model is optimistic (the winner's curse), so the two never mix.
+(The evidence phase chooses among the search's best on folds of ``train`` held out in turn,
+``data_pipeline.pipeline.selection_folds``: images that did not rank the search's trials.)
 
 Labels come only from a file name's prefix before its first dot (``cat.123.jpg``) or from the
 class folder directly below the data root (``PetImages/Cat/...``), never from a pattern over the

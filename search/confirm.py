@@ -278,11 +278,16 @@ def selection_fold(table: pd.DataFrame, index: int, folds: int) -> int:
     return index % folds + 1
 
 
-def selection_images(table: pd.DataFrame) -> str:
-    """The images the selection's runs were validated on, in words (summary, report, card)."""
+def selected_on_folds(table: pd.DataFrame) -> bool:
+    """Whether the selection's runs were validated on folds of train (``selection_fold``)."""
     done = _done(table, SELECT)
     folds = pd.to_numeric(done["val_fold"], errors="coerce") if "val_fold" in done else None
-    if folds is None or done.empty or not (folds > 0).all():
+    return folds is not None and not done.empty and bool((folds > 0).all())
+
+
+def selection_images(table: pd.DataFrame) -> str:
+    """The images the selection's runs were validated on, in words (summary, report, card)."""
+    if not selected_on_folds(table):
         return "the validation images"
     return (
         "a fold of the train images per seed, the size of validation (not the validation "
@@ -608,6 +613,7 @@ def evidence(
         else "none (one candidate: the search's best stands)",
         "rule": selection_rule(selection_column(table)),
         "validated_on": selection_images(table),
+        "on_folds": selected_on_folds(table),
         "candidates": [_plain(r) for r in ranked.to_dict("records")],
     }
     pick = choose_winner(table, cands)

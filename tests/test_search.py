@@ -391,6 +391,7 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     assert summary["confirm_seeds"] == 2 and summary["test_n"] == 8
     assert "last epochs" in summary["selection"]["rule"]
     assert "fold of the train images" in summary["selection"]["validated_on"]
+    assert summary["selection"]["on_folds"] is True
     assert summary["verdict"] in VERDICTS
     winner = summary["winner"]["trial_id"]
     w = judged[judged["trial_id"] == winner]
@@ -420,6 +421,7 @@ def test_confirmation_resumes_after_kill_9_and_agrees_everywhere(
     assert summary["sentence"] in out.stdout  # the console's last lines say the same
     report = (run_dir / "report.html").read_text()
     assert summary["verdict"] in report and "confirm-table" in report
+    assert "folds of train held out in turn choose the winner" in report
     _check_tensorboard(run_dir, trials, after)
 
     # --refit all on the finished run: one more refit, on every labelled image, is shipped;
