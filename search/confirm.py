@@ -7,10 +7,11 @@ search, in two stages that never share a run:
 
 1. **select** (when ``--confirm-top`` M > 1): the top M distinct configurations are each
    trained from scratch with ``--confirm`` K selection seeds and never scored on test. Seed
-   k is validated on fold k of the train images (``selection_fold``), not on the validation
-   images: those ranked the search's trials, so a configuration they happen to favour made
-   the top M on that luck and would keep it over every seed. Each fold has validation's size
-   and classes; its runs train on the rest of train + validation (as many images as a trial).
+   k is validated on fold k of the train images (``seed_fold``; the folds are
+   ``data_pipeline.pipeline.selection_folds``), not on the validation images: those ranked
+   the search's trials, so a configuration they happen to favour made the top M on that luck
+   and would keep it over every seed. Each fold has validation's size and classes; its runs
+   train on the rest of train + validation (as many images as a trial).
    A run's score is its *tail*: its validation accuracy averaged over its last epochs
    (``refit_window``), the epochs whose weights the shipped refit averages. Unlike its best
    epoch's, it is not the maximum of 20 noisy scores, whose optimism is larger for a flat,
@@ -154,7 +155,7 @@ class ConfirmRow:
     # whether that cannot be told from chance (it did not learn: a judge run is shipped)
     fit_accuracy: float | None = None
     fit_at_chance: bool = False
-    # a selection run: the fold of train it was validated on (``selection_fold``; 0: the
+    # a selection run: the fold of train it was validated on (``seed_fold``; 0: the
     # validation images themselves, as every selection run recorded before folds was)
     val_fold: int | None = None
 
@@ -264,7 +265,7 @@ def _done(table: pd.DataFrame, stage: str) -> pd.DataFrame:
     return table[(table["status"] == "completed") & (table["stage"] == stage)]
 
 
-def selection_fold(table: pd.DataFrame, index: int, folds: int) -> int:
+def seed_fold(table: pd.DataFrame, index: int, folds: int) -> int:
     """The images selection seed ``index`` (0-based) is validated on: fold ``index + 1`` of the
     train images (cycling through the ``folds`` there are), the same for every candidate, so
     the candidates stay paired by seed. The validation images (0) where train holds no fold,
@@ -279,7 +280,7 @@ def selection_fold(table: pd.DataFrame, index: int, folds: int) -> int:
 
 
 def selected_on_folds(table: pd.DataFrame) -> bool:
-    """Whether the selection's runs were validated on folds of train (``selection_fold``)."""
+    """Whether the selection's runs were validated on folds of train (``seed_fold``)."""
     done = _done(table, SELECT)
     folds = pd.to_numeric(done["val_fold"], errors="coerce") if "val_fold" in done else None
     return folds is not None and not done.empty and bool((folds > 0).all())

@@ -30,9 +30,9 @@ from search.confirm import (
     run_candidates,
     run_evidence,
     run_id,
+    seed_fold,
     selection,
     selection_column,
-    selection_fold,
     shipped_pick,
     smaller_candidate,
     unconfirmed,
@@ -134,7 +134,7 @@ def run_confirmation(
             + f"; {seeds} seeds each, {max_epochs} epochs, "
             + (
                 "each seed validated on its own fold of train (never on test)"
-                if selection_fold(table, 0, runner.folds)
+                if seed_fold(table, 0, runner.folds)
                 else "scored on validation only"
             )
         )

@@ -22,9 +22,9 @@ from search.confirm import (
     refit_epochs,
     robust_score,
     run_candidates,
+    seed_fold,
     selection,
     selection_column,
-    selection_fold,
     selection_images,
     shipped_run,
     tail_accuracy,
@@ -122,15 +122,15 @@ def test_a_configuration_with_a_collapsed_seed_loses_to_a_steady_one_of_similar_
 def test_selection_seeds_validate_on_folds_of_train_shared_by_every_candidate() -> None:
     empty = pd.DataFrame(columns=list(CONFIRM_COLUMNS))
     # seed k on fold k for every candidate (paired), cycling when seeds outnumber folds
-    assert [selection_fold(empty, i, 4) for i in range(6)] == [1, 2, 3, 4, 1, 2]
-    assert [selection_fold(empty, i, 0) for i in range(3)] == [0, 0, 0]  # no fold: validation
+    assert [seed_fold(empty, i, 4) for i in range(6)] == [1, 2, 3, 4, 1, 2]
+    assert [seed_fold(empty, i, 0) for i in range(3)] == [0, 0, 0]  # no fold: validation
     new = pd.DataFrame(_stage_rows("select", {"a": [0.7, 0.7]})).assign(val_fold=[1, 2])
-    assert selection_fold(new, 2, 4) == 3
+    assert seed_fold(new, 2, 4) == 3
     assert "fold of the train images" in selection_images(new)
     # a run directory whose selection runs were validated on the validation images before
     # folds existed: its new selection runs stay on them, paired with the earlier ones
     old = pd.DataFrame(_stage_rows("select", {"a": [0.7, 0.7]}))
-    assert selection_fold(old, 2, 4) == 0 and selection_fold(old.assign(val_fold=None), 2, 4) == 0
+    assert seed_fold(old, 2, 4) == 0 and seed_fold(old.assign(val_fold=None), 2, 4) == 0
     assert selection_images(old) == selection_images(empty) == "the validation images"
 
 

@@ -105,7 +105,7 @@ def test_a_confirm_file_from_before_selection_folds_keeps_its_selection_on_valid
     selection runs are validated on the validation images, paired with its earlier ones."""
     import pandas as pd
 
-    from search.confirm import CONFIRM_COLUMNS, load_confirm, selection_fold, selection_images
+    from search.confirm import CONFIRM_COLUMNS, load_confirm, seed_fold, selection_images
 
     row = dict.fromkeys(CONFIRM_COLUMNS)
     row |= {"run_id": "select-7-s1", "stage": "select", "candidate": "top-1", "trial_id": "7"}
@@ -114,5 +114,5 @@ def test_a_confirm_file_from_before_selection_folds_keeps_its_selection_on_valid
     pd.DataFrame([row], columns=old).to_csv(tmp_path / "confirm.csv", index=False)
     table = load_confirm(tmp_path)
     assert table["val_fold"].isna().all()
-    assert selection_fold(table, 1, 4) == 0
+    assert seed_fold(table, 1, 4) == 0
     assert selection_images(table) == "the validation images"

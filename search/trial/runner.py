@@ -31,7 +31,7 @@ from search.confirm import (
     refit_ending,
     refit_window,
     run_id,
-    selection_fold,
+    seed_fold,
     shipped_run,
     tail_accuracy,
     tail_epochs,
@@ -310,10 +310,8 @@ class TrialRunner:
         # are not validated; a judge run's best epoch is chosen on all its epochs
         validate_from = tail_epochs(epochs).start if stage == SELECT else 1
         # a selection run is validated on a fold of train, not on the images that chose the
-        # candidates (selection_fold); a judge run on validation
-        fold = (
-            selection_fold(load_confirm(self.run_dir), index, self.folds) if stage == SELECT else 0
-        )
+        # candidates (seed_fold); a judge run on validation
+        fold = seed_fold(load_confirm(self.run_dir), index, self.folds) if stage == SELECT else 0
         done, history = self._train(
             rid,
             self.params(cand.values),
