@@ -31,6 +31,7 @@ from search.confirm import (
     run_evidence,
     run_id,
     seed_fold,
+    selected_on_folds,
     selection,
     selection_column,
     shipped_pick,
@@ -197,6 +198,7 @@ def selection_lines(table: Any, cands: list[Candidate], names: dict[str, str]) -
     """The selection's ranking, one line per candidate, the winner first."""
     ranked = selection(table, cands)
     what = "last-epochs" if selection_column(table) == "val_tail" else "best-epoch"
+    where = "fold" if selected_on_folds(table) else "validation"
     lines = []
     for i, row in enumerate(ranked.to_dict("records")):
         sd = f" +- {row['val_sd']:.4f}" if row["val_sd"] is not None else ""
@@ -204,7 +206,7 @@ def selection_lines(table: Any, cands: list[Candidate], names: dict[str, str]) -
         mean = "-" if row["val_mean"] is None else f"{row['val_mean']:.4f}"
         lines.append(
             f"  {'winner ' if i == 0 else '       '}{names[row['trial_id']]} (trial "
-            f"{row['trial_id']}): {what} validation mean {mean}{sd} over {row['seeds']} seeds, "
+            f"{row['trial_id']}): {what} {where} mean {mean}{sd} over {row['seeds']} seeds, "
             f"score {row['score']:.4f} (mean - standard error){chance}"
         )
     return lines
