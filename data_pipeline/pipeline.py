@@ -121,29 +121,8 @@ class PreparedData:
         there is one): converting to float32 here would move 4x the bytes through the CPU,
         which on 2 cores costs more than everything else in the pipeline together.
         """
-        train_rows, train_labels = self.cached.split("train")
-        val_rows, val_labels = self.cached.split("validation")
-        seed = self.config.seed if seed is None else seed
-        images = _as_tensor(self.cached.images)
-        return (
-            make_dataset(
-                images,
-                train_rows,
-                train_labels,
-                batch_size,
-                shuffle=True,
-                augment=augment,
-                seed=seed,
-            ),
-            make_dataset(
-                images,
-                val_rows,
-                val_labels,
-                batch_size,
-                shuffle=False,
-                augment=False,
-                seed=seed,
-            ),
+        return self.fold_datasets(
+            0, batch_size, augment=augment, seed=self.config.seed if seed is None else seed
         )
 
     def fold_count(self) -> int:

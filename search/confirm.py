@@ -271,19 +271,23 @@ def seed_fold(table: pd.DataFrame, index: int, folds: int) -> int:
     the candidates stay paired by seed. The validation images (0) where train holds no fold,
     and in a run directory whose selection runs were validated on them before folds existed,
     which its new runs stay paired with."""
-    done = _done(table, SELECT)
-    folds_of = done["val_fold"] if "val_fold" in done else pd.Series(np.nan, index=done.index)
-    earlier = pd.to_numeric(folds_of, errors="coerce").isna().any()
-    if folds < 1 or earlier:
+    if folds < 1 or _selection_folds(table).isna().any():  # earlier runs: on validation
         return 0
     return index % folds + 1
 
 
 def selected_on_folds(table: pd.DataFrame) -> bool:
     """Whether the selection's runs were validated on folds of train (``seed_fold``)."""
+    folds = _selection_folds(table)
+    return not folds.empty and bool((folds > 0).all())
+
+
+def _selection_folds(table: pd.DataFrame) -> pd.Series:
+    """Each finished selection run's fold (``val_fold``); NaN for one recorded before folds."""
     done = _done(table, SELECT)
-    folds = pd.to_numeric(done["val_fold"], errors="coerce") if "val_fold" in done else None
-    return folds is not None and not done.empty and bool((folds > 0).all())
+    if "val_fold" not in done:
+        return pd.Series(np.nan, index=done.index)
+    return pd.to_numeric(done["val_fold"], errors="coerce")
 
 
 def selection_images(table: pd.DataFrame) -> str:
