@@ -398,24 +398,20 @@ class TrialProcess:
                     compile_for_training(model, params, jit_compile=self.jit)
                 initial_epoch = self._resume(model, resume.path, key, state, msg, tail, best)
             train, val = self.train, self.val
+            order = msg.shuffle_seed if msg.shuffle_seed is not None else msg.seed
             if msg.refit:  # every choice is made: the validation (and test) images train too
                 train = self.data.training_dataset(
                     ("train", "validation", "test") if msg.refit_test else ("train", "validation"),
                     self.batch_size,
                     augment=self.augment,
-                    seed=msg.shuffle_seed if msg.shuffle_seed is not None else msg.seed,
+                    seed=order,
                 )
-            elif msg.fold:  # a selection run validated on a fold of train, which val trains
+            elif msg.fold or msg.shuffle_seed is not None:
+                # a selection run validated on fold k of train (which validation trains), or a
+                # judge run on the split as it is (fold 0), each in its own data order
                 train, val = self.data.fold_datasets(
-                    msg.fold,
-                    self.batch_size,
-                    augment=self.augment,
-                    seed=msg.shuffle_seed if msg.shuffle_seed is not None else msg.seed,
+                    msg.fold, self.batch_size, augment=self.augment, seed=order
                 )
-            elif msg.shuffle_seed is not None:  # a confirmation run: its own data order
-                train = self.data.datasets(
-                    self.batch_size, augment=self.augment, seed=msg.shuffle_seed
-                )[0]
             t0 = time.perf_counter()
             model.fit(
                 train,
