@@ -118,11 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     gaps = [100 * r["gap"] for r in rows]
     mean = statistics.mean(gaps)
-    half = Z95 * statistics.stdev(gaps) / len(gaps) ** 0.5 if len(gaps) > 1 else float("nan")
+    spread = ""
+    if len(gaps) > 1:  # an interval over runs needs two
+        half = Z95 * statistics.stdev(gaps) / len(gaps) ** 0.5
+        spread = f" (normal 95% interval {mean - half:+.1f} to {mean + half:+.1f})"
     print(
-        f"holdout - test over {len(gaps)} runs: {mean:+.1f} points "
-        f"(normal 95% interval {mean - half:+.1f} to {mean + half:+.1f}); per run "
-        + " ".join(f"{g:+.1f}" for g in gaps)
+        f"holdout - test over {len(gaps)} run{'s' if len(gaps) > 1 else ''}: {mean:+.1f} "
+        f"points{spread}; per run " + " ".join(f"{g:+.1f}" for g in gaps)
     )
     return 0
 
