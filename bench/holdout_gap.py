@@ -68,10 +68,13 @@ def run(
     keras.mixed_precision.set_global_policy(choose("auto", "off", gpus=0, flags=cpu_flags()).policy)
     params = AlexNetParams(image_size=image_size, width=width, **values)
     rows = []
+    more: tuple[np.ndarray, np.ndarray] | None = None  # the same photos for every split
     for split_seed in split_seeds:
         data = prepare(DataConfig(data_dir=pool, image_size=image_size, seed=split_seed))
         x_test, y_test = data.arrays("test")
-        x_more, y_more = holdout_arrays(holdout, data.classes, image_size)
+        if more is None:  # decoded once: the classes come from the pool's first split
+            more = holdout_arrays(holdout, data.classes, image_size)
+        x_more, y_more = more
         for seed in seeds:
             keras.utils.set_random_seed(seed)
             train = data.training_dataset(("train", "validation"), 125, seed=seed)
