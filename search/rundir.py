@@ -353,6 +353,10 @@ class Status:
         self._t0 = time.monotonic()
         self.save()
 
+    def session_seconds(self) -> float:
+        """Seconds since this process took the run (the report's wall time adds earlier ones)."""
+        return time.monotonic() - self._t0
+
     def update(self, **fields: Any) -> None:
         disk = fields.pop("disk_mb", None)
         if disk is not None:
@@ -364,5 +368,5 @@ class Status:
         if not self.write:
             return
         self.data["updated_at"] = now_iso()
-        self.data["wall_seconds"] = self.data["wall_seconds_before"] + time.monotonic() - self._t0
+        self.data["wall_seconds"] = self.data["wall_seconds_before"] + self.session_seconds()
         write_json_atomic(self.path, self.data)

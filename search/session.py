@@ -231,7 +231,7 @@ class Search:
                 if not budget.fits(
                     est.trial_s(o.max_epochs, est.warm), "the baseline", after=after
                 ):
-                    return self._finish(data, status, budget, engine.needed_checkpoints())
+                    return self._finish(data, status, engine.needed_checkpoints())
                 runner.run(
                     TrialSpec(res.BASELINE_ID, baseline_values(self.space), o.max_epochs),
                     engine=None,
@@ -297,11 +297,9 @@ class Search:
                 "best model and writes the report."
             )
             return 0
-        return self._finish(data, status, budget, needed)
+        return self._finish(data, status, needed)
 
-    def _finish(
-        self, data: PreparedData, status: rundir.Status, budget: Budget, needed: set[str]
-    ) -> int:
+    def _finish(self, data: PreparedData, status: rundir.Status, needed: set[str]) -> int:
         finish.prune_search_checkpoints(self.run_dir, needed)
         trials = res.load_trials(self.run_dir)
         search = res.search_trials(trials)
@@ -328,9 +326,12 @@ class Search:
             self.say("export check failed; see above. Results are kept.")
         summary = finish.write_summary(self.run_dir, data, self.opts.to_dict())
         status.update(state="finished", disk_mb=rundir.disk_usage_mb(self.run_dir))
+        took = format_seconds(status.session_seconds())
+        if status.data["wall_seconds_before"] > 0:  # resumed: the report counts every session
+            took += f" ({format_seconds(status.data['wall_seconds'])} with earlier sessions)"
         self.say(
-            f"done in {format_seconds(budget.elapsed())}; results in {self.run_dir} (peak "
-            f"disk {status.data['peak_disk_mb']:.0f} MB)"
+            f"done in {took}; results in {self.run_dir} (peak disk "
+            f"{status.data['peak_disk_mb']:.0f} MB)"
         )
         for line in (
             finish.winner_line(summary),

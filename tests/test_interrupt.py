@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from search.rundir import format_seconds
 from tests.conftest import children_of
 from tests.test_search import run, search_args, tiny  # noqa: F401 (the fixture)
 
@@ -97,6 +98,10 @@ def test_interrupted_mid_trial_stops_cleanly_and_resumes_at_its_epoch(
     status = _status(run_dir)
     assert status["state"] == "finished"
     assert status["epochs_planned"] == 80
+    # the console's time is this session's; the report's wall time (status.json) counts both
+    done = [x for x in again.stdout.splitlines() if x.startswith("done in ")]
+    total = format_seconds(status["wall_seconds"])
+    assert len(done) == 1 and f"({total} with earlier sessions)" in done[0], done
     assert trained_before <= status["epochs_trained"] <= status["epochs_planned"] + 1
     trials = pd.read_csv(run_dir / "trials.csv", dtype={"trial_id": str})
     assert list(trials["status"]) == ["completed", "completed"]

@@ -855,6 +855,12 @@ def test_an_80_column_terminal_gets_no_wider_line_and_the_winner_named(
     tail = " ".join(line.strip() for line in lines if line.strip())[-1500:]
     assert re.search(r"winner: trial \S+: dropout [0-9.]+ \((blog 0\.2500|as blog)\)", tail)
     assert re.search(r"learning_rate \S+ \((blog 1\.00e-05|as blog)\)", tail)
+    # one session: the console's time is the report's wall time (status.json), within a second
+    wall = json.loads((tmp_path / "run" / "status.json").read_text())["wall_seconds"]
+    took = re.search(r"done in (?:(\d+)m)?(\d+)s;", tail)
+    assert took, tail
+    assert abs(60 * int(took.group(1) or 0) + int(took.group(2)) - wall) <= 1.0, (took, wall)
+    assert "with earlier sessions" not in tail
 
 
 def test_a_resume_on_a_changed_data_folder_is_refused(
