@@ -467,9 +467,7 @@ def smaller_judgement(
             "ships": False,
             "why": "its judge runs did not finish; rerun the same command to complete them",
         }
-    by_seed = lambda frame: frame.set_index("seed_index").loc[seeds, "run_id"]  # noqa: E731
-    small = np.stack([_correct(run_dir, r, test_labels) for r in by_seed(mine)])
-    large = np.stack([_correct(run_dir, r, test_labels) for r in by_seed(best)])
+    small, large = (_judged(run_dir, runs, seeds, test_labels) for runs in (mine, best))
     diff = paired_difference(small, large, margin=margin)
     ships = diff.verdict in ("equivalent", "better")
     ci = diff.ci95
@@ -586,6 +584,13 @@ def keep_checkpoints(table: pd.DataFrame) -> set[str]:
     return keep | set(ordered.drop_duplicates("trial_id")["run_id"].astype(str))
 
 
+def _judged(run_dir: Path, runs: pd.DataFrame, seeds: list[int], labels: np.ndarray) -> np.ndarray:
+    """Which test images each of ``seeds``' judge runs in ``runs`` got right (row s: seed s),
+    the rows ``paired_difference`` pairs."""
+    rids = runs.set_index("seed_index").loc[seeds, "run_id"]
+    return np.stack([_correct(run_dir, rid, labels) for rid in rids])
+
+
 def _correct(run_dir: Path, rid: str, labels: np.ndarray) -> np.ndarray:
     return np.load(predictions_path(run_dir, rid)) == labels
 
@@ -654,9 +659,7 @@ def evidence(
             "search_val_accuracy": number(base["search_val_accuracy"].iloc[0])
         }
     if seeds and len(base):
-        by_seed = lambda frame: frame.set_index("seed_index").loc[seeds, "run_id"]  # noqa: E731
-        w = np.stack([_correct(run_dir, r, test_labels) for r in by_seed(win)])
-        b = np.stack([_correct(run_dir, r, test_labels) for r in by_seed(base)])
+        w, b = (_judged(run_dir, runs, seeds, test_labels) for runs in (win, base))
         diff = paired_difference(w, b, margin=margin)
         if _all_at_chance(win, seeds) and _all_at_chance(base, seeds):
             # no model learned (random labels, a broken pipeline): any test difference between
