@@ -449,6 +449,49 @@ def test_a_refit_at_chance_on_the_images_it_trained_on_is_flagged_and_recorded(
     assert said is None or said in text
 
 
+@pytest.mark.parametrize(
+    ("curve", "flagged"),
+    [
+        ([0.66] + [0.50] * 8, True),  # one lucky epoch, then nothing learned: at chance
+        ([0.50] * 6 + [0.60] * 3, False),  # learned late: its last epochs are above chance
+    ],
+)
+def test_a_run_is_flagged_at_chance_on_its_last_epochs_not_its_luckiest(
+    tmp_path: Path, curve: list[float], flagged: bool
+) -> None:
+    """A model that learned nothing (random labels) peaks above chance on some epoch by luck:
+    its best epoch (0.66 on 200 images: range 0.59-0.72) would hide it, and the verdict's
+    guard for two unlearned models would not hold. The flag reads its last epochs' mean."""
+    from rich.console import Console
+
+    from search.confirm import JUDGE, Candidate, load_confirm
+    from search.trial import protocol
+
+    class FakeProcess:
+        def run_trial(self, msg: protocol.Train, on_epoch) -> protocol.Done:
+            for epoch, val in enumerate(curve, start=1):
+                on_epoch(protocol.Epoch(msg.trial_id, epoch, {"val_accuracy": val}, 0.01, 0.0))
+            _fake_predictions(msg.test_predictions)
+            best = max(curve)
+            return protocol.Done(
+                msg.trial_id,
+                "completed",
+                None,
+                best,
+                curve.index(best) + 1,
+                msg.epochs,
+                test_accuracy=0.5,
+            )
+
+    console = Console(record=True, width=300)
+    runner = _evidence_runner(tmp_path, FakeProcess(), n_validation=200, console=console)
+    cand = Candidate("3", baseline_values(DEFAULT_SPACE_FOR_TEST), 0.6)
+    row = runner.confirm(cand, "top-1", 0, n_test=4, stage=JUDGE)
+    assert row.val_accuracy == max(curve) and row.at_chance is flagged
+    assert str(load_confirm(tmp_path).loc[0, "at_chance"]) == str(flagged)
+    assert ("AT CHANCE" in console.export_text()) is flagged
+
+
 def test_an_extended_search_or_confirmation_trains_only_what_is_new(
     tmp_path: Path,
 ) -> None:

@@ -447,10 +447,14 @@ class TrialRunner:
             val_accuracy=done.val_accuracy,
             best_epoch=done.best_epoch,
             # a refit has no validation score: its test score (measured anyway) is the
-            # flag's, which reports a refit that did not learn and chooses nothing
+            # flag's, which reports a refit that did not learn and chooses nothing. Other runs
+            # are flagged on their last epochs' mean, not on the best of their noisy epochs
+            # (a model that learned nothing peaks above chance on some epoch by luck)
             at_chance=at_chance(done.test_accuracy, n_test, self.test_chance)
             if stage == REFIT
-            else at_chance(done.val_accuracy, self.n_validation, self.chance),
+            else at_chance(
+                tail if tail is not None else done.val_accuracy, self.n_validation, self.chance
+            ),
             # --refit all: a score on images it trained on is no accuracy; it only flags a
             # refit that did not learn
             test_accuracy=None if trained_on_test else done.test_accuracy,
