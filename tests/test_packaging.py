@@ -40,13 +40,15 @@ def test_every_package_with_code_is_in_the_wheel() -> None:
         if "__pycache__" not in p.parts
     }
     assert {"search.trial", "search.engines"} <= dirs  # what the check is about
-    assert dirs <= _packaged(), sorted(dirs - _packaged())
+    packaged = _packaged()
+    assert dirs <= packaged, sorted(dirs - packaged)
 
 
 def test_the_report_templates_are_package_data() -> None:
     data = _setuptools().get("package-data", {})
     templates = sorted((ROOT / "reports" / "templates").glob("*"))
     assert templates
+    packaged = _packaged()
     for path in templates:
         package = ".".join(path.parent.relative_to(ROOT).parts)
         rel = path.name
@@ -54,5 +56,5 @@ def test_the_report_templates_are_package_data() -> None:
         if not patterns:  # or as the parent package's data, by relative path
             package, rel = "reports", f"templates/{path.name}"
             patterns = data.get(package, [])
-        assert package in _packaged(), package
+        assert package in packaged, package
         assert any(fnmatch(rel, pat) for pat in patterns), (path, data)
