@@ -46,6 +46,39 @@ def holdout_arrays(
     return pixels, labels
 
 
+def tool_precision() -> None:
+    """The precision the tool's ``--precision auto`` trains in on this CPU (no GPU: the cpu
+    preset)."""
+    import keras
+
+    from search.devices import choose, cpu_flags
+
+    keras.mixed_precision.set_global_policy(choose("auto", "off", gpus=0, flags=cpu_flags()).policy)
+
+
+def refitted(data: Any, params: Any, seed: int, epochs: int) -> Any:
+    """A model trained as the default refit is: on train + validation of ``data`` for
+    ``epochs``, its weights the mean of its last ``refit_window(epochs)`` epochs'. Scored in
+    the training policy: the benchmarks compare such models with each other."""
+    import keras
+
+    from models.alexnet import build_alexnet, compile_alexnet
+    from models.checkpoint import TailMean
+    from search.confirm import refit_window
+
+    keras.utils.set_random_seed(seed)
+    train = data.training_dataset(("train", "validation"), 125, seed=seed)
+    model = build_alexnet(params)
+    compile_alexnet(model, params)
+    tail = TailMean(epochs, refit_window(epochs))
+    for epoch in range(1, epochs + 1):
+        model.fit(train, epochs=1, verbose=0)
+        if tail.covers(epoch):
+            tail.add(epoch, model.get_weights())
+    model.set_weights(tail.mean())
+    return model
+
+
 def run(
     pool: Path,
     holdout: Path,
@@ -60,12 +93,9 @@ def run(
     import keras
 
     from data_pipeline.pipeline import DataConfig, prepare
-    from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet
-    from models.checkpoint import TailMean
-    from search.devices import choose, cpu_flags
+    from models.alexnet import AlexNetParams
 
-    # the precision the tool's --precision auto trains in on this CPU (no GPU: the cpu preset)
-    keras.mixed_precision.set_global_policy(choose("auto", "off", gpus=0, flags=cpu_flags()).policy)
+    tool_precision()
     params = AlexNetParams(image_size=image_size, width=width, **values)
     rows = []
     more: tuple[np.ndarray, np.ndarray] | None = None  # the same photos for every split
@@ -76,16 +106,7 @@ def run(
             more = holdout_arrays(holdout, data.classes, image_size)
         x_more, y_more = more
         for seed in seeds:
-            keras.utils.set_random_seed(seed)
-            train = data.training_dataset(("train", "validation"), 125, seed=seed)
-            model = build_alexnet(params)
-            compile_alexnet(model, params)
-            tail = TailMean(epochs, min(5, epochs))
-            for epoch in range(1, epochs + 1):
-                model.fit(train, epochs=1, verbose=0)
-                if tail.covers(epoch):
-                    tail.add(epoch, model.get_weights())
-            model.set_weights(tail.mean())  # scored in the training policy: the gap is the question
+            model = refitted(data, params, seed, epochs)
             row: dict[str, Any] = {"split_seed": split_seed, "seed": seed}
             for name, x, y in (("test", x_test, y_test), ("holdout", x_more, y_more)):
                 probs = model.predict(x, batch_size=125, verbose=0)

@@ -1,13 +1,13 @@
 """``python -m bench.refit_seeds RUN_DIR --seeds 2,3``: the shipped model's spread over its seed.
 
-A finished run ships one refit: one draw of the training seed. Whether that model is as good as
-another tool's is a question about the distribution of such draws. This benchmark copies the
-run once per extra seed, drops the copy's refit, and runs the run's own command on the copy
-with only the refit's seed changed (selection and judge runs are reused, nothing else is
-retrained); each copy's export is then scored on the run's test images as ``bench.shipped``
-scores ours (with ``--holdout``, on those photos as a user serves them). With ``--stock``
-(``bench.shipped``'s ``stock.json`` files) each draw is paired with each stock draw on the same
-images.
+A finished run ships its refit (the average of ``--refit-seeds`` refits): one draw of their
+training seeds. Whether that model is as good as another tool's is a question about the
+distribution of such draws. This benchmark copies the run once per extra draw, drops the copy's
+refits, and runs the run's own command on the copy with only the refits' seeds moved
+(selection and judge runs are reused, nothing else is retrained); each copy's export is then
+scored on the run's test images as ``bench.shipped`` scores ours (with ``--holdout``, on those
+photos as a user serves them). With ``--stock`` (``bench.shipped``'s ``stock.json`` files)
+each draw is paired with each stock draw on the same images.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ conv 96/11x11/4 valid, max-pool 3/2, LRN, conv 256/5x5 same, max-pool 3/2, LRN, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -170,6 +171,20 @@ def build_float32(params: AlexNetParams) -> keras.Model:
         return build_alexnet(params)
     finally:
         keras.mixed_precision.set_global_policy(policy)
+
+
+def average_of(models: Sequence[keras.Model]) -> keras.Model:
+    """One model whose class probabilities are the mean of ``models``' (trainings of one
+    configuration with different seeds, each named apart); one model is returned as it is.
+    Averaging probabilities keeps them probabilities, and each member's errors partly cancel:
+    the shipped model is steadier than any one training (``search.confirm.DEFAULT_REFIT_SEEDS``)."""
+    import keras
+
+    if len(models) == 1:
+        return models[0]
+    image = keras.Input(models[0].input_shape[1:], dtype="uint8", name="image")
+    mean = keras.layers.Average(dtype="float32", name="mean_probabilities")
+    return keras.Model(image, mean([m(image) for m in models]), name=f"average_of_{len(models)}")
 
 
 def float32_twin(model: keras.Model, params: AlexNetParams) -> keras.Model:

@@ -36,7 +36,7 @@ from data_pipeline.discover import manifest
 from data_pipeline.errors import DataError
 from data_pipeline.files import NoRoom, file_digest, no_room
 from data_pipeline.pipeline import PreparedData, prepare
-from models.alexnet import AlexNetParams, build_float32, compile_alexnet
+from models.alexnet import AlexNetParams, average_of, build_float32, compile_alexnet
 from search import interrupt
 from search import results as res
 from search.confirm import (
@@ -44,10 +44,11 @@ from search.confirm import (
     averaged_epochs,
     load_confirm,
     params_of,
+    refit_seed_count,
     refit_splits,
     run_evidence,
     shipped_pick,
-    shipped_run,
+    shipped_runs,
 )
 from search.model_card import build_card, write_card
 from search.pareto import front_records
@@ -128,19 +129,27 @@ def _write_predictions(path: Path, data: PreparedData, probs: np.ndarray, split:
 
 
 def _source(run_dir: Path, options: dict[str, Any], test_labels: np.ndarray) -> dict[str, Any]:
-    """What to export: the shipped configuration's refit or best judge run (the winner's, or
-    with ``--select smallest`` the smaller equivalent one's), else the best trial."""
+    """What to export: the shipped configuration's refits (their probabilities averaged) or
+    best judge run (the winner's, or with ``--select smallest`` the smaller equivalent one's),
+    else the best trial."""
     table = load_confirm(run_dir)
     pick = shipped_pick(run_dir, table, test_labels, options) if len(table) else None
-    row = shipped_run(table, pick.trial_id, options.get("refit", "none")) if pick else None
-    if row is not None:
+    rows = (
+        shipped_runs(table, pick.trial_id, options.get("refit", "none"), refit_seed_count(options))
+        if pick
+        else []
+    )
+    if rows:
+        row = rows[0]
         refit = str(row["stage"]) == REFIT
         on_test = refit and "test" in refit_splits(row)
+        ids = [str(r["run_id"]) for r in rows]
+        kind = "refit" if refit else "confirmation"
         return {
-            "what": f"{'refit' if refit else 'confirmation'} run {row['run_id']}",
-            "run_id": str(row["run_id"]),
+            "what": f"{kind} run{'s' if len(ids) > 1 else ''} {', '.join(ids)}",
+            "run_ids": ids,
             "trial_id": str(row["trial_id"]),
-            "seed": int(row["seed"]),
+            "seeds": [int(r["seed"]) for r in rows],
             "values": params_of(row),
             "val_accuracy": None if refit else float(row["val_accuracy"]),
             "trained_on_validation": refit,
@@ -152,9 +161,9 @@ def _source(run_dir: Path, options: dict[str, Any], test_labels: np.ndarray) -> 
         raise ExportError(f"{str(run_dir)!r} has no completed trial to export.")
     return {
         "what": f"the best trial {best['trial_id']}",
-        "run_id": None,
+        "run_ids": [str(best["trial_id"])],
         "trial_id": str(best["trial_id"]),
-        "seed": None,
+        "seeds": [],
         "values": params_of(best),
         "val_accuracy": float(best["val_accuracy"]),
         "trained_on_validation": False,
@@ -163,23 +172,34 @@ def _source(run_dir: Path, options: dict[str, Any], test_labels: np.ndarray) -> 
     }
 
 
-def export_run(run_dir: Path) -> dict[str, Any]:
+def _members(run_dir: Path, source: dict[str, Any], params: AlexNetParams) -> list[Any]:
+    """The float32 networks of ``source``'s runs, their trained weights loaded."""
     from models.checkpoint import CheckpointError, load_weights
 
+    models = []
+    for index, rid in enumerate(source["run_ids"]):
+        ckpt = checkpoint_path(run_dir, rid)
+        if not ckpt.exists():
+            raise ExportError(f"the checkpoint of {source['what']} is missing ({ckpt}).")
+        model = build_float32(params)  # served in float32 whatever the training precision
+        if len(source["run_ids"]) > 1:
+            model.name = f"alexnet_{index + 1}"  # named apart inside the average
+        try:
+            load_weights(model, ckpt)
+        except CheckpointError as exc:
+            raise RunDirError(
+                f"{exc}. The weights of {source['what']} are lost: rerun the search command "
+                "with another --run-dir to train again, or restore the file from a backup."
+            ) from None
+        models.append(model)
+    return models
+
+
+def export_run(run_dir: Path) -> dict[str, Any]:
     config, data = _data(run_dir)
     source = _source(run_dir, config.options, data.cached.split("test")[1])
-    ckpt = checkpoint_path(run_dir, source["run_id"] or source["trial_id"])
-    if not ckpt.exists():
-        raise ExportError(f"the checkpoint of {source['what']} is missing ({ckpt}).")
     params = _params(source["values"], config, data)
-    model = build_float32(params)  # served in float32 whatever the training precision
-    try:
-        load_weights(model, ckpt)
-    except CheckpointError as exc:
-        raise RunDirError(
-            f"{exc}. The weights of {source['what']} are lost: rerun the search command with "
-            "another --run-dir to train again, or restore the file from a backup."
-        ) from None
+    model = average_of(_members(run_dir, source, params))
     # Keras' own Adam in the saved .keras file: the optimizer a user fine-tuning it expects
     compile_alexnet(model, params, jit_compile=False, fused=False)
     scores = {}
@@ -234,8 +254,9 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     val_memory, test_memory = scores["validation"][1], scores["test"][1]
     record = {
         "source_trial": trial_id,
-        "source_run": source["run_id"],
-        "source_seed": source["seed"],
+        # the run, or the runs whose class probabilities it averages ("refit-7 + refit-7-s2")
+        "source_run": " + ".join(source["run_ids"]) if source["seeds"] else None,
+        "source_seeds": source["seeds"],
         # a refit trained on the validation images: its validation score below only checks
         # the reload, it is no estimate of anything
         "trained_on_validation": source["trained_on_validation"],
@@ -274,7 +295,9 @@ def export_run(run_dir: Path) -> dict[str, Any]:
                 "batch_1": record["latency_ms_per_image"],
                 "batch_32": record["latency_ms_per_image_batch_32"],
             },
-        ),
+        )
+        if len(source["run_ids"]) == 1
+        else None,
     )
     _, test_labels = data.cached.split("test")
     table = load_confirm(run_dir)
@@ -397,13 +420,14 @@ def front_latency(
     config: RunConfig,
     data: PreparedData,
     scratch: Path,
-    exported: tuple[dict[str, Any], dict[str, float]],
+    exported: tuple[dict[str, Any], dict[str, float]] | None,
 ) -> dict[str, dict[str, float]]:
     """The serving latency of each Pareto-front configuration (``search.pareto``), on this
     machine: its ``serve`` signature written as a SavedModel, reloaded and timed as the
     export's is. The weights are a fresh initialisation: the graph and the arithmetic, hence
     the time, are those of the trained model. ``exported``: the exported model's values and
-    its times, reused for the front's configuration with the same values."""
+    its times, reused for the front's configuration with the same values (None: an average
+    of refits, slower than one network of its configuration, so every one is timed)."""
     import keras
     import tensorflow as tf
 
@@ -411,7 +435,7 @@ def front_latency(
     out: dict[str, dict[str, float]] = {}
     for rec in front_records(res.load_trials(run_dir), config.max_epochs)[:FRONT_LATENCY_MAX]:
         params = _params(rec["values"], config, data)
-        if params.to_dict() == exported[0]:
+        if exported and params.to_dict() == exported[0]:
             out[rec["trial_id"]] = dict(exported[1])
             continue
         folder = scratch / rec["trial_id"]

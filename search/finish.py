@@ -27,6 +27,7 @@ from search.confirm import (
     keep_checkpoints,
     load_confirm,
     refit_epochs,
+    refit_seed_count,
     run_candidates,
     run_evidence,
     run_id,
@@ -80,8 +81,9 @@ def confirm_runs_left(run_dir: Path, total: int, options: dict[str, Any]) -> int
         shipped += [small] if small is not None else []
     left += sum(owed(c, JUDGE) for c in shipped)
     refit = str(options.get("refit", "trainval"))
-    if refit != "none":
-        left += 0 if {run_id(c, 0, REFIT, refit) for c in shipped} & done else 1
+    if refit != "none":  # the refits of whichever configuration ships: the first's count
+        refits = range(refit_seed_count(options))
+        left += min(sum(run_id(c, i, REFIT, refit) not in done for i in refits) for c in shipped)
     return left
 
 
@@ -186,11 +188,25 @@ def run_confirmation(
     table = load_confirm(run_dir)
     ship = shipped_pick(run_dir, table, test_labels, options) or winner
     epochs = refit_epochs(table, ship.trial_id)
-    if epochs is None or run_id(ship, 0, REFIT, refit) in finished_runs(table):
+    if epochs is None:
         return
     what = "the winner" if ship is winner else "the smaller equivalent configuration"
-    if budget.fits(runner.est.trial_s(epochs, runner.params(ship.values)), f"the refit of {what}"):
-        runner.refit(ship, names[ship.trial_id], epochs=epochs, n_test=n_test, refit=refit)
+    seeds = refit_seed_count(options)
+    for index in range(seeds):
+        if run_id(ship, index, REFIT, refit) in finished_runs(load_confirm(run_dir)):
+            continue
+        cost = runner.est.trial_s(epochs, runner.params(ship.values))
+        if not budget.fits(cost, f"refit {index + 1} of {what}"):
+            return
+        runner.refit(
+            ship,
+            names[ship.trial_id],
+            epochs=epochs,
+            n_test=n_test,
+            refit=refit,
+            index=index,
+            seeds=seeds,
+        )
         prune_confirm_checkpoints(run_dir)
 
 

@@ -92,6 +92,12 @@ def build_card(
     trained_on = ["train", "validation"] if record.get("trained_on_validation") else ["train"]
     trained_on += ["test"] if on_test else []
     ending = refit_ending(int(record.get("averaged_epochs") or 1))
+    refits = len(record.get("source_seeds") or [])
+    if refits > 1:  # --refit-seeds
+        ending = (
+            f"{refits} times with different seeds, each {ending}, their class probabilities "
+            "averaged"
+        )
     if on_test:
         shipped = (
             f"the winner refitted on train + validation + test once the verdict was settled "

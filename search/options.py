@@ -18,7 +18,7 @@ from data_pipeline.discover import (
 from data_pipeline.errors import DataError
 from data_pipeline.pipeline import DataConfig
 from models.alexnet import AlexNetParams, validate
-from search.confirm import REFIT_MODES, SELECTS
+from search.confirm import DEFAULT_REFIT_SEEDS, REFIT_MODES, SELECTS
 from search.engines import ENGINES, OBJECTIVES
 from search.rundir import identity_hash
 from search.space import read_space_file
@@ -87,6 +87,7 @@ class SearchOptions:
     confirm: int = 3  # seeds per confirmed candidate (0: no confirmation)
     confirm_top: int = 3  # search configurations the selection stage retrains over seeds
     refit: str = "trainval"  # the shipped model: the winner refitted on train + validation
+    refit_seeds: int = DEFAULT_REFIT_SEEDS  # refits averaged into the shipped model
     margin: float = DEFAULT_MARGIN  # points: a difference inside it can be "equivalent"
     select: str = "best"  # smallest: ship the smallest configuration equivalent to the best
     objective: str = "accuracy"  # accuracy,params: Optuna's multi-objective study
@@ -173,6 +174,12 @@ class SearchOptions:
             raise OptionError(
                 f"--refit must be one of {', '.join(REFIT_MODES)}, but got {self.refit!r}."
             )
+        if not 1 <= self.refit_seeds <= 10:
+            raise OptionError(
+                f"--refit-seeds must be a number of refits from 1 to 10, but got "
+                f"{self.refit_seeds}; {DEFAULT_REFIT_SEEDS} is the default (1 ships one refit: "
+                "half the SavedModel, a less steady accuracy)."
+            )
         if self.objective not in OBJECTIVES:
             raise OptionError(
                 f"--objective must be one of {', '.join(OBJECTIVES)}, but got {self.objective!r}."
@@ -222,7 +229,8 @@ class SearchOptions:
     def identity(self) -> dict[str, Any]:
         """The settings that define a run: a run directory holds exactly one of these."""
         # not --trials, --confirm, --confirm-top: larger values continue the same run
-        # (``rundir.EXTENDABLE``); not --refit, --margin or --select, which only change the ending
+        # (``rundir.EXTENDABLE``); not --refit, --refit-seeds, --margin or --select, which only
+        # change the ending
         keys = (
             "engine",
             "max_epochs",

@@ -130,13 +130,13 @@ def confirm_runs_total(o: SearchOptions) -> int:
     """Runs of the evidence phase: the selection (each of the top M once per seed, when M >
     1), the judge (the winner and the baseline once per fresh seed, the baseline's first being
     the search's baseline run; with ``--select smallest`` also the smallest equivalent
-    candidate, when the front has one) and the refit."""
+    candidate, when the front has one) and the refits (``--refit-seeds``)."""
     if o.role != "chief" or o.confirm == 0:
         return 0
     select = o.confirm * o.confirm_top if o.confirm_top > 1 else 0
     judge = o.confirm * 2 - 1 if o.baseline else o.confirm
     smallest = o.confirm if o.select == "smallest" else 0  # at most: the front may have none
-    return select + judge + smallest + (1 if o.refit != "none" else 0)
+    return select + judge + smallest + (o.refit_seeds if o.refit != "none" else 0)
 
 
 def total_epochs(o: SearchOptions, engine: SearchEngine) -> int:
@@ -171,10 +171,11 @@ def confirm_line(o: SearchOptions, p: Progress) -> str:
         if o.confirm_top > 1
         else "the search's best is the winner; "
     )
+    times = f" {o.refit_seeds} times (their probabilities averaged)" if o.refit_seeds > 1 else ""
     refit = {
-        "trainval": "; the winner refitted on train + validation is exported",
-        "all": "; the winner refitted on train + validation + test is exported (--refit all: "
-        "its accuracy is estimated by the judge runs, not measured)",
+        "trainval": f"; the winner refitted on train + validation{times} is exported",
+        "all": f"; the winner refitted on train + validation + test{times} is exported "
+        "(--refit all: its accuracy is estimated by the judge runs, not measured)",
     }.get(o.refit, "; the winner's best judge run is exported (--refit none)")
     return (
         f"confirmation: {select}the winner{base} x {o.confirm} fresh seeds, {o.max_epochs} "

@@ -24,7 +24,7 @@ from data_pipeline.discover import DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_
 from data_pipeline.errors import DataError
 from data_pipeline.files import NoRoom, no_room
 from search import interrupt
-from search.confirm import REFIT_MODES, SELECTS
+from search.confirm import DEFAULT_REFIT_SEEDS, REFIT_MODES, SELECTS
 from search.devices import PRECISIONS, XLA_MODES
 from search.engines import ENGINES, OBJECTIVES
 from search.hardware import auto_preset, visible_gpus
@@ -198,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
         "best judge run (default %(default)s)",
     )
     g_evidence.add_argument(
+        "--refit-seeds",
+        type=int,
+        metavar="R",
+        help="refits of the winner, each with its own seed, whose class probabilities the "
+        "shipped model averages: steadier and more accurate than one refit, for R times the "
+        f"refit's training, SavedModel and latency (default {DEFAULT_REFIT_SEEDS}; 1 with "
+        "--select smallest, which asks for a small model; a larger R continues a run)",
+    )
+    g_evidence.add_argument(
         "--margin",
         type=float,
         default=DEFAULT_MARGIN,
@@ -317,6 +326,8 @@ def options(args: argparse.Namespace, budget: float | None) -> SearchOptions:
     what was left unset."""
     preset, reason = auto_preset(visible_gpus()) if args.preset == "auto" else (args.preset, "")
     sizes = apply_preset(preset, vars(args))
+    if args.refit_seeds is None:  # --select smallest asks for a small model: one refit
+        sizes["refit_seeds"] = 1 if args.select == "smallest" else DEFAULT_REFIT_SEEDS
     return SearchOptions(
         **{**vars(args), **sizes, "time_budget": budget, "preset": preset}, preset_reason=reason
     )

@@ -26,7 +26,7 @@ from search.confirm import (
     selection,
     selection_column,
     selection_images,
-    shipped_run,
+    shipped_runs,
     tail_accuracy,
     unconfirmed,
 )
@@ -173,12 +173,51 @@ def test_the_shipped_model_is_the_refit_else_the_best_judge_run() -> None:
     rows = _stage_rows("judge", {"a": [0.70, 0.74, 0.72]})
     table = pd.DataFrame(rows)
     assert refit_epochs(table, "a") == 6  # median of best epochs 4, 6, 8
-    assert shipped_run(table, "a", "trainval")["run_id"] == "judge-a-s2"  # type: ignore[index]
+    assert _shipped(table, "a", "trainval") == ["judge-a-s2"]
     refit = {**rows[0], "run_id": "refit-a", "stage": "refit", "val_accuracy": None}
     table = pd.DataFrame([*rows, refit])
-    assert shipped_run(table, "a", "trainval")["run_id"] == "refit-a"  # type: ignore[index]
-    assert shipped_run(table, "a", "none")["run_id"] == "judge-a-s2"  # type: ignore[index]
+    assert _shipped(table, "a", "trainval") == ["refit-a"]
+    assert _shipped(table, "a", "none") == ["judge-a-s2"]
     assert keep_checkpoints(table) == {"refit-a", "judge-a-s2"}
+
+
+def _shipped(table: pd.DataFrame, trial_id: str, refit: str, seeds: int = 1) -> list[str]:
+    return [str(r["run_id"]) for r in shipped_runs(table, trial_id, refit, seeds)]
+
+
+def test_the_shipped_model_averages_the_refits_that_learned() -> None:
+    """--refit-seeds R: the refits of the winner, in seed order, are averaged; one that did
+    not learn its own images is left out (decided without test), and a smaller R ships the
+    first R. The first refit keeps its old run id, so an older run's refit is its seed 1."""
+    from search.confirm import Candidate, refit_id, shipped_summary
+
+    assert [refit_id("a", "trainval", i) for i in range(3)] == [
+        "refit-a",
+        "refit-a-s2",
+        "refit-a-s3",
+    ]
+    assert refit_id("a", "all", 1) == "refit-all-a-s2"
+    rows = _stage_rows("judge", {"a": [0.70, 0.74, 0.72]})
+    refit = {**rows[0], "stage": "refit", "val_accuracy": None, "fit_at_chance": False}
+    refit |= {"averaged_epochs": 5, "epochs": 6}
+    first, second = (
+        {**refit, "run_id": "refit-a"},
+        {**refit, "run_id": "refit-a-s2", "seed_index": 1},
+    )
+    table = pd.DataFrame([*rows, second, first])  # finished out of order
+    assert _shipped(table, "a", "trainval", 2) == ["refit-a", "refit-a-s2"]
+    assert _shipped(table, "a", "trainval", 1) == ["refit-a"]
+    assert _shipped(table, "a", "trainval", 3) == ["refit-a", "refit-a-s2"]  # the third not yet
+    summary = shipped_summary(table, Candidate("a", {}, 0.75), "trainval", 2)
+    assert summary["run_ids"] == ["refit-a", "refit-a-s2"]
+    assert "2 times" in summary["what"] and "probabilities averaged" in summary["what"]
+    collapsed = {**first, "fit_accuracy": 0.5, "fit_at_chance": True}
+    table = pd.DataFrame([*rows, collapsed, second])
+    assert _shipped(table, "a", "trainval", 2) == ["refit-a-s2"]
+    what = shipped_summary(table, Candidate("a", {}, 0.75), "trainval", 2)["what"]
+    assert "refit-a left out" in what
+    both = pd.DataFrame([*rows, collapsed, {**second, "fit_at_chance": True}])
+    assert _shipped(both, "a", "trainval", 2) == ["judge-a-s2"]  # the best judge run learned
 
 
 def test_a_refit_that_did_not_learn_its_own_images_is_not_shipped() -> None:
@@ -194,20 +233,20 @@ def test_a_refit_that_did_not_learn_its_own_images_is_not_shipped() -> None:
     collapsed = {**refit, "fit_accuracy": 0.50, "fit_at_chance": True, "test_accuracy": 0.90}
     pick = Candidate("a", {}, 0.75)
     table = pd.DataFrame([*rows, learned])
-    assert shipped_run(table, "a", "trainval")["run_id"] == "refit-a"  # type: ignore[index]
+    assert _shipped(table, "a", "trainval") == ["refit-a"]
     table = pd.DataFrame([*rows, collapsed])
-    assert shipped_run(table, "a", "trainval")["run_id"] == "judge-a-s2"  # type: ignore[index]
+    assert _shipped(table, "a", "trainval") == ["judge-a-s2"]
     what = shipped_summary(table, pick, "trainval")["what"]
     assert "refit did not learn" in what and "0.5000" in what
     alone = pd.DataFrame([collapsed])  # nothing better to ship: the refit, flagged
-    assert shipped_run(alone, "a", "trainval")["run_id"] == "refit-a"  # type: ignore[index]
+    assert _shipped(alone, "a", "trainval") == ["refit-a"]
     # nor when no judge run learned either (all at chance on validation): nothing is better
     unlearned = _stage_rows("judge", {"a": [0.50, 0.52, 0.51]})
     table = pd.DataFrame([*unlearned, collapsed])
-    assert shipped_run(table, "a", "trainval")["run_id"] == "refit-a"  # type: ignore[index]
+    assert _shipped(table, "a", "trainval") == ["refit-a"]
     # confirm.csv holds the flag as text
     table = pd.DataFrame([*rows, {**collapsed, "fit_at_chance": "True"}])
-    assert shipped_run(table, "a", "trainval")["run_id"] == "judge-a-s2"  # type: ignore[index]
+    assert _shipped(table, "a", "trainval") == ["judge-a-s2"]
 
 
 def test_summary_json_answers_the_question(tmp_path: Path) -> None:
@@ -440,7 +479,11 @@ def test_runs_left_counts_the_plans_own_runs_not_an_earlier_plans(tmp_path: Path
         for top in (1, 2)
         for refit in ("none", "trainval")
     }
-    assert left == {(1, "none"): 0, (1, "trainval"): 1, (2, "none"): 6, (2, "trainval"): 7}
+    assert left == {(1, "none"): 0, (1, "trainval"): 2, (2, "none"): 6, (2, "trainval"): 8}
+    # --refit-seeds: one refit each, or three; the plan's count agrees
+    one = options | plan | {"confirm_top": 1, "refit": "trainval", "refit_seeds": 1}
+    assert confirm_runs_left(run_dir, 99, one) == 1
+    assert confirm_runs_left(run_dir, 99, one | {"refit_seeds": 3}) == 3
     assert confirm_runs_left(run_dir, 0, options | plan) == 0  # no evidence phase planned
 
 

@@ -407,10 +407,10 @@ def test_a_refit_at_chance_on_the_images_it_trained_on_is_flagged_and_recorded(
     """The refit's weights scored on the train + validation images they trained on decide
     whether it learned (its test score is not read to choose): at chance, the console names
     it, the row says so, and the winner's best judge run is shipped instead when that run
-    learned (search.confirm.shipped_run)."""
+    learned (search.confirm.shipped_runs)."""
     from rich.console import Console
 
-    from search.confirm import JUDGE, Candidate, load_confirm, shipped_run
+    from search.confirm import JUDGE, Candidate, load_confirm, shipped_runs
     from search.trial import protocol
 
     class FakeProcess:
@@ -440,10 +440,9 @@ def test_a_refit_at_chance_on_the_images_it_trained_on_is_flagged_and_recorded(
     assert row.fit_accuracy == fit and row.fit_at_chance is not learned
     table = load_confirm(tmp_path)
     assert str(table.set_index("run_id").loc["refit-3", "fit_at_chance"]) == str(not learned)
-    shipped = shipped_run(table, "3", "trainval")
-    assert shipped is not None
+    shipped = shipped_runs(table, "3", "trainval")
     instead = said is not None and "instead" in said
-    assert shipped["run_id"] == ("confirm-3-s1" if instead else "refit-3")
+    assert [r["run_id"] for r in shipped] == ["confirm-3-s1" if instead else "refit-3"]
     text = " ".join(console.export_text().split())  # one line, however the console wrapped
     assert ("DID NOT LEARN" in text) is not learned
     assert said is None or said in text
@@ -543,10 +542,12 @@ def test_an_extended_search_or_confirmation_trains_only_what_is_new(
         def confirm(self, cand, name: str, index: int, *, n_test: int, stage: str) -> None:
             self._row(cand, name, index, stage, 2)
 
-        def refit(self, cand, name: str, *, epochs: int, n_test: int, refit: str) -> None:
-            self._row(cand, name, 0, "refit", epochs)
+        def refit(
+            self, cand, name: str, *, epochs: int, n_test: int, refit: str, index: int, seeds: int
+        ) -> None:
+            self._row(cand, name, index, "refit", epochs)
 
-    def confirm(runner: Recorder, top: int) -> None:
+    def confirm(runner: Recorder, top: int, **options: int) -> None:
         run_confirmation(
             tmp_path,
             runner,  # type: ignore[arg-type]
@@ -557,7 +558,7 @@ def test_an_extended_search_or_confirmation_trains_only_what_is_new(
             max_epochs=2,
             baseline=baseline_values(),
             test_labels=np.array([0, 1, 0, 1]),
-            options={},
+            options=options,
         )
 
     res.record_trial(tmp_path, _row("baseline", "completed", 0.5), [])
@@ -595,6 +596,14 @@ def test_an_extended_search_or_confirmation_trains_only_what_is_new(
     pick = choose_winner(table, run_candidates(tmp_path, {"confirm_top": 3}))
     assert pick is not None and pick.trial_id == "t5"
     assert Recorder().calls == [] and not [c for c in third.calls if c[0] == "judge"]
+    # --refit-seeds 1 -> 3: the winner's first refit is reused, two more are trained
+    fourth = Recorder()
+    confirm(fourth, top=3, refit_seeds=3)
+    assert fourth.calls == [
+        ("refit", "t5", "top-1, trial t5", 1),
+        ("refit", "t5", "top-1, trial t5", 2),
+    ]
+    assert {"refit-t5", "refit-t5-s2", "refit-t5-s3"} <= set(load_confirm(tmp_path)["run_id"])
 
 
 @pytest.mark.parametrize("width", [80, 100, 160])

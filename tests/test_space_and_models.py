@@ -477,3 +477,31 @@ def test_the_best_weights_live_in_the_epoch_state_and_survive_a_later_best(
         assert meta is not None and resumed.epoch == 1
         for got, want in zip(resumed.weights or [], epoch1, strict=True):
             np.testing.assert_array_equal(got, want)
+
+
+def test_an_average_of_refits_serves_the_mean_of_their_probabilities_and_reloads(
+    tmp_path: Path,
+) -> None:
+    """--refit-seeds: the shipped model is one Keras model whose output is the mean of its
+    members' class probabilities (still probabilities), saved and reloaded as it scores."""
+    from models.alexnet import average_of, build_float32
+
+    params = AlexNetParams(image_size=67, width=0.125, dense_units=8)
+    members = []
+    for i in range(2):
+        keras.utils.set_random_seed(i)
+        member = build_float32(params)
+        member.name = f"alexnet_{i + 1}"
+        members.append(member)
+    assert average_of(members[:1]) is members[0]
+    model = average_of(members)
+    assert model.count_params() == 2 * members[0].count_params()
+    images = np.random.default_rng(0).integers(0, 256, (5, 67, 67, 3), dtype=np.uint8)
+    probs = np.asarray(model.predict_on_batch(images))
+    each = [np.asarray(m.predict_on_batch(images)) for m in members]
+    assert not np.allclose(each[0], each[1])  # different members, so the mean is not either
+    assert np.allclose(probs, (each[0] + each[1]) / 2, atol=1e-6)
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    assert np.array_equal(np.asarray(again.predict_on_batch(images)), probs)

@@ -32,7 +32,7 @@ from search.confirm import (
     refit_window,
     run_id,
     seed_fold,
-    shipped_run,
+    shipped_runs,
     tail_accuracy,
     tail_epochs,
 )
@@ -349,12 +349,21 @@ class TrialRunner:
         return predictions_path(self.run_dir, run_id(cand, index, JUDGE))
 
     def refit(
-        self, cand: Candidate, name: str, *, epochs: int, n_test: int, refit: str = "trainval"
+        self,
+        cand: Candidate,
+        name: str,
+        *,
+        epochs: int,
+        n_test: int,
+        refit: str = "trainval",
+        index: int = 0,
+        seeds: int = 1,
     ) -> ConfirmRow:
-        """The winner trained on train + validation for ``epochs``, scored once on test; with
-        ``refit="all"`` on the test images too, whose score then only says whether it learned."""
-        seed = confirm_seed(self.opts.seed, 0, REFIT)
-        rid = run_id(cand, 0, REFIT, refit)
+        """Refit seed ``index`` of ``seeds``: the winner trained on train + validation for
+        ``epochs``, scored once on test; with ``refit="all"`` on the test images too, whose
+        score then only says whether it learned."""
+        seed = confirm_seed(self.opts.seed, index, REFIT)
+        rid = run_id(cand, index, REFIT, refit)
         on_test = "test" in REFIT_SPLITS[refit]
         preds = predictions_path(self.run_dir, rid)
         window = refit_window(epochs)
@@ -373,7 +382,7 @@ class TrialRunner:
             done,
             cand,
             name,
-            0,
+            index,
             REFIT,
             seed,
             n_test,
@@ -384,16 +393,18 @@ class TrialRunner:
         )
         chance = ""
         if row.fit_at_chance:  # decided on the images it trained on: test chooses nothing
-            shipped = shipped_run(load_confirm(self.run_dir), cand.trial_id, refit)
+            shipped = shipped_runs(load_confirm(self.run_dir), cand.trial_id, refit, seeds)
+            ids = [str(r["run_id"]) for r in shipped]
+            if seeds > 1:
+                then = "it is not shipped: the refits that learned are, else the best judge run"
+            elif ids and row.run_id not in ids:
+                then = f"the winner's best judge run ({ids[0]}) is shipped instead"
+            else:
+                then = "it is shipped as it is: no judge run of the winner learned either"
             chance = (
                 f"; DID NOT LEARN: its weights score {row.fit_accuracy:.4f} on the "
                 f"{done.fit_n:,} train + validation images they trained on (the commonest "
-                f"class is {self.chance:.2f} of validation), so "
-                + (
-                    f"the winner's best judge run ({shipped['run_id']}) is shipped instead"
-                    if shipped is not None and str(shipped["run_id"]) != row.run_id
-                    else "it is shipped as it is: no judge run of the winner learned either"
-                )
+                f"class is {self.chance:.2f} of validation), so {then}"
             )
         elif row.at_chance:
             chance = (
@@ -407,7 +418,8 @@ class TrialRunner:
             else f"test {format_accuracy(row.test_accuracy, n_test)}"
         )
         self._say(
-            f"refit {name} (trial {cand.trial_id}) on {' + '.join(REFIT_SPLITS[refit])}, "
+            f"refit {name}{f' seed {index + 1}/{seeds}' if seeds > 1 else ''} "
+            f"(trial {cand.trial_id}) on {' + '.join(REFIT_SPLITS[refit])}, "
             f"{epochs} epoch{'s' if epochs != 1 else ''}, "
             f"{refit_ending(window)}: "
             f"{row.status}, {scored}, "
