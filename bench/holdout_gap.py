@@ -119,16 +119,22 @@ def run(
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.holdout_gap", description=__doc__)
+def add_emulation_args(p: argparse.ArgumentParser) -> None:
+    """The arguments of a benchmark that emulates runs of one configuration on a pool's splits
+    and scores them on further photos (the cpu preset's image size and width by default)."""
     p.add_argument("pool", type=Path, help="the labelled photos a run is given")
     p.add_argument("--holdout", type=Path, required=True, help="further photos, not in POOL")
     p.add_argument("--values", default="{}", help="the configuration as JSON (default: the blog's)")
-    p.add_argument("--split-seeds", default="7026,8026", help="--seed of the runs to emulate")
-    p.add_argument("--seeds", type=int, default=2, help="training seeds per split")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--width", type=float, default=0.5)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.holdout_gap", description=__doc__)
+    add_emulation_args(p)
+    p.add_argument("--split-seeds", default="7026,8026", help="--seed of the runs to emulate")
+    p.add_argument("--seeds", type=int, default=2, help="training seeds per split")
     args = p.parse_args(argv)
     rows = run(
         args.pool,

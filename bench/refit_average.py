@@ -97,16 +97,13 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from bench.holdout_gap import add_emulation_args
+
     p = argparse.ArgumentParser(prog="python -m bench.refit_average", description=__doc__)
-    p.add_argument("pool", type=Path, help="the labelled photos a run is given")
-    p.add_argument("--holdout", type=Path, required=True, help="further photos, not in POOL")
-    p.add_argument("--values", default="{}", help="the configuration as JSON (default: the blog's)")
+    add_emulation_args(p)
     p.add_argument("--split-seed", type=int, default=1337, help="--seed of the run to emulate")
     p.add_argument("--judges", type=int, default=3, help="judge-like runs setting the epochs")
     p.add_argument("--refits", type=int, default=2, help="refits averaged")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--width", type=float, default=0.5)
     args = p.parse_args(argv)
     if args.judges < 1 or args.refits < 2:
         p.error(

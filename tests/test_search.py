@@ -708,6 +708,11 @@ def test_refusals(tiny: dict[str, Path], tmp_path: Path) -> None:
         (["--confirm", "1"], "--confirm 1 cannot tell"),
         (["--confirm", "-2"], "--confirm must be a number of seeds"),
         (["--confirm-top", "0"], "--confirm-top must be from 1 to 10"),
+        (
+            ["--refit-seeds", "0"],
+            "--refit-seeds must be a number of refits from 1 to 10, but got 0",
+        ),
+        (["--refit-seeds", "two"], "--refit-seeds: invalid int value: 'two'"),
         (["--val-fraction", "0.6", "--test-fraction", "0.5"], "must leave images to train on"),
         (["--test-fraction", "1.5"], "--test-fraction must be in [0, 1)"),
         (["--space", "/"], "is not a file"),
@@ -741,6 +746,11 @@ def test_dry_run_prints_the_plan(tiny: dict[str, Path], tmp_path: Path) -> None:
     assert "(58,289,538 at the blog's 227px)" in out.stdout
     assert "train, 4 validation (chooses), 8 test (judges" in out.stdout  # the three splits
     assert "confirmation: the best configuration and the baseline, 3 new seeds" not in out.stdout
+    # with the default evidence phase: its runs counted, the two refits named
+    out = run([*args, "--confirm", "3"], env={"CUDA_VISIBLE_DEVICES": ""})
+    plan = " ".join(out.stdout.split())  # one line, however the console wrapped
+    assert "refitted on train + validation 2 times (their probabilities averaged)" in plan
+    assert "(16 of 16 runs to go)" in plan  # 3 x 3 selection, 3 + 2 judge, 2 refits
 
 
 def test_the_plan_names_an_unused_gpu_and_the_preset(
