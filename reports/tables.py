@@ -110,9 +110,10 @@ def summarize(run: RunData) -> Summary:
 
 
 def _seed_cell(row: dict[str, Any], stage: str) -> int | str:
-    """A run's seed, and the fold of train a selection run was validated on."""
+    """A run's seed, and the fold of train a selection run was validated on (a refit's:
+    which of the ``--refit-seeds`` refits averaged into the shipped model)."""
     if stage == "refit":
-        return "-"
+        return int(row.get("seed_index") or 1)
     fold = _num(row.get("val_fold"))
     index = int(row["seed_index"])
     return f"{index} (fold {int(fold)})" if fold else index
