@@ -835,6 +835,12 @@ def _plain(record: dict[str, Any]) -> dict[str, Any]:
     return {k: (number(v) if isinstance(v, float) else v) for k, v in record.items()}
 
 
+def _older_seed(export: dict[str, Any]) -> list[int]:
+    """An export written before ``source_seeds``: its one run's seed (none: the best trial)."""
+    seed = export.get("source_seed")
+    return [] if seed is None else [int(seed)]
+
+
 def exported_summary(export: dict[str, Any]) -> dict[str, Any]:
     acc, n = export.get("test_accuracy_in_memory"), int(export.get("n_test", 0))
     if export.get("trained_on_test"):  # --refit all: the test images trained it
@@ -842,7 +848,7 @@ def exported_summary(export: dict[str, Any]) -> dict[str, Any]:
     return {
         "trial_id": export.get("source_trial"),
         "run_id": export.get("source_run"),
-        "seeds": export.get("source_seeds") or [export.get("source_seed")],  # older exports
+        "seeds": export.get("source_seeds", _older_seed(export)),
         # a refitted model trained on the validation images: no validation score for it
         "val_accuracy": None
         if export.get("trained_on_validation")

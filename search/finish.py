@@ -81,7 +81,7 @@ def confirm_runs_left(run_dir: Path, total: int, options: dict[str, Any]) -> int
         shipped += [small] if small is not None else []
     left += sum(owed(c, JUDGE) for c in shipped)
     refit = str(options.get("refit", "trainval"))
-    if refit != "none":  # the refits of whichever configuration ships: the first's count
+    if refit != "none":  # the refits still owed by whichever configuration ships: the fewest
         refits = range(refit_seed_count(options))
         left += min(sum(run_id(c, i, REFIT, refit) not in done for i in refits) for c in shipped)
     return left
