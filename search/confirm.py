@@ -687,6 +687,7 @@ def evidence(
                 verdict="inconclusive",
                 seeds_needed=None,
                 seeds_to_decide=None,
+                images_to_settle=(),
                 reason="every judge run of both ended at chance on validation: neither model "
                 "learned, so no difference between them is claimed",
             )
@@ -696,6 +697,7 @@ def evidence(
             "verdict": diff.verdict,
             "seeds_needed": diff.seeds_needed,
             "seeds_to_decide": diff.seeds_to_decide,
+            "images_to_settle": [list(pair) for pair in diff.images_to_settle] or None,
             "settle": settle_hint(diff) or None,
             "sentence": sentence(
                 n_test=n_test,

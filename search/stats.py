@@ -91,6 +91,10 @@ class Difference(NamedTuple):
     # inconclusive with a difference beyond the margin: seeds whose interval, if the difference
     # holds, would exclude 0 (the difference then decides, not the margin)
     seeds_to_decide: int | None = None
+    # inconclusive where no number of seeds reaches +-margin on these images: about how many
+    # test images would, as (images, seeds) pairs: with these seeds (or the fewest that can),
+    # then with twice as many, which need fewer images
+    images_to_settle: tuple[tuple[int, int], ...] = ()
 
 
 def verdict(ci95: tuple[float, float] | None, *, margin: float = DEFAULT_MARGIN) -> str:
@@ -184,7 +188,8 @@ def paired_difference(
     Under two paired seeds there is no estimate of the seed noise: no interval, and the verdict
     is ``inconclusive``. An inconclusive verdict comes with ``seeds_needed``: about how many
     seeds, at this test size, would bring the half-width to ``margin`` (None when the test
-    images alone leave more than that: ``images_limit``), and, when the difference is larger
+    images alone leave more than that: ``images_limit``, and then ``images_to_settle``: about
+    how many test images, with how many seeds, would), and, when the difference is larger
     than the margin, ``seeds_to_decide``: about how many would give an interval that excludes
     0 if the difference holds (a +8-point difference on 3 seeds needs no +-2-point interval to
     be shown, only a narrower one).
@@ -216,10 +221,13 @@ def paired_difference(
     ci95 = (100 * (estimate - half), 100 * (estimate + half))
     word = verdict(ci95, margin=margin)
     needed, limit, decide = None, None, None
+    images: tuple[tuple[int, int], ...] = ()
     if word == "inconclusive":
         needed, limit = _seeds_to_settle(comp, n, margin / 100)
         if abs(estimate) > margin / 100:
             decide = _seeds_to_settle(comp, n, abs(estimate), strict=True)[0]
+        if needed is None:
+            images = _test_sizes_to_settle(comp, k, margin / 100)
     return Difference(
         100 * estimate,
         ci95,
@@ -231,6 +239,7 @@ def paired_difference(
         needed,
         None if limit is None else limit,
         seeds_to_decide=decide,
+        images_to_settle=images,
     )
 
 
@@ -249,6 +258,44 @@ def _seeds_to_settle(
         if half < width or (half == width and not strict):
             return k, limit
     return None, limit
+
+
+MAX_IMAGES_ADVISED = 10_000_000  # beyond this a test set is not advice
+
+
+def _images_to_settle(comp: _Components, k: int, width: float) -> tuple[int, int] | None:
+    """The fewest test images, with ``k`` seeds or else the fewest seeds that can, whose
+    projected half-width (same variance components) is at most ``width``; None if no number of
+    seeds up to ``MAX_SEEDS_ADVISED`` reaches it on ``MAX_IMAGES_ADVISED`` images (the
+    training runs' own noise then dominates). Rounded up to two significant digits: the
+    components are estimates, so the count is an order of size, not a prescription."""
+
+    def half(seeds: int, n: int) -> float:
+        v_seed = (comp.seed + comp.interaction / n) / seeds
+        return _half_width(v_seed, comp.image / n, seeds, n)[0]
+
+    for seeds in range(max(2, k), MAX_SEEDS_ADVISED + 1):
+        if half(seeds, MAX_IMAGES_ADVISED) > width:
+            continue
+        lo, hi = 2, MAX_IMAGES_ADVISED  # half(seeds, hi) <= width; find the fewest images
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if half(seeds, mid) <= width else (mid + 1, hi)
+        step = 10 ** max(0, len(str(hi)) - 2)
+        return -(-hi // step) * step, seeds
+    return None
+
+
+def _test_sizes_to_settle(comp: _Components, k: int, width: float) -> tuple[tuple[int, int], ...]:
+    """``_images_to_settle`` with ``k`` seeds (or the fewest that can), then with twice that
+    many where it needs fewer images: the two ends of the images-for-seeds trade."""
+    first = _images_to_settle(comp, k, width)
+    if first is None:
+        return ()
+    second = (
+        None if 2 * first[1] > MAX_SEEDS_ADVISED else _images_to_settle(comp, 2 * first[1], width)
+    )
+    return (first,) if second is None or second[0] >= first[0] else (first, second)
 
 
 def settle_hint(diff: Difference) -> str:
@@ -274,10 +321,15 @@ def settle_hint(diff: Difference) -> str:
             f"about {diff.seeds_needed} seeds (--confirm {diff.seeds_needed}) on these "
             f"{diff.images:,} test images would bring the interval to +-{diff.margin:g} points"
         )
+    more = "more test images would"
+    if diff.images_to_settle:
+        (images, seeds), *others = diff.images_to_settle
+        more = f"about {images:,} test images with {seeds} seeds would"
+        more += "".join(f" ({i:,} with {k})" for i, k in others)
     return decide + (
         f"no number of seeds up to {MAX_SEEDS_ADVISED} brings the interval to "
         f"+-{diff.margin:g} points on {diff.images:,} test images (the images alone leave "
-        f"+-{diff.images_limit or 0:.1f}): more test images would"
+        f"+-{diff.images_limit or 0:.1f}): {more}"
     )
 
 

@@ -177,7 +177,38 @@ def test_an_inconclusive_verdict_says_how_many_seeds_would_settle_it() -> None:
     # too few images for the margin: no number of seeds helps, and the sentence says so
     few = paired_difference(*_simulate(rng, n=60, seeds=3, beta_w=0.0, sd_seed=0.1))
     assert few.verdict == "inconclusive" and few.seeds_needed is None
-    assert "more test images" in settle_hint(few)
+    assert few.images_to_settle and "test images with" in settle_hint(few)
+
+
+def test_when_no_number_of_seeds_settles_it_the_hint_says_how_many_test_images_would() -> None:
+    """240 test images leave about +-4 points from the images alone: the hint names a test
+    size (with these seeds, and with twice as many), and that many images of the same kind do
+    bring the interval to about the margin, while a quarter of them does not."""
+    rng = np.random.default_rng(8)
+    d = paired_difference(*_simulate(rng, n=240, seeds=3, beta_w=0.0, sd_seed=0.0))
+    assert d.verdict == "inconclusive" and d.seeds_needed is None
+    assert d.images_limit is not None and d.images_limit > d.margin
+    assert len(d.images_to_settle) == 2
+    (images, seeds), (fewer, more_seeds) = d.images_to_settle
+    assert seeds == 3 and more_seeds == 6 and 240 < fewer < images
+    hint = settle_hint(d)
+    assert f"about {images:,} test images with 3 seeds would ({fewer:,} with 6)" in hint
+
+    def half_width(n: int, k: int) -> float:
+        widths = []
+        for r in range(12):
+            sim = _simulate(np.random.default_rng(500 + r), n=n, seeds=k, beta_w=0.0, sd_seed=0.0)
+            lo, hi = paired_difference(*sim).ci95 or (np.nan, np.nan)
+            widths.append((hi - lo) / 2)
+        return float(np.median(widths))
+
+    # the projection rests on 3 seeds' estimates: within a third of the margin either way
+    assert abs(half_width(images, 3) - d.margin) < d.margin / 3
+    assert half_width(images // 4, 3) > d.margin
+    assert abs(half_width(fewer, 6) - d.margin) < d.margin / 3
+    # no noise at all: nothing to project, and the verdict is not inconclusive
+    same = np.ones((3, 240), bool)
+    assert paired_difference(same, same).images_to_settle == ()
 
 
 def test_a_large_inconclusive_difference_says_how_many_seeds_would_decide_it() -> None:
