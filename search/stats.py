@@ -243,6 +243,12 @@ def paired_difference(
     )
 
 
+def _projected_half_width(comp: _Components, k: int, n: int) -> float:
+    """The 95% half-width ``k`` seeds on ``n`` test images would give, if the variance
+    components are what this comparison estimated."""
+    return _half_width((comp.seed + comp.interaction / n) / k, comp.image / n, k, n)[0]
+
+
 def _seeds_to_settle(
     comp: _Components, n: int, width: float, *, strict: bool = False
 ) -> tuple[int | None, float]:
@@ -252,9 +258,7 @@ def _seeds_to_settle(
     below."""
     limit = 100 * Z95 * math.sqrt(comp.image / n)
     for k in range(2, MAX_SEEDS_ADVISED + 1):
-        v_seed = (comp.seed + comp.interaction / n) / k
-        v_image = comp.image / n
-        half = _half_width(v_seed, v_image, k, n)[0]
+        half = _projected_half_width(comp, k, n)
         if half < width or (half == width and not strict):
             return k, limit
     return None, limit
@@ -269,18 +273,14 @@ def _images_to_settle(comp: _Components, k: int, width: float) -> tuple[int, int
     seeds up to ``MAX_SEEDS_ADVISED`` reaches it on ``MAX_IMAGES_ADVISED`` images (the
     training runs' own noise then dominates). Rounded up to two significant digits: the
     components are estimates, so the count is an order of size, not a prescription."""
-
-    def half(seeds: int, n: int) -> float:
-        v_seed = (comp.seed + comp.interaction / n) / seeds
-        return _half_width(v_seed, comp.image / n, seeds, n)[0]
-
     for seeds in range(max(2, k), MAX_SEEDS_ADVISED + 1):
-        if half(seeds, MAX_IMAGES_ADVISED) > width:
+        if _projected_half_width(comp, seeds, MAX_IMAGES_ADVISED) > width:
             continue
-        lo, hi = 2, MAX_IMAGES_ADVISED  # half(seeds, hi) <= width; find the fewest images
+        lo, hi = 2, MAX_IMAGES_ADVISED  # hi's half-width is within width; find the fewest
         while lo < hi:
             mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if half(seeds, mid) <= width else (mid + 1, hi)
+            fits = _projected_half_width(comp, seeds, mid) <= width
+            lo, hi = (lo, mid) if fits else (mid + 1, hi)
         step = 10 ** max(0, len(str(hi)) - 2)
         return -(-hi // step) * step, seeds
     return None
