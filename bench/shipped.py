@@ -147,7 +147,7 @@ def ours_shipped(run_dir: Path, holdout: Path | None = None) -> dict[str, Any]:
     import keras
 
     from data_pipeline.pipeline import prepare
-    from models.lrn import LocalResponseNormalization
+    from models.alexnet import custom_objects
 
     config = RunConfig.read(run_dir)
     data = prepare(config.data_config)
@@ -162,7 +162,7 @@ def ours_shipped(run_dir: Path, holdout: Path | None = None) -> dict[str, Any]:
     else:  # the Keras file: the model as export.json scored it on the training cache's pixels
         model = keras.saving.load_model(
             run_dir / "best_model.keras",
-            custom_objects={"alexnet_tuner>LocalResponseNormalization": LocalResponseNormalization},
+            custom_objects=custom_objects(),
         )
         x, y = data.arrays("test")
         probs = np.concatenate(

@@ -173,18 +173,37 @@ def build_float32(params: AlexNetParams) -> keras.Model:
         keras.mixed_precision.set_global_policy(policy)
 
 
-def average_of(models: Sequence[keras.Model]) -> keras.Model:
+def average_of(models: Sequence[keras.Model], *, mirror: bool = False) -> keras.Model:
     """One model whose class probabilities are the mean of ``models``' (trainings of one
-    configuration with different seeds, each named apart); one model is returned as it is.
-    Averaging probabilities keeps them probabilities, and each member's errors partly cancel:
-    the shipped model is steadier than any one training (``search.confirm.DEFAULT_REFIT_SEEDS``)."""
+    configuration with different seeds, each named apart), each on the image and, with
+    ``mirror``, on its mirror image too (``models.mirror``); one model without the mirror is
+    returned as it is. Averaging probabilities keeps them probabilities, and each member's
+    errors partly cancel: the shipped model is steadier than any one training
+    (``search.confirm.DEFAULT_REFIT_SEEDS``)."""
     import keras
 
-    if len(models) == 1:
+    from models.mirror import Mirror
+
+    if len(models) == 1 and not mirror:
         return models[0]
     image = keras.Input(models[0].input_shape[1:], dtype="uint8", name="image")
+    views = [image, Mirror(name="mirror")(image)] if mirror else [image]
+    outputs = [m(view) for m in models for view in views]
     mean = keras.layers.Average(dtype="float32", name="mean_probabilities")
-    return keras.Model(image, mean([m(image) for m in models]), name=f"average_of_{len(models)}")
+    name = f"{'mirror_' if mirror else ''}average_of_{len(models)}"
+    return keras.Model(image, mean(outputs), name=name)
+
+
+def custom_objects() -> dict[str, Any]:
+    """The custom layers a saved model of ours holds, by their registered names: what
+    ``keras.saving.load_model(path, custom_objects=...)`` needs for ``best_model.keras``."""
+    from models.lrn import LocalResponseNormalization
+    from models.mirror import Mirror
+
+    return {
+        "alexnet_tuner>LocalResponseNormalization": LocalResponseNormalization,
+        "alexnet_tuner>Mirror": Mirror,
+    }
 
 
 def float32_twin(model: keras.Model, params: AlexNetParams) -> keras.Model:

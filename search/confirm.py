@@ -83,6 +83,13 @@ REFIT_WINDOW = 5
 # averaging two gained +1.4 points (95% CI +0.5 to +2.3) on 402 further photos over five
 # configurations (bench/README.md), for one more refit's training and twice the SavedModel.
 DEFAULT_REFIT_SEEDS = 2
+# --tta flip: the shipped model scores each image and its mirror image and averages the two
+# class-probability vectors (``models.mirror``, as AlexNet did at test time). Over twelve
+# shipped models it added +1.7 points on 402 further photos (bench/README.md, python -m
+# bench.mirror), for no training and twice the serving compute; none is for classes a mirror
+# image changes (text, left from right).
+TTA_MODES = ("flip", "none")
+DEFAULT_TTA = "flip"
 # --refit all: what is said instead of a test score for a model that trained on the test images
 NOT_MEASURED = (
     "not measured: it trained on every labelled image, test included, once the verdict was "
@@ -554,6 +561,18 @@ def refit_seed_count(options: dict[str, Any]) -> int:
     return int(options.get("refit_seeds", 1))
 
 
+def tta_of(options: dict[str, Any]) -> str:
+    """A run's ``--tta``: runs made before the option existed shipped one view per image."""
+    return str(options.get("tta", "none"))
+
+
+def tta_words(tta: str) -> str:
+    """How the shipped model looks at an image: console, report and model card say it so."""
+    if tta == "flip":
+        return "each image scored with its mirror image, the two probabilities averaged"
+    return "each image scored once"
+
+
 def refit_runs(table: pd.DataFrame, trial_id: str, refit: str, seeds: int) -> list[pd.Series]:
     """The finished refits of ``trial_id`` among its first ``seeds`` (``--refit-seeds``), in
     seed order."""
@@ -857,6 +876,7 @@ def exported_summary(export: dict[str, Any]) -> dict[str, Any]:
         else export.get("val_accuracy_in_memory"),
         "test_accuracy": acc,
         "test_ci95": list(accuracy_ci(acc, n)) if acc is not None and n else None,
+        "tta": export.get("tta", "none"),  # how every accuracy above looked at an image
     }
 
 

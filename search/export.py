@@ -36,7 +36,13 @@ from data_pipeline.discover import manifest
 from data_pipeline.errors import DataError
 from data_pipeline.files import NoRoom, file_digest, no_room
 from data_pipeline.pipeline import PreparedData, prepare
-from models.alexnet import AlexNetParams, average_of, build_float32, compile_alexnet
+from models.alexnet import (
+    AlexNetParams,
+    average_of,
+    build_float32,
+    compile_alexnet,
+    custom_objects,
+)
 from search import interrupt
 from search import results as res
 from search.confirm import (
@@ -49,6 +55,7 @@ from search.confirm import (
     run_evidence,
     shipped_pick,
     shipped_runs,
+    tta_of,
 )
 from search.model_card import build_card, write_card
 from search.pareto import front_records
@@ -199,7 +206,8 @@ def export_run(run_dir: Path) -> dict[str, Any]:
     config, data = _data(run_dir)
     source = _source(run_dir, config.options, data.cached.split("test")[1])
     params = _params(source["values"], config, data)
-    model = average_of(_members(run_dir, source, params))
+    tta = tta_of(config.options)
+    model = average_of(_members(run_dir, source, params), mirror=tta == "flip")
     # Keras' own Adam in the saved .keras file: the optimizer a user fine-tuning it expects
     compile_alexnet(model, params, jit_compile=False, fused=False)
     scores = {}
@@ -263,6 +271,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
         # --refit all: its test score below is a reload check too, not an accuracy
         "trained_on_test": source["trained_on_test"],
         "averaged_epochs": source["averaged_epochs"],  # a refit: the mean of its last epochs
+        "tta": tta,  # flip: every score below averages each image with its mirror image
         "params": params.to_dict(),
         "val_accuracy_trial": source["val_accuracy"],
         "val_accuracy_in_memory": val_memory,
@@ -296,7 +305,7 @@ def export_run(run_dir: Path) -> dict[str, Any]:
                 "batch_32": record["latency_ms_per_image_batch_32"],
             },
         )
-        if len(source["run_ids"]) == 1
+        if len(source["run_ids"]) == 1 and tta != "flip"
         else None,
     )
     _, test_labels = data.cached.split("test")
@@ -380,11 +389,8 @@ def verify_run(run_dir: Path, stage: Path) -> dict[str, Any]:
     acc = float(np.mean(np.argmax(probs, axis=1) == y_val))
     test_probs = served(x_test)
     test_acc = float(np.mean(np.argmax(test_probs, axis=1) == y_test))
-    from models.lrn import LocalResponseNormalization
-
     keras_model = keras.saving.load_model(  # safe_mode stays on
-        stage / "best_model.keras",
-        custom_objects={"alexnet_tuner>LocalResponseNormalization": LocalResponseNormalization},
+        stage / "best_model.keras", custom_objects=custom_objects()
     )
     kprobs = np.concatenate([keras_model.predict_on_batch(b) for b in _batches(x_val, batch)])
     memory = np.load(stage / "probs-in-memory.npy")
@@ -427,7 +433,8 @@ def front_latency(
     export's is. The weights are a fresh initialisation: the graph and the arithmetic, hence
     the time, are those of the trained model. ``exported``: the exported model's values and
     its times, reused for the front's configuration with the same values (None: an average
-    of refits, slower than one network of its configuration, so every one is timed)."""
+    of refits or of mirror images, slower than one network of its configuration, so every one
+    is timed)."""
     import keras
     import tensorflow as tf
 

@@ -37,6 +37,7 @@ from search.confirm import (
     selection_column,
     shipped_pick,
     smaller_candidate,
+    tta_words,
     unconfirmed,
 )
 from search.loop import Budget
@@ -300,6 +301,8 @@ def exported_line(summary: dict[str, Any]) -> str | None:
     shipped = summary.get("shipped") or {}
     same = shipped.get("what") and shipped.get("run_id") == exported.get("run_id")
     how = f", {shipped['what']}" if same else ""
+    if exported.get("tta") == "flip":
+        how += f"; {tta_words('flip')}"
     if exported.get("test_accuracy") is None:
         if not (same and "test" in shipped.get("trained_on", [])):
             return None

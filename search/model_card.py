@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from search.confirm import NOT_MEASURED, refit_ending
+from search.confirm import NOT_MEASURED, refit_ending, tta_words
 from search.rundir import RunConfig
 from search.serving import BORDERLINE_MARGIN, BYTES_INPUT, BYTES_SIGNATURE
 from search.stats import accuracy_ci
@@ -98,6 +98,9 @@ def build_card(
             f"{refits} times with different seeds, each {ending}, their class probabilities "
             "averaged"
         )
+    tta = str(record.get("tta", "none"))
+    if tta == "flip":
+        ending += f"; {tta_words(tta)}"
     if on_test:
         shipped = (
             f"the winner refitted on train + validation + test once the verdict was settled "
@@ -126,6 +129,7 @@ def build_card(
         },
         "classes": list(config.classes),
         "accuracy": accuracy,
+        "test_time": tta_words(tta),
         "parameters": record["params"],
         "preprocessing": PREPROCESSING,
         "signatures": {

@@ -18,7 +18,7 @@ from data_pipeline.discover import (
 from data_pipeline.errors import DataError
 from data_pipeline.pipeline import DataConfig
 from models.alexnet import AlexNetParams, validate
-from search.confirm import DEFAULT_REFIT_SEEDS, REFIT_MODES, SELECTS
+from search.confirm import DEFAULT_REFIT_SEEDS, DEFAULT_TTA, REFIT_MODES, SELECTS, TTA_MODES
 from search.engines import ENGINES, OBJECTIVES
 from search.rundir import identity_hash
 from search.space import read_space_file
@@ -88,6 +88,7 @@ class SearchOptions:
     confirm_top: int = 3  # search configurations the selection stage retrains over seeds
     refit: str = "trainval"  # the shipped model: the winner refitted on train + validation
     refit_seeds: int = DEFAULT_REFIT_SEEDS  # refits averaged into the shipped model
+    tta: str = DEFAULT_TTA  # flip: the shipped model averages each image with its mirror image
     margin: float = DEFAULT_MARGIN  # points: a difference inside it can be "equivalent"
     select: str = "best"  # smallest: ship the smallest configuration equivalent to the best
     objective: str = "accuracy"  # accuracy,params: Optuna's multi-objective study
@@ -180,6 +181,11 @@ class SearchOptions:
                 f"{self.refit_seeds}; {DEFAULT_REFIT_SEEDS} is the default (1 ships one refit: "
                 "half the SavedModel, a less steady accuracy)."
             )
+        if self.tta not in TTA_MODES:
+            raise OptionError(
+                f"--tta must be one of {', '.join(TTA_MODES)}, but got {self.tta!r}; "
+                f"{DEFAULT_TTA} is the default (none for classes a mirror image changes)."
+            )
         if self.objective not in OBJECTIVES:
             raise OptionError(
                 f"--objective must be one of {', '.join(OBJECTIVES)}, but got {self.objective!r}."
@@ -229,8 +235,8 @@ class SearchOptions:
     def identity(self) -> dict[str, Any]:
         """The settings that define a run: a run directory holds exactly one of these."""
         # not --trials, --confirm, --confirm-top: larger values continue the same run
-        # (``rundir.EXTENDABLE``); not --refit, --refit-seeds, --margin or --select, which only
-        # change the ending
+        # (``rundir.EXTENDABLE``); not --refit, --refit-seeds, --tta, --margin or --select, which
+        # only change the ending
         keys = (
             "engine",
             "max_epochs",

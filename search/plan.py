@@ -177,6 +177,8 @@ def confirm_line(o: SearchOptions, p: Progress) -> str:
         "all": f"; the winner refitted on train + validation + test{times} is exported "
         "(--refit all: its accuracy is estimated by the judge runs, not measured)",
     }.get(o.refit, "; the winner's best judge run is exported (--refit none)")
+    if o.tta == "flip":
+        refit += ", each image scored with its mirror image too"
     return (
         f"confirmation: {select}the winner{base} x {o.confirm} fresh seeds, {o.max_epochs} "
         f"epochs, scored once on test{refit} ({p.confirm_runs_left} of "

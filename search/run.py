@@ -24,7 +24,7 @@ from data_pipeline.discover import DEFAULT_SEED, DEFAULT_TEST_FRACTION, DEFAULT_
 from data_pipeline.errors import DataError
 from data_pipeline.files import NoRoom, no_room
 from search import interrupt
-from search.confirm import DEFAULT_REFIT_SEEDS, REFIT_MODES, SELECTS
+from search.confirm import DEFAULT_REFIT_SEEDS, DEFAULT_TTA, REFIT_MODES, SELECTS, TTA_MODES
 from search.devices import PRECISIONS, XLA_MODES
 from search.engines import ENGINES, OBJECTIVES
 from search.hardware import auto_preset, visible_gpus
@@ -205,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
         "shipped model averages: steadier and more accurate than one refit, for R times the "
         f"refit's training, SavedModel and latency (default {DEFAULT_REFIT_SEEDS}; 1 with "
         "--select smallest, which asks for a small model; a larger R continues a run)",
+    )
+    g_evidence.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        default=DEFAULT_TTA,
+        help="flip: the shipped model scores each image and its mirror image and averages the "
+        "two (as AlexNet did at test time; +1.7 points on average, bench/README.md), for twice "
+        "the serving compute; none: one look, for classes a mirror image changes (text, left "
+        "from right) (default %(default)s)",
     )
     g_evidence.add_argument(
         "--margin",

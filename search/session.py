@@ -473,8 +473,8 @@ class Search:
     # ----------------------------------------------------------------------------- state
     def _check_extension(self) -> bool:
         """Whether this command extends the run (a larger --trials, --confirm or --confirm-top
-        than it was started with) or changes how it ends (--refit, --refit-seeds, --margin);
-        smaller values are refused: what was run is never taken back."""
+        than it was started with) or changes how it ends (--refit, --refit-seeds, --tta,
+        --margin); smaller values are refused: what was run is never taken back."""
         done = len(res.search_trials(res.load_trials(self.run_dir)))
         if self.opts.trials < done:
             raise rundir.RunDirError(
@@ -505,7 +505,7 @@ class Search:
                     f"{getattr(self.opts, key)} (runs done before are reused)"
                 )
                 changed = True
-        for key in ("refit", "refit_seeds", "margin"):
+        for key in ("refit", "refit_seeds", "tta", "margin"):
             changed |= before.get(key) != getattr(self.opts, key)
         return changed
 

@@ -190,13 +190,39 @@ def test_export_reloads_exactly_and_predicts(
     import keras
     import tensorflow as tf
 
-    import models.lrn  # noqa: F401 (registers the LRN layer for loading)
+    from models.alexnet import custom_objects
 
     stored = tf.train.load_checkpoint(str(run_dir / "best_model" / "variables" / "variables"))
     values = [k for k in stored.get_variable_to_shape_map() if k.endswith("VARIABLE_VALUE")]
-    weights = keras.saving.load_model(run_dir / "best_model.keras").variables  # seeds too
+    saved = keras.saving.load_model(run_dir / "best_model.keras", custom_objects=custom_objects())
+    weights = saved.variables  # seeds too
     assert len(values) == len(weights)
     assert export["saved_model_bytes"] + export["keras_bytes"] == export["size_bytes"]
+    # --tta flip, the default: the served model averages each image with its mirror image, so
+    # an image and its mirror get the same probabilities, the mean of what the same weights
+    # exported with --tta none give the two
+    assert export["tta"] == "flip" and summary["exported"]["tta"] == "flip"
+    assert "mirror image" in export["model_card"]["test_time"]
+    size = export["params"]["image_size"]
+    pixels = np.random.default_rng(0).integers(0, 256, (6, size, size, 3), dtype=np.uint8)
+    flipped = np.ascontiguousarray(pixels[:, :, ::-1])
+
+    def served(x: np.ndarray) -> np.ndarray:
+        serve = tf.saved_model.load(str(run_dir / "best_model")).signatures["serve"]
+        return next(iter(serve(tf.constant(x)).values())).numpy()
+
+    both = served(pixels)
+    np.testing.assert_allclose(served(flipped), both, atol=1e-6)
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(
+        json.dumps(config | {"options": config["options"] | {"tta": "none"}})
+    )
+    assert _cli(export_cli.main, [str(run_dir)], capsys).returncode == 0
+    assert json.loads((run_dir / "export.json").read_text())["tta"] == "none"
+    plain, mirrored = served(pixels), served(flipped)
+    assert np.abs(plain - mirrored).max() > 1e-4  # one look: not mirror-symmetric
+    np.testing.assert_allclose((plain + mirrored) / 2, both, atol=1e-6)
+    (run_dir / "config.json").write_text(json.dumps(config))
     (run_dir / ".export-99999").mkdir()  # left by an export killed mid-way
     # serve_bytes must agree with the training path on 99.5% of the test files: asked for
     # more than all of them, the same export fails its check, says why, and is recorded so
@@ -713,6 +739,7 @@ def test_refusals(tiny: dict[str, Path], tmp_path: Path) -> None:
             "--refit-seeds must be a number of refits from 1 to 10, but got 0",
         ),
         (["--refit-seeds", "two"], "--refit-seeds: invalid int value: 'two'"),
+        (["--tta", "vertical"], "--tta: invalid choice: 'vertical'"),
         (["--val-fraction", "0.6", "--test-fraction", "0.5"], "must leave images to train on"),
         (["--test-fraction", "1.5"], "--test-fraction must be in [0, 1)"),
         (["--space", "/"], "is not a file"),

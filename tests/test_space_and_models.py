@@ -505,3 +505,16 @@ def test_an_average_of_refits_serves_the_mean_of_their_probabilities_and_reloads
     model.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras", compile=False)
     assert np.array_equal(np.asarray(again.predict_on_batch(images)), probs)
+    # --tta flip: each member on the image and on its mirror image, all four averaged; one
+    # member is wrapped too, and the .keras file reloads it (the Mirror layer is registered)
+    flipped = np.ascontiguousarray(images[:, :, ::-1])
+    for chosen in (members[:1], members):
+        mirrored = average_of(chosen, mirror=True)
+        assert mirrored.count_params() == len(chosen) * members[0].count_params()
+        views = [np.asarray(m.predict_on_batch(v)) for m in chosen for v in (images, flipped)]
+        got = np.asarray(mirrored.predict_on_batch(images))
+        assert np.allclose(got, np.mean(views, axis=0), atol=1e-6)
+        assert not np.allclose(got, views[0], atol=1e-4)  # the mirror changed something
+        mirrored.save(tmp_path / "mirrored.keras")
+        again = keras.saving.load_model(tmp_path / "mirrored.keras", compile=False)
+        assert np.array_equal(np.asarray(again.predict_on_batch(images)), got)
