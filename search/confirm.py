@@ -877,6 +877,7 @@ def exported_summary(export: dict[str, Any]) -> dict[str, Any]:
         "test_accuracy": acc,
         "test_ci95": list(accuracy_ci(acc, n)) if acc is not None and n else None,
         "tta": export.get("tta", "none"),  # how every accuracy above looked at an image
+        "test_time": tta_words(export.get("tta", "none")),
     }
 
 

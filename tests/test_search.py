@@ -203,6 +203,8 @@ def test_export_reloads_exactly_and_predicts(
     # exported with --tta none give the two
     assert export["tta"] == "flip" and summary["exported"]["tta"] == "flip"
     assert "mirror image" in export["model_card"]["test_time"]
+    report = (run_dir / "report.html").read_text()
+    assert report.count("each image scored with its mirror image") == 2  # summary, Best model
     size = export["params"]["image_size"]
     pixels = np.random.default_rng(0).integers(0, 256, (6, size, size, 3), dtype=np.uint8)
     flipped = np.ascontiguousarray(pixels[:, :, ::-1])
