@@ -7,7 +7,8 @@ labelled photos of DIR, which no run saw, through its ``serve`` signature on the
 training path makes of them: once as they are, once mirrored left to right, and the mean of
 the two class-probability vectors, which is what ``--tta flip`` ships. The gain is that
 accuracy minus the plain one, paired per photo. With ``--stock-json`` (``bench.shipped``'s
-``--out`` of the same runs, in the same order, scored on the same DIR) each run's mirrored
+``--out`` file, or its work directory's ``stock.json``, of the same runs in the same order,
+scored on the same DIR) each run's mirrored
 model is also paired with stock Keras Tuner's shipped model. One JSON line per run, then the
 mean over runs with a 95% t interval (the runs are the replicates).
 """
@@ -88,7 +89,8 @@ def measure(run_dir: Path, holdout: Path, stock_json: Path | None) -> dict[str, 
         "gain": paired(right["tta"].astype(int), right["plain"].astype(int)),
     }
     if stock_json:
-        stock = json.loads(stock_json.read_text())["stock"]["correct"]
+        saved = json.loads(stock_json.read_text())
+        stock = saved.get("stock", saved)["correct"]  # --out's file or the work dir's stock.json
         if len(stock) != len(y):
             raise SystemExit(f"error: {stock_json} scored {len(stock)} photos, DIR has {len(y)}")
         out["stock"] = float(np.mean(stock))
