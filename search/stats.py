@@ -237,7 +237,7 @@ def paired_difference(
         t,
         margin,
         needed,
-        None if limit is None else limit,
+        limit,
         seeds_to_decide=decide,
         images_to_settle=images,
     )
