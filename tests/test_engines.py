@@ -77,6 +77,33 @@ def test_keras_tuner_state_survives_a_restart(tmp_path: Path) -> None:
     assert retried.trial_id == b.trial_id and retried.values == b.values
 
 
+def test_a_trial_written_but_not_recorded_by_a_kill_is_drawn_again(tmp_path: Path) -> None:
+    # Keras Tuner writes trial_N/trial.json, then oracle.json: a kill -9 between the two
+    # left an orphan that took trial N's number and place, so a resumed search ran one short.
+    first = make_engine("hyperband", DEFAULT_SPACE, _settings(tmp_path, 3, 5))
+    ended = {}
+    for score in (0.5, 0.7, 0.6):
+        spec = first.next_trial()
+        _finish(first, spec, score)
+        ended[spec.trial_id] = score
+    state = tmp_path / "keras_tuner" / "oracle.json"
+    before = state.read_text()
+    lost = first.next_trial()  # the promotion of the best, trial 3
+    assert lost.trial_id == "3" and (tmp_path / "keras_tuner" / "trial_3" / "trial.json").exists()
+    state.write_text(before)  # killed before oracle.json recorded it
+    again = make_engine("hyperband", DEFAULT_SPACE, _settings(tmp_path, 3, 5))
+    drawn = again.next_trial()
+    while drawn.trial_id in ended:  # Keras Tuner hands out again the trial it ended last
+        _finish(again, drawn, ended[drawn.trial_id])  # the search loop replays it so
+        drawn = again.next_trial()
+    assert (drawn.trial_id, drawn.values, drawn.parent_id) == ("3", lost.values, lost.parent_id)
+    _finish(again, drawn, 0.8)
+    last = again.next_trial()
+    assert last.trial_id == "4"
+    _finish(again, last, 0.6)
+    assert again.next_trial() is None  # exactly --trials trials, none of them lost
+
+
 def test_optuna_requeues_a_trial_left_running(tmp_path: Path) -> None:
     first = make_engine("optuna", DEFAULT_SPACE, _settings(tmp_path, 2, 3))
     assert isinstance(first, OptunaEngine)

@@ -61,6 +61,24 @@ def attach(oracle: Any, state_dir: Path) -> None:
             "file torn by a crash during its write. The finished trials are safe in "
             "trials.csv, but this search cannot be continued; start a new --run-dir."
         ) from None
+    forget_unrecorded(oracle)
+
+
+def forget_unrecorded(oracle: Any) -> None:
+    """Drop the trials Keras Tuner wrote but never recorded.
+
+    Its ``create_trial`` writes the new ``trial_N/trial.json`` before ``oracle.json``; a search
+    killed between the two reloads trial N with no trace of it in the oracle's state (never
+    started, in no bracket). The oracle numbers trials by how many it holds and stops at
+    ``max_trials``, so that orphan would take a trial number and a place in ``--trials``
+    without ever running: the resumed search would end one trial short. Forgotten, the same
+    trial is drawn again (the random state was saved with the oracle, before it).
+    """
+    recorded = set(oracle.start_order)
+    for trial_id in [t for t in oracle.trials if t not in recorded]:
+        del oracle.trials[trial_id]
+        orphan = Path(oracle._project_dir) / f"trial_{trial_id}" / "trial.json"
+        orphan.unlink(missing_ok=True)
 
 
 def retries_pending(oracle: Any) -> int:
@@ -136,6 +154,8 @@ def check() -> None:
             __import__("keras_tuner.src.utils", fromlist=["save_json"]).save_json
         ),
         "Oracle._set_project_dir": lambda: oracle._set_project_dir,
+        "Oracle._project_dir": lambda: type(oracle)._project_dir,
+        "Oracle.start_order": lambda: oracle.start_order,
         "HyperbandOracle._get_num_brackets": lambda: num_brackets(oracle),
         "HyperbandOracle._get_num_rounds": lambda: num_rounds(oracle, 0),
         "HyperbandOracle._get_size": lambda: round_size(oracle, 0, 0),
