@@ -84,8 +84,8 @@ REFIT_WINDOW = 5
 # configurations (bench/README.md), for one more refit's training and twice the SavedModel.
 DEFAULT_REFIT_SEEDS = 2
 # --tta flip: the shipped model scores each image and its mirror image and averages the two
-# class-probability vectors (``models.mirror``, as AlexNet did at test time). On thirteen
-# searches' exports it added +1.5 points (95% t interval +0.6 to +2.3) on 402 further photos
+# class-probability vectors (``models.mirror``, as AlexNet did at test time). On fourteen
+# searches' exports it added +1.4 points (95% t interval +0.6 to +2.2) on 402 further photos
 # (bench/README.md, python -m bench.mirror), for no training and twice the serving compute;
 # none is for classes a mirror image changes (text, left from right).
 TTA_MODES = ("flip", "none")

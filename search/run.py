@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=TTA_MODES,
         default=DEFAULT_TTA,
         help="flip: the shipped model scores each image and its mirror image and averages the "
-        "two (as AlexNet did at test time; +1.5 points on average, bench/README.md), for twice "
+        "two (as AlexNet did at test time; +1.4 points on average, bench/README.md), for twice "
         "the serving compute; none: one look, for classes a mirror image changes (text, left "
         "from right) (default %(default)s)",
     )
