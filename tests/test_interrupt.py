@@ -204,7 +204,10 @@ def test_sigterm_during_the_export_then_a_second_ctrl_c_and_resume(
     os.kill(proc.pid, signal.SIGTERM)  # the second: at once
     rest = proc.stdout.read()
     code = proc.wait(timeout=30)
-    assert code == 143 and time.monotonic() - t0 < 10, rest
+    # 143 from the handler; or, when the second signal lands after the first's clean stop has
+    # returned 143 and Python has put back the default handlers on its way out, the signal
+    # itself ends the process (-15 here): a shell reports 143 either way
+    assert code in (143, -signal.SIGTERM) and time.monotonic() - t0 < 10, rest
     assert "Traceback" not in rest
     time.sleep(0.5)
     assert children_of(proc.pid) == []
