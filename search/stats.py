@@ -218,7 +218,10 @@ def paired_difference(
         return Difference(100 * estimate, None, "inconclusive", k, n, None, margin, None, None)
     comp, v_seed, v_image = _components(diff)
     half, t = _half_width(v_seed, v_image, k, n)
-    ci95 = (100 * (estimate - half), 100 * (estimate + half))
+    # a difference of two accuracies lies in [-100, +100] points: two seeds' t multiplier
+    # (12.7) can reach past that, which no reader should be shown; the true difference is
+    # inside, so the coverage and the verdict are the same
+    ci95 = (max(-100.0, 100 * (estimate - half)), min(100.0, 100 * (estimate + half)))
     word = verdict(ci95, margin=margin)
     needed, limit, decide = None, None, None
     images: tuple[tuple[int, int], ...] = ()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from search.stats import (
     SELECTED_NOTE,
@@ -164,6 +166,32 @@ def test_under_two_seeds_there_is_no_interval_and_no_finding() -> None:
     assert d.ci95 is None and d.verdict == "inconclusive" and d.points == 100.0
     text = sentence(n_test=400, seeds=1, winner_acc=1.0, baseline_acc=0.0, diff=d)
     assert "inconclusive" in text and "better" not in text and "--confirm" in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    k=st.integers(2, 5),
+    n=st.integers(2, 12),
+    seed=st.integers(0, 2**32 - 1),
+    margin=st.floats(0.5, 50),
+)
+def test_the_interval_stays_inside_the_possible_differences(
+    k: int, n: int, seed: int, margin: float
+) -> None:
+    # two seeds that disagree (one all right, one all wrong) once gave -585 to +685 points
+    rng = np.random.default_rng(seed)
+    w, b = rng.random((k, n)) < rng.random(), rng.random((k, n)) < rng.random()
+    d = paired_difference(w, b, margin=margin)
+    assert d.ci95 is not None and d.verdict in VERDICTS
+    lo, hi = d.ci95
+    assert -100.0 <= lo <= d.points <= hi <= 100.0
+    assert d.verdict == verdict(d.ci95, margin=margin)
+
+
+def test_two_seeds_that_disagree_wholly_get_the_widest_possible_interval() -> None:
+    w = np.array([[True] * 50, [False] * 50])
+    d = paired_difference(w, np.zeros((2, 50), bool))
+    assert d.points == 50.0 and d.ci95 == (-100.0, 100.0) and d.verdict == "inconclusive"
 
 
 def test_an_inconclusive_verdict_says_how_many_seeds_would_settle_it() -> None:
