@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -9,7 +12,7 @@ import numpy as np
 import pytest
 
 from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet, float32_twin
-from search.devices import choose, cpu_flags
+from search.devices import ONEDNN_ENV, ask_for_onednn, choose, cpu_flags
 
 AMX = frozenset({"fpu", "avx512f", "amx_bf16", "amx_tile", "amx_int8"})
 NO_AMX = frozenset({"fpu", "avx2", "avx512f"})
@@ -43,6 +46,38 @@ def test_a_forced_value_is_honoured_whatever_the_hardware(precision: str, gpus: 
         assert choice.policy == precision and choice.xla
         assert choice.reason == f"--precision {precision}"
     assert not choose("auto", "off", gpus=1, flags=AMX).xla
+
+
+@pytest.mark.parametrize(
+    ("machine", "before", "after"),
+    [
+        ("x86_64", None, "1"),  # asked for where TensorFlow may leave them off
+        ("AMD64", None, "1"),
+        ("x86_64", "0", "0"),  # the user's setting wins
+        ("aarch64", None, None),  # untried there: TensorFlow's own default
+        ("arm64", "1", "1"),
+    ],
+)
+def test_onednn_kernels_are_asked_for_on_x86_64_unless_the_user_chose(
+    machine: str, before: str | None, after: str | None
+) -> None:
+    environ = {} if before is None else {ONEDNN_ENV: before}
+    ask_for_onednn(machine, environ)
+    assert environ.get(ONEDNN_ENV) == after
+
+
+def test_importing_the_package_asks_for_onednn_before_tensorflow_loads() -> None:
+    probe = (
+        "import os, platform, sys, search; "
+        "assert 'tensorflow' not in sys.modules, 'too late: TensorFlow loaded first'; "
+        f"print(platform.machine(), os.environ.get({ONEDNN_ENV!r}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != ONEDNN_ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    machine, value = out.stdout.split()
+    assert value == ("1" if machine.lower() in ("x86_64", "amd64") else "None")
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
