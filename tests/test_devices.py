@@ -66,9 +66,12 @@ def test_onednn_kernels_are_asked_for_on_x86_64_unless_the_user_chose(
     assert environ.get(ONEDNN_ENV) == after
 
 
-def test_importing_the_package_asks_for_onednn_before_tensorflow_loads() -> None:
+@pytest.mark.parametrize(
+    "module", ["search", "bench.precision"]
+)  # a benchmark runs the same kernels
+def test_importing_the_package_asks_for_onednn_before_tensorflow_loads(module: str) -> None:
     probe = (
-        "import os, platform, sys, search; "
+        f"import os, platform, sys, {module}; "
         "assert 'tensorflow' not in sys.modules, 'too late: TensorFlow loaded first'; "
         f"print(platform.machine(), os.environ.get({ONEDNN_ENV!r}))"
     )
