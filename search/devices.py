@@ -1,4 +1,4 @@
-"""Which precision and compiler a trial trains with, chosen from the hardware, with the reason.
+"""Which precision, compiler and CPU kernels a trial trains with, chosen from the hardware.
 
 The choice is a pure function of what the machine has (GPUs, the CPU's feature flags), so
 tests decide it for hardware they do not have; ``cpu_flags`` is the only reader of the machine.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from models.alexnet import AlexNetParams, build_alexnet, compile_alexnet, float32_twin
-from search.devices import ONEDNN_ENV, ask_for_onednn, choose, cpu_flags
+from search.devices import ONEDNN_ENV, ONEDNN_MACHINES, ask_for_onednn, choose, cpu_flags
 
 AMX = frozenset({"fpu", "avx512f", "amx_bf16", "amx_tile", "amx_int8"})
 NO_AMX = frozenset({"fpu", "avx2", "avx512f"})
@@ -66,9 +66,8 @@ def test_onednn_kernels_are_asked_for_on_x86_64_unless_the_user_chose(
     assert environ.get(ONEDNN_ENV) == after
 
 
-@pytest.mark.parametrize(
-    "module", ["search", "bench.precision"]
-)  # a benchmark runs the same kernels
+# a benchmark runs the kernels the search runs
+@pytest.mark.parametrize("module", ["search", "bench.precision"])
 def test_importing_the_package_asks_for_onednn_before_tensorflow_loads(module: str) -> None:
     probe = (
         f"import os, platform, sys, {module}; "
@@ -80,7 +79,7 @@ def test_importing_the_package_asks_for_onednn_before_tensorflow_loads(module: s
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
     machine, value = out.stdout.split()
-    assert value == ("1" if machine.lower() in ("x86_64", "amd64") else "None")
+    assert value == ("1" if machine.lower() in ONEDNN_MACHINES else "None")
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
