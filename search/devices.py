@@ -1,7 +1,8 @@
 """Which precision, compiler and CPU kernels a trial trains with, chosen from the hardware.
 
 The choice is a pure function of what the machine has (GPUs, the CPU's feature flags), so
-tests decide it for hardware they do not have; ``cpu_flags`` is the only reader of the machine.
+tests decide it for hardware they do not have; ``cpu_flags`` is the only reader of the machine,
+and ``ask_for_onednn`` (an environment variable, set as the package loads) its one side effect.
 """
 
 from __future__ import annotations
