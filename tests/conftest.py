@@ -13,6 +13,13 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, each file's in their order: with two test processes (``-n auto``)
+    a minute-long test dealt out last keeps one core idle while the other finishes it, and
+    the short tests dealt out after the slow ones fill in around them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def write_image(
     path: Path,
     *,

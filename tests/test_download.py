@@ -6,6 +6,8 @@ import hashlib
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from data_pipeline.discover import discover
 from data_pipeline.download import main
 from tests.conftest import write_image
@@ -120,6 +122,7 @@ def _search(tmp_path: Path, env: dict[str, str], *extra: str):
     )
 
 
+@pytest.mark.slow
 def test_without_data_dir_the_default_data_is_fetched_once_into_the_keras_cache(
     tmp_path: Path,
 ) -> None:
@@ -149,6 +152,7 @@ def test_without_data_dir_the_default_data_is_fetched_once_into_the_keras_cache(
     assert again.returncode == 0 and "fetching" not in again.stdout
 
 
+@pytest.mark.slow
 def test_default_data_offline_or_corrupt_is_one_clear_message(tmp_path: Path) -> None:
     offline = _search(tmp_path, {"ALEXNET_TUNER_DATA_URL": "http://127.0.0.1:9/x.zip"})
     assert offline.returncode == 2, offline.stderr[-2000:]

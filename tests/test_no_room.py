@@ -70,6 +70,7 @@ def test_storage_problems_are_told_apart_from_transient_ones(tmp_path: Path) -> 
     assert no_room(OSError(errno.EIO, "x"), tmp_path) is None
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_search_cleanly_and_the_rerun_completes(
     tiny: dict[str, Path],  # noqa: F811
     tmp_path: Path,
@@ -94,6 +95,7 @@ def test_a_full_disk_stops_the_search_cleanly_and_the_rerun_completes(
     assert _temporary_files(run_dir) == []
 
 
+@pytest.mark.slow
 def test_a_transient_checkpoint_failure_fails_that_trial_only(
     tiny: dict[str, Path],  # noqa: F811
     tmp_path: Path,
@@ -127,6 +129,7 @@ def read_only(monkeypatch: pytest.MonkeyPatch):
     return lambda root: roots.append(Path(root).resolve())
 
 
+@pytest.mark.slow
 def test_writing_commands_on_a_read_only_run_exit_2_and_reading_ones_work(
     tiny: dict[str, Path],  # noqa: F811
     tmp_path: Path,

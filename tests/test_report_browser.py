@@ -23,10 +23,13 @@ CHROMIUM = (
 )
 if CHROMIUM is None and os.environ.get("REQUIRE_BROWSER"):
     raise RuntimeError("REQUIRE_BROWSER is set but no chromium was found on PATH")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no chromium on PATH (Debian: apt-get install chromium); .ci/run installs it",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="no chromium on PATH (Debian: apt-get install chromium); .ci/run installs it",
+    ),
+    pytest.mark.slow,
+]
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts"))
 
 

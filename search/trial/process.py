@@ -47,8 +47,6 @@ if TYPE_CHECKING:
     from models.alexnet import AlexNetParams
     from models.checkpoint import BestWeights, TailMean
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def _protocol_stream() -> TextIO:
     """Keep the real stdout for events; send fd 1 (library chatter) to stderr."""
